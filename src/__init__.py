@@ -1,0 +1,1 @@
+"""DyGen: learning with noisy labels by dynamics-enhanced generative modelling."""

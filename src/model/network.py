@@ -1,0 +1,80 @@
+"""The Dirichlet conditional VAE of stage 2 (one per stage-1 model), and its pure losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DirichletVAE(nn.Module):
+    """Encoder q(y | z, noisy y) -> Dirichlet alpha; decoder p(noisy y | z, u) -> logits."""
+
+    def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.softplus_beta = softplus_beta
+        self.encoder = nn.Linear(input_dim + num_classes, num_classes)
+        self.decoder = nn.Linear(input_dim + num_classes, num_classes)
+
+    def _alpha(self, pre: torch.Tensor) -> torch.Tensor:
+        return F.softplus(pre, beta=self.softplus_beta) + 1.0 + 1.0 / self.num_classes
+
+    def alpha(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:
+        """z [B, F], noisy_onehot [B, C] -> alpha [B, C]."""
+        return self._alpha(self.encoder(torch.cat([z, noisy_onehot], dim=1)))
+
+    def alpha_all_labels(self, z: torch.Tensor) -> torch.Tensor:
+        """alpha for every candidate noisy label at once: z [B, F] -> [B, C(noisy), C(true)].
+
+        The encoder is linear in [z; onehot], so this is one product with the z-part of the
+        weight plus one column of the label part per candidate, not C forward passes.
+        """
+        w_z, w_y = self.encoder.weight[:, : z.shape[1]], self.encoder.weight[:, z.shape[1] :]
+        base = z @ w_z.T + self.encoder.bias  # [B, C]
+        return self._alpha(base[:, None, :] + w_y.T[None, :, :])
+
+    def decode(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([z, u], dim=1))
+
+    def forward(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = self.alpha(z, noisy_onehot)
+        u = dirichlet_sample(alpha)
+        return alpha, self.decode(z, u)
+
+
+def dirichlet_sample(alpha: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """Reparameterised Dir(alpha) sample via the Gamma inverse-CDF approximation.
+
+    u_k = exp((log(eps_k * alpha_k) + lgamma(alpha_k)) / alpha_k), eps ~ U(0, 1), then
+    normalised onto the simplex (done in log space for stability).
+    """
+    if eps is None:
+        eps = torch.rand_like(alpha)
+    eps = eps.clamp(min=1e-12)
+    log_gamma_sample = (torch.log(eps) + torch.log(alpha) + torch.lgamma(alpha)) / alpha
+    return torch.softmax(log_gamma_sample, dim=-1)
+
+
+def reconstruction_loss(logits: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits against onehot(noisy y), summed over batch and classes."""
+    return F.binary_cross_entropy_with_logits(logits, noisy_onehot, reduction="sum")
+
+
+def kl_dirichlet(alpha: torch.Tensor, alpha_prior: torch.Tensor) -> torch.Tensor:
+    """NPC's closed-form approximation of KL(Dir(alpha) || Dir(prior)), summed over the batch."""
+    return (torch.lgamma(alpha_prior) - torch.lgamma(alpha)
+            + (alpha - alpha_prior) * torch.digamma(alpha)).sum()
+
+
+def dirichlet_mean(alpha: torch.Tensor) -> torch.Tensor:
+    """(alpha - 1) / sum(alpha - 1): the posterior over the true label used everywhere."""
+    shifted = alpha - 1.0
+    return shifted / shifted.sum(-1, keepdim=True)
+
+
+def coregularization(alphas: torch.Tensor) -> torch.Tensor:
+    """sum_m KL(a || abar_m), a = mean_m abar_m, summed over the batch. alphas: [M, B, C]."""
+    abar = dirichlet_mean(alphas)
+    mean = abar.mean(0, keepdim=True)
+    return (mean * (mean.log() - abar.log())).sum()

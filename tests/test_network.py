@@ -1,0 +1,72 @@
+import torch
+import torch.nn.functional as F
+from scipy.special import digamma, gammaln
+
+from src.model.network import (
+    DirichletVAE,
+    coregularization,
+    dirichlet_mean,
+    dirichlet_sample,
+    kl_dirichlet,
+    reconstruction_loss,
+)
+from src.model.train_stage1 import coregularized_loss
+
+
+def test_alpha_is_above_one_plus_one_over_c_and_all_labels_matches_loop():
+    torch.manual_seed(0)
+    vae = DirichletVAE(input_dim=12, num_classes=4)
+    z = torch.randn(6, 12)
+    all_labels = vae.alpha_all_labels(z)  # [B, C, C]
+    for label in range(4):
+        onehot = F.one_hot(torch.full((6,), label), 4).float()
+        assert torch.allclose(all_labels[:, label], vae.alpha(z, onehot), atol=1e-6)
+    assert torch.all(all_labels > 1 + 1 / 4)
+
+
+def test_dirichlet_sample_on_simplex_and_follows_formula():
+    alpha = torch.tensor([[2.0, 3.0, 5.0]])
+    eps = torch.tensor([[0.3, 0.6, 0.9]])
+    u = dirichlet_sample(alpha, eps)
+    raw = torch.exp((torch.log(eps * alpha) + torch.lgamma(alpha)) / alpha)
+    assert torch.allclose(u, raw / raw.sum(), atol=1e-6)
+    samples = dirichlet_sample(alpha.expand(20000, 3))
+    assert torch.allclose(samples.sum(1), torch.ones(20000))
+    # Larger alpha -> larger share on average.
+    mean = samples.mean(0)
+    assert mean[2] > mean[1] > mean[0]
+
+
+def test_kl_term_matches_direct_formula():
+    alpha = torch.tensor([[1.5, 2.0, 4.0], [3.0, 1.2, 1.1]], dtype=torch.float64)
+    prior = torch.tensor([[1.3, 6.3, 1.3], [6.3, 1.3, 1.3]], dtype=torch.float64)
+    a, p = alpha.numpy(), prior.numpy()
+    expected = (gammaln(p) - gammaln(a) + (a - p) * digamma(a)).sum()
+    assert abs(kl_dirichlet(alpha, prior).item() - expected) < 1e-9
+
+
+def test_reconstruction_is_summed_bce():
+    logits, target = torch.randn(5, 3), F.one_hot(torch.tensor([0, 1, 2, 1, 0]), 3).float()
+    expected = -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).sum()
+    assert torch.allclose(reconstruction_loss(logits, target), expected, atol=1e-5)
+
+
+def test_coregularization_zero_when_models_agree_positive_otherwise():
+    alpha = torch.rand(7, 4) * 3 + 1.5
+    assert coregularization(torch.stack([alpha, alpha])).abs().item() < 1e-6
+    other = torch.rand(7, 4) * 3 + 1.5
+    reg = coregularization(torch.stack([alpha, other]))
+    a, b = dirichlet_mean(alpha), dirichlet_mean(other)
+    mean = (a + b) / 2
+    expected = (mean * (mean / a).log()).sum() + (mean * (mean / b).log()).sum()
+    assert reg.item() > 0 and abs(reg.item() - expected.item()) < 1e-5
+
+
+def test_stage1_coregularization_zero_when_models_agree():
+    logits = torch.randn(8, 5)
+    labels = torch.randint(0, 5, (8,))
+    same = coregularized_loss(torch.stack([logits, logits]), labels, alpha=5.0)
+    assert torch.allclose(same, F.cross_entropy(logits, labels), atol=1e-6)
+    different = coregularized_loss(torch.stack([logits, torch.randn(8, 5)]), labels, alpha=5.0)
+    no_reg = coregularized_loss(torch.stack([logits, torch.randn(8, 5)]), labels, alpha=0.0)
+    assert different.item() > 0 and no_reg.item() > 0
