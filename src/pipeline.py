@@ -154,14 +154,14 @@ def run(config: Config) -> dict:
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
     }
-    _write_outputs(config, record, stage1, vaes)
+    _write_outputs(config, record, models, tokenizer, vaes)
     log(f"accuracy before denoising {_fmt(accuracy_before)}, after {_fmt(accuracy_after)}"
         + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
                   for m, q in enumerate(marking) if q))
     return record
 
 
-def _write_outputs(config: Config, record: dict, stage1, vaes) -> None:
+def _write_outputs(config: Config, record: dict, models, tokenizer, vaes) -> None:
     cache = Path(config.cache_dir)
     stage2_acc = np.array([r.get("test_accuracy") or np.nan for r in record["stage2"]], dtype=np.float64)
     atomic_save_npy(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy", stage2_acc)
@@ -174,12 +174,12 @@ def _write_outputs(config: Config, record: dict, stage1, vaes) -> None:
         f"lambda_t={c.lambda_t}", f"acc_before={_fmt(record['accuracy_before'])}",
         f"acc_after={_fmt(record['accuracy_after'])}", f"total_s={record['timings_s']['total']:.1f}",
     ]))
-    if config.save_model:
+    if config.save_model:  # last-epoch classifiers (from_pretrained-loadable) and the VAEs
         out = Path(config.model_dir) / record["run_id"]
-        for m, vae in enumerate(vaes):
-            out.mkdir(parents=True, exist_ok=True)
+        for m, (model, vae) in enumerate(zip(models, vaes)):
+            model.save_pretrained(out / f"classifier_{m}")
+            tokenizer.save_pretrained(out / f"classifier_{m}")
             torch.save(vae.state_dict(), out / f"vae_{m}.pt")
-        record.setdefault("saved", str(out))
 
 
 def _run_id(config: Config) -> str:

@@ -61,7 +61,8 @@ def load_classifier(name: str, num_classes: int):
     hf_logging.disable_progress_bar()
     path = resolve_model_path(name)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_classes)
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_classes, ignore_mismatched_sizes=True)
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
 
