@@ -62,7 +62,7 @@ def run(config: Config) -> dict:
             raise UserError(f"--max_length {max_length}: beyond the model's position limit {limit}")
         tokenizer = load_tokenizer(model_name)
         train, val, test = splits.train, splits.validation, splits.test
-        ids = encode(tokenizer, train.texts + val.texts + test.texts, max_length)
+        texts = encode(tokenizer, train.texts + val.texts + test.texts, max_length)
     n_train, n_val, n_test = len(train), len(val), len(test)
     num_classes = splits.num_classes
     log(f"{splits.name}: {n_train} train / {n_val} validation / {n_test} test, {num_classes} classes, "
@@ -75,7 +75,7 @@ def run(config: Config) -> dict:
             torch.manual_seed(config.seed * 1000 + m)  # a different head for each model
             models.append(load_classifier(model_name, num_classes))
         stage1 = train_stage1(
-            models, tokenizer, ids, train.noisy, val.noisy,
+            models, texts, train.noisy, val.noisy,
             epochs=config.epochs, batch_size=config.train_batch_size,
             eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
             alpha_t_hi=config.alpha_t_hi, clip_gradient_norm=config.clip_gradient_norm,
@@ -88,8 +88,7 @@ def run(config: Config) -> dict:
 
     # ---- dynamics: distance to the noisy label's centroid, score, marking ---------------
     with timer("dynamics"):
-        fit_rows = np.arange(n_train + n_val)  # train + validation, noisy labels only
-        fit_labels = np.concatenate([train.noisy, val.noisy])
+        fit_labels = np.concatenate([train.noisy, val.noisy])  # train + validation, noisy only
         labels_t = torch.as_tensor(fit_labels)
         scores, marks = [], []
         for m in range(config.n_model):

@@ -61,10 +61,11 @@ def load_classifier(name: str, num_classes: int):
     hf_logging.disable_progress_bar()
     path = resolve_model_path(name)
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        model = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=num_classes, ignore_mismatched_sizes=True)
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
+    return model.float()  # float32 master weights even from a half-precision checkpoint
 
 
 def max_positions(name: str) -> int | None:

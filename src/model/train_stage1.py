@@ -24,12 +24,41 @@ class Stage1Result:
     embeddings: np.ndarray  # [M, E, N, D] float16, rows train | validation | test
     probs: np.ndarray  # [M, N, C] float32, softmax of the last-epoch classifiers
     history: list[dict] = field(default_factory=list)  # per epoch: loss, val accuracy, seconds
-    plm_seconds: float = 0.0  # wall time inside the language models' passes
+    plm_seconds: float = 0.0  # wall time in the language models' passes and optimiser steps
+    # (on CUDA, kernels run asynchronously: this counts launch time until the next sync)
 
 
-def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated, unpadded: padding happens per batch."""
-    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+@dataclass
+class TokenizedTexts:
+    """All texts padded once by the tokenizer; batches are sliced to their longest member."""
+
+    input_ids: torch.Tensor  # [N, L] padded with the tokenizer's pad id
+    lengths: np.ndarray  # [N] true lengths
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def batch(self, index: np.ndarray, device: torch.device, pad_to_max: bool = False) -> dict:
+        """Rows `index`, trimmed to the batch's longest text (dynamic padding)."""
+        width = self.input_ids.shape[1] if pad_to_max else int(self.lengths[index].max())
+        ids = self.input_ids[torch.as_tensor(index), :width]
+        mask = torch.arange(width)[None, :] < torch.as_tensor(self.lengths[index])[:, None]
+        pin = device.type == "cuda"
+        ids, mask = (ids.pin_memory(), mask.pin_memory()) if pin else (ids, mask)
+        return {"input_ids": ids.to(device, non_blocking=pin),
+                "attention_mask": mask.to(device, dtype=torch.long, non_blocking=pin)}
+
+
+def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool = False) -> TokenizedTexts:
+    """Tokenise every text once (truncated, padded to the longest), keeping the true lengths.
+
+    Batches are later trimmed on the right, so padding goes on the right whatever the model's habit.
+    """
+    tokenizer.padding_side = "right"
+    padding = "max_length" if pad_to_max_length else "longest"
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=padding,
+                        return_tensors="pt", return_attention_mask=True, return_token_type_ids=False)
+    return TokenizedTexts(encoded["input_ids"], encoded["attention_mask"].sum(1).numpy())
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -41,11 +70,6 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarr
 def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-def collate(tokenizer, ids: list[list[int]], index: np.ndarray, device: torch.device) -> dict:
-    batch = tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt")
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -80,14 +104,15 @@ def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_shar
 
 
 @torch.inference_mode()
-def embed(models, tokenizer, ids, batches, device, precision) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(models, texts: TokenizedTexts, batches, device, precision,
+          pad_to_max: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """[CLS] embeddings [M, N, D] and class probabilities [M, N, C] of every example."""
-    n = len(ids)
+    n = len(texts)
     cls_out, prob_out = None, None
     for m, model in enumerate(models):
         model.eval()
         for index in batches:
-            batch = collate(tokenizer, ids, index, device)
+            batch = texts.batch(index, device, pad_to_max)
             with autocast(device, precision):
                 out = model(**batch, output_hidden_states=True)
             cls = out.hidden_states[-1][:, 0]
@@ -102,8 +127,7 @@ def embed(models, tokenizer, ids, batches, device, precision) -> tuple[torch.Ten
 
 def train_stage1(
     models: list[torch.nn.Module],
-    tokenizer,
-    ids: list[list[int]],
+    texts: TokenizedTexts,
     train_labels: np.ndarray,
     val_labels: np.ndarray,
     *,
@@ -115,17 +139,20 @@ def train_stage1(
     alpha_t_hi: float = 5.0,
     clip_gradient_norm: float = 1.0,
     lr_schedule: str = "linear",
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,
     precision: str = "fp32",
     seed: int = 0,
     show_progress: bool = True,
+    pad_to_max: bool = False,
 ) -> Stage1Result:
-    """Fine-tune `models` on the first len(train_labels) rows of `ids`; embed all rows each epoch.
+    """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
 
-    `ids` holds train, validation and test rows in that order.
+    `texts` holds train, validation and test rows in that order. `pad_to_max` pads every batch
+    to the maximum length instead of its longest text (only to measure what dynamic padding saves).
     """
+    device = device or torch.device("cpu")
     n_train, n_val = len(train_labels), len(val_labels)
-    n_all = len(ids)
+    n_all = len(texts)
     num_models = len(models)
     for model in models:
         model.to(device)
@@ -136,7 +163,7 @@ def train_stage1(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
     labels_dev = torch.as_tensor(train_labels, device=device)
-    eval_batches = length_sorted_batches(np.array([len(x) for x in ids]), eval_batch_size)
+    eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
     rng = np.random.default_rng([seed, 1])
 
     embeddings = None  # [M, E, N, D] allocated after the first embedding pass
@@ -147,11 +174,13 @@ def train_stage1(
         alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
         for model in models:
             model.train()
-        total_loss, batches = 0.0, shuffled_batches(n_train, batch_size, rng)
+        total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
+        batches = shuffled_batches(n_train, batch_size, rng)
         bar = tqdm(batches, desc=f"stage 1 epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not show_progress)
-        for index in bar:
-            batch = collate(tokenizer, ids, index, device)
+        for step, index in enumerate(bar):
+            batch = texts.batch(index, device, pad_to_max)
+            tick = time.perf_counter()
             with autocast(device, precision):
                 logits = torch.stack([model(**batch).logits for model in models])  # [M, B, C]
             loss = coregularized_loss(logits, labels_dev[torch.as_tensor(index, device=device)], alpha)
@@ -161,20 +190,23 @@ def train_stage1(
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            total_loss += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            plm_seconds += time.perf_counter() - tick
+            total_loss += loss.detach()
+            if show_progress and step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
 
-        cls, probs = embed(models, tokenizer, ids, eval_batches, device, precision)
+        tick = time.perf_counter()
+        cls, probs = embed(models, texts, eval_batches, device, precision, pad_to_max)
         sync()
+        plm_seconds += time.perf_counter() - tick
         if embeddings is None:
             embeddings = np.empty((num_models, epochs, n_all, cls.shape[-1]), dtype=np.float16)
         embeddings[:, epoch] = cls.numpy()
         val_pred = probs[:, n_train : n_train + n_val].mean(0).argmax(-1).numpy()
         seconds = time.perf_counter() - start
-        plm_seconds += seconds
         history.append({
             "epoch": epoch + 1,
-            "train_loss": total_loss / len(batches),
+            "train_loss": total_loss.item() / len(batches),
             "val_accuracy_noisy": float((val_pred == val_labels).mean()) if n_val else None,
             "seconds": seconds,
         })

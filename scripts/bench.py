@@ -1,0 +1,237 @@
+"""Benchmarks: per-stage wall time and peak memory, printed as a table and a last `BENCH` line.
+
+Modes (one per invocation, so each peak-memory figure belongs to one job):
+  pipeline (default)  the whole method on --dataset/--bert (any main.py flag after `--`)
+  --padding           stage 1 with dynamic padding vs every batch padded to --max_length
+  --synthetic-wos     dynamics, prior, stage 2 and inference at WOS size from synthetic embeddings
+  --mfu               stage-1 training of a randomly initialised bert-base-sized model: model FLOP
+                      utilisation against the GPU's bf16 peak
+  --quick             the pipeline on the demo with 2 epochs (about a minute on 2 CPU cores)
+
+Examples:
+  python scripts/bench.py --quick
+  python scripts/bench.py -- --dataset trec --path ../shared/datasets/trec --bert minilm
+  python scripts/bench.py --padding -- --dataset trec --path ../shared/datasets/trec --bert minilm
+  python scripts/bench.py --synthetic-wos
+  python scripts/bench.py --mfu --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.config import parse_config  # noqa: E402
+from src.utils.common import peak_gpu_mb, peak_host_mb, resolve_device  # noqa: E402
+
+# Dense bf16 peak of the GPUs we report on (datasheet, without sparsity).
+BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+def print_table(rows: list[tuple[str, float]], extra: dict) -> None:
+    print(f"{'stage':<12}{'seconds':>10}")
+    for name, seconds in rows:
+        print(f"{name:<12}{seconds:>10.2f}")
+    gpu = extra.get("peak_gpu_mb")
+    print(f"peak host memory {extra['peak_host_mb']:.0f} MB, peak GPU memory "
+          f"{'n/a' if gpu is None else f'{gpu:.0f} MB'}")
+
+
+def bench_line(values: dict) -> str:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items() if v is not None]
+    return "BENCH " + " ".join(parts)
+
+
+def pipeline(argv: list[str]) -> dict:
+    from src.pipeline import run
+
+    config = parse_config([*argv, "--no-progress", "--cache_dir", "cache/bench"])
+    record = run(config)
+    t = record["timings_s"]
+    print_table([(k, v) for k, v in t.items()], record)
+    return {"total_s": t["total"], "stage1_s": t["stage1"], "plm_share": record["plm_seconds"] / t["total"],
+            "peak_host_mb": record["peak_host_mb"], "peak_gpu_mb": record["peak_gpu_mb"],
+            "accuracy_before": record["accuracy_before"], "accuracy_after": record["accuracy_after"]}
+
+
+def padding(argv: list[str]) -> dict:
+    """Stage 1 twice on the same data and seed: dynamic padding vs padding to --max_length."""
+    from src.data import MAX_LENGTH, apply_noise, load_dataset
+    from src.model.plm import load_classifier, load_tokenizer
+    from src.model.train_stage1 import encode, train_stage1
+
+    config = parse_config([*argv, "--no-progress"])
+    device = resolve_device(config.device)
+    precision = config.precision if config.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    splits = apply_noise(load_dataset(config.dataset, config.path, config.seed), config.noise_type,
+                         config.noise_ratio, config.seed)
+    max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
+    tokenizer = load_tokenizer(config.model_name())
+    all_texts = splits.train.texts + splits.validation.texts + splits.test.texts
+    results, seconds = [], []
+    for pad in (False, True):
+        texts = encode(tokenizer, all_texts, max_length, pad_to_max_length=pad)
+        models = []
+        for m in range(config.n_model):
+            torch.manual_seed(config.seed * 1000 + m)
+            models.append(load_classifier(config.model_name(), splits.num_classes))
+        start = time.perf_counter()
+        results.append(train_stage1(
+            models, texts, splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
+            batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size, lr=config.lr,
+            device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad))
+        seconds.append(time.perf_counter() - start)
+    dynamic, padded = results
+    emb_diff = float(np.abs(dynamic.embeddings.astype(np.float32) - padded.embeddings.astype(np.float32)).max())
+    prob_diff = float(np.abs(dynamic.probs - padded.probs).max())
+    same_pred = float((dynamic.probs.argmax(-1) == padded.probs.argmax(-1)).mean())
+    print_table([("dynamic", seconds[0]), ("padded", seconds[1])],
+                {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()})
+    print(f"max |embedding difference| {emb_diff:.3g}, max |probability difference| {prob_diff:.3g}, "
+          f"same predictions {same_pred:.4f}")
+    return {"stage1_s": seconds[0], "padded_stage1_s": seconds[1], "padding_speedup": seconds[1] / seconds[0],
+            "max_prob_diff": prob_diff, "same_predictions": same_pred,
+            "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
+
+
+def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs: int = 10,
+                  num_models: int = 2, seed: int = 0) -> dict:
+    """Everything after stage 1 at WOS size, from clustered synthetic embeddings with SN 20% noise."""
+    from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
+    from src.model.evaluate import accuracy, denoise
+    from src.model.generate_prior import dirichlet_prior, knn_predict_proba
+    from src.model.train_stage2 import Trajectories, train_stage2
+    from src.utils.noise import symmetric_noise
+
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, num_classes, n)
+    noisy = symmetric_noise(gold, num_classes, 0.2, rng)
+    n_test = n // 5
+    n_fit = n - n_test  # train + validation
+    n_train = int(0.8 * n_fit)
+    centres = rng.standard_normal((num_classes, dim)).astype(np.float32)
+    embeddings = np.empty((num_models, epochs, n, dim), dtype=np.float16)  # [M, E, N, D] on the host
+    for m in range(num_models):
+        for e in range(epochs):  # classes separate as "training" goes on
+            embeddings[m, e] = centres[gold] * (0.2 + 0.1 * e) + rng.standard_normal((n, dim), dtype=np.float32)
+    probs = np.full((num_models, n_test, num_classes), 0.1 / num_classes, dtype=np.float32)
+    probs[:, np.arange(n_test), gold[n_fit:]] += 0.9
+    timings = {}
+    start = time.perf_counter()
+    labels = torch.as_tensor(noisy[:n_fit])
+    marks = []
+    for m in range(num_models):
+        score = dynamics_score(distance_trajectories(embeddings[m][:, :n_fit], labels, num_classes))
+        marks.append(mark_noisy(score, 0.2).numpy())
+    timings["dynamics"] = time.perf_counter() - start
+    start = time.perf_counter()
+    priors = [dirichlet_prior(knn_predict_proba(embeddings[m, 0, :n_fit], noisy[:n_fit], marks[m], num_classes),
+                              "onehot", 5.0)[:n_train] for m in range(num_models)]
+    timings["prior"] = time.perf_counter() - start
+    start = time.perf_counter()
+    trajectories = Trajectories(embeddings, torch.device("cpu"))
+    test_rows = np.arange(n_fit, n)
+    vaes, _ = train_stage2(trajectories, np.arange(n_train), noisy[:n_train], priors, num_classes,
+                           total_iter=10, batch_size=32, lr=1e-4, lambda_t=1.0, show_progress=False,
+                           on_epoch_end=lambda e, v: {"test_accuracy": accuracy(
+                               denoise(v, trajectories, test_rows, probs), gold[n_fit:])})
+    timings["stage2"] = time.perf_counter() - start
+    start = time.perf_counter()
+    denoise(vaes, trajectories, test_rows, probs)
+    timings["inference"] = time.perf_counter() - start
+    timings["total"] = sum(timings.values())
+    extra = {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": None}
+    print_table(list(timings.items()), extra)
+    return {"total_s": timings["total"], **extra}
+
+
+def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int) -> dict:
+    """Model FLOP utilisation of co-regularised stage-1 training steps on a bert-base-sized model."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from src.model.train_stage1 import coregularized_loss
+    from src.utils.common import autocast
+
+    device = resolve_device(device_name)
+    config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=512)
+    models = []
+    for m in range(num_models):
+        torch.manual_seed(m)
+        models.append(BertForSequenceClassification(config).to(device).train())
+    params = [p for model in models for p in model.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)
+    # Per token: 6 x dense params (forward 2, backward 4) + attention scores and values
+    # (forward 2 matmuls x 2 x seq x hidden per layer, x3 for training).
+    flops_per_token = 6 * dense + 3 * 4 * config.num_hidden_layers * seq_len * config.hidden_size
+    flops_per_step = flops_per_token * batch_size * seq_len * num_models
+    ids = torch.randint(1000, 30000, (batch_size, seq_len), device=device)
+    mask = torch.ones_like(ids)
+    labels = torch.randint(0, 20, (batch_size,), device=device)
+
+    def step():
+        with autocast(device, "bf16"):
+            logits = torch.stack([model(input_ids=ids, attention_mask=mask).logits for model in models])
+        loss = coregularized_loss(logits, labels % logits.shape[-1], 5.0)
+        loss.backward()
+        for model in models:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(5):  # warm-up: allocator, cuBLAS handles, autotuning
+        step()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    seconds = time.perf_counter() - start
+    achieved = flops_per_step * steps / seconds / 1e12
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+    print(f"{name}: {steps} steps of {num_models} x bert-base, batch {batch_size} x {seq_len} tokens: "
+          f"{seconds / steps * 1e3:.1f} ms/step, {achieved:.1f} TFLOP/s"
+          + (f" = {achieved / peak:.1%} of the {peak} TFLOP/s bf16 peak" if peak else ""))
+    return {"step_ms": seconds / steps * 1e3, "tflops": achieved, "mfu": achieved / peak if peak else None,
+            "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--padding", action="store_true")
+    mode.add_argument("--synthetic-wos", action="store_true")
+    mode.add_argument("--mfu", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--mfu-batch", type=int, default=64)
+    parser.add_argument("--mfu-seq", type=int, default=150)
+    parser.add_argument("--mfu-steps", type=int, default=30)
+    parser.add_argument("main_flags", nargs="*", help="main.py flags, after `--`")
+    args = parser.parse_args()
+    flags = [*args.main_flags, "--device", args.device]
+    if args.quick:
+        result = pipeline(["--epochs", "2", "--total_iter", "2", *flags])
+    elif args.padding:
+        result = padding(flags)
+    elif args.synthetic_wos:
+        result = synthetic_wos()
+    elif args.mfu:
+        result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2)
+    else:
+        result = pipeline(flags)
+    print(bench_line(result))
+
+
+if __name__ == "__main__":
+    main()
