@@ -11,11 +11,19 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = parse_config(argv)
+        if config.describe:  # the data only: no model is loaded, nothing is written
+            import json
+
+            from src.data import describe
+
+            print(json.dumps(describe(config.dataset, config.path, config.noise_type,
+                                      config.noise_ratio, config.seed)))
+            return 0
         from src.pipeline import run
 
         run(config)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2
     return 0
 

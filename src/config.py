@@ -48,6 +48,7 @@ class Config:
     cache_dir: str = "cache"
     model_dir: str = "model_save"
     progress: bool = True
+    describe: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,7 +78,8 @@ class Config:
 
 
 HELP = {
-    "dataset": "data set: demo (embedded, offline), 20news, trec, semeval, chemprot",
+    "dataset": "data set: demo (embedded, offline), 20news, agnews, wos, trec, semeval, chemprot, "
+               "or csv (your own folder: train.csv [valid.csv test.csv], columns text,label[,gold])",
     "path": "folder (or file) holding the data set; default datasets/<dataset>",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
@@ -113,6 +115,8 @@ HELP = {
     "cache_dir": "where results logs, run JSONs and reusable artefacts go",
     "model_dir": "where --save_model writes",
     "progress": "show progress bars (--no-progress to hide them)",
+    "describe": "print the data set as the method sees it (sizes, class counts, noise rate, dropped "
+                "examples) as one JSON object and exit, without loading a model",
 }
 CHOICES = {
     "noise_type": ["SN", "ASN", "IDN"],

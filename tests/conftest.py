@@ -15,12 +15,14 @@ SHARED = ROOT.parent / "shared" / "datasets"
 def make_tiny_bert(directory: Path, words: list[str]) -> Path:
     """A 2-layer, 32-wide BERT with a word-level vocabulary, saved with save_pretrained."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(set(words))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    # `vocab=` (a path) is what loads the file with transformers 5; `vocab_file=` is ignored there.
+    tokenizer = BertTokenizer(vocab=str(directory / "vocab.txt"), do_lower_case=True)
+    assert len(tokenizer) == len(vocab), "the tiny tokenizer did not load its vocabulary"
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=128)
     torch.manual_seed(0)

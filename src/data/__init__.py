@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
-from src.data.base import Split, Splits, apply_noise, noise_rate
+from src.data.agnews import load_agnews
+from src.data.base import (
+    Split,
+    Splits,
+    apply_noise,
+    check_knn_size,
+    describe_splits,
+    noise_rate,
+)
 from src.data.demo import load_demo
 from src.data.news20 import load_20news
+from src.data.user_files import load_user_files
+from src.data.wos import load_wos
 from src.data.wrench import load_wrench
 from src.errors import UserError
 
 LOADERS: dict[str, Callable[[str | None, int], Splits]] = {
     "demo": load_demo,
     "20news": load_20news,
+    "agnews": load_agnews,
+    "wos": load_wos,
     "trec": partial(load_wrench, "trec"),
     "semeval": partial(load_wrench, "semeval"),
     "chemprot": partial(load_wrench, "chemprot"),
+    "csv": load_user_files,
 }
 
-# Maximum token lengths of the paper's settings (SPEC.md).
+# Maximum token lengths of the paper's settings (SPEC.md); the user's csv data: 128.
 MAX_LENGTH = {"demo": 32, "20news": 150, "agnews": 128, "wos": 128, "trec": 64, "semeval": 128,
-              "chemprot": 512}
+              "chemprot": 512, "csv": 128}
 
 
 def load_dataset(name: str, path: str | None, seed: int) -> Splits:
@@ -30,4 +43,10 @@ def load_dataset(name: str, path: str | None, seed: int) -> Splits:
     return LOADERS[name](path, seed)
 
 
-__all__ = ["LOADERS", "MAX_LENGTH", "Split", "Splits", "apply_noise", "load_dataset", "noise_rate"]
+def describe(name: str, path: str | None, noise_type: str | None, noise_ratio: float, seed: int) -> dict:
+    """What `--describe` prints: the data set as the method would see it, without any model."""
+    return describe_splits(apply_noise(load_dataset(name, path, seed), noise_type, noise_ratio, seed))
+
+
+__all__ = ["LOADERS", "MAX_LENGTH", "Split", "Splits", "apply_noise", "check_knn_size", "describe",
+           "load_dataset", "noise_rate"]

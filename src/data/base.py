@@ -1,12 +1,17 @@
-"""The data interface every loader returns, and the noise step applied to it."""
+"""The data interface every loader returns, the noise step applied to it, and shared checks."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from src.errors import UserError
 from src.utils.noise import add_noise
+
+SPLIT_NAMES = ("train", "validation", "test")
 
 
 @dataclass
@@ -14,7 +19,7 @@ class Split:
     """One split. `noisy` is what the method sees; `gold` is for diagnostics and test only."""
 
     texts: list[str]
-    noisy: np.ndarray | None  # [N] int64 observed labels; None until noise is applied
+    noisy: np.ndarray | None  # [N] int64 observed labels; None until noise is applied / unlabelled
     gold: np.ndarray | None  # [N] int64 true labels, or None when unknown
 
     def __len__(self) -> int:
@@ -30,6 +35,7 @@ class Splits:
     test: Split
     real_noise: bool = False  # labels are already noisy (weak supervision, user files)
     dropped: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0, "test": 0})
+    files: list[str] = field(default_factory=list)  # the files read: part of the cache key
 
     @property
     def num_classes(self) -> int:
@@ -37,6 +43,25 @@ class Splits:
 
     def items(self):
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (never silently trusting or changing the user's data)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def require_dir(path: str | Path, dataset: str) -> Path:
+    """The data folder named by --path, or a one-line error when it is not there."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"--path {path}: no such file or directory (data set {dataset})")
+    return path
+
+
+def require_file(file: Path, what: str = "") -> Path:
+    if not file.is_file():
+        raise UserError(f"{file}: file not found" + (f" ({what})" if what else ""))
+    return file
 
 
 def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) -> Splits:
@@ -49,13 +74,16 @@ def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) 
     if noise_type is None and splits.real_noise:
         return splits
     noise_type = noise_type or "SN"
+    for split_name, split in (("train", splits.train), ("validation", splits.validation)):
+        if split.gold is None:
+            raise UserError(f"--noise_type {noise_type}: the {split_name} split of {splits.name} has no "
+                            f"gold labels to apply synthetic noise to")
     # Separate, seeded streams per split so validation noise does not depend on train size.
     for offset, split in ((0, splits.train), (1, splits.validation)):
-        if split.gold is None:
-            raise ValueError(f"{splits.name}: synthetic noise needs gold labels")
         rng = np.random.default_rng([seed, offset])
         split.noisy = add_noise(split.gold, splits.num_classes, noise_type, rate, rng, split.texts)
-    splits.test.noisy = splits.test.gold
+    if splits.test.gold is not None:
+        splits.test.noisy = splits.test.gold
     return splits
 
 
@@ -66,9 +94,36 @@ def noise_rate(split: Split) -> float | None:
     return float((split.noisy != split.gold).mean())
 
 
+def describe_splits(splits: Splits) -> dict:
+    """The `--describe` object: sizes, class counts of the labels the method sees, noise, drops."""
+    out = {}
+    for name, split in splits.items():
+        labels = split.noisy if split.noisy is not None else split.gold
+        counts = None if labels is None else np.bincount(labels, minlength=splits.num_classes).tolist()
+        out[name] = {"size": len(split), "class_counts": counts, "noise_rate": noise_rate(split),
+                     "dropped": int(splits.dropped.get(name, 0))}
+    return {"dataset": splits.name, "num_classes": splits.num_classes,
+            "class_names": list(splits.class_names), "splits": out}
+
+
+def check_knn_size(splits: Splits, noise_ratio: float, k: int) -> None:
+    """The kNN prior is fitted on the unmarked train+validation examples: at least k are needed.
+
+    Checked before anything is written, so a run that would fail there never starts.
+    """
+    if not isinstance(noise_ratio, (int, float)):  # a ratio estimated later: checked there
+        return
+    n = len(splits.train) + len(splits.validation)
+    unmarked = n - int(noise_ratio * n)  # mark_noisy marks floor(r * N)
+    if unmarked < k:
+        raise UserError(f"{splits.name}: only {unmarked} of {n} train+validation examples stay unmarked "
+                        f"at --noise_ratio {noise_ratio}, but the kNN prior needs k={k}; lower "
+                        f"--noise_ratio or use more data")
+
+
 def seeded_train_validation(texts: list[str], labels: np.ndarray, seed: int, train_share: float = 0.8):
     """Shuffle with the seed; the first `train_share` is train, the rest validation."""
     order = np.random.default_rng(seed).permutation(len(texts))
     cut = int(train_share * len(texts))
-    pick = lambda idx: ([texts[i] for i in idx], labels[idx])  # noqa: E731
+    pick = lambda idx: ([texts[i] for i in idx], labels[idx])
     return pick(order[:cut]), pick(order[cut:])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.data.base import Split, Splits, seeded_train_validation
+from src.data.base import Split, Splits, require_dir, seeded_train_validation
 from src.errors import UserError
 
 ARCHIVE = "20news-bydate.tar.gz"
@@ -64,15 +64,24 @@ def _from_sklearn(data_home: Path, download: bool) -> dict[str, dict[str, list[s
     return out
 
 
-def _read(path: Path) -> dict[str, dict[str, list[str]]]:
-    if path.is_file():
-        return _from_archive(path)
-    if (path / ARCHIVE).is_file():
-        return _from_archive(path / ARCHIVE)
+def _source(path: Path) -> Path | None:
+    """The file or folder the data will be read from, None when there is none (download)."""
+    for candidate in (path, path / ARCHIVE, path / "20news-bydate_py3.pkz"):
+        if candidate.is_file():
+            return candidate
     if (path / "20news-bydate-train").is_dir() and (path / "20news-bydate-test").is_dir():
-        return _from_folders(path)
-    if (path / "20news-bydate_py3.pkz").is_file():
-        return _from_sklearn(path, download=False)
+        return path
+    return None
+
+
+def _read(path: Path) -> dict[str, dict[str, list[str]]]:
+    source = _source(path)
+    if source is not None and source.is_dir():
+        return _from_folders(source)
+    if source is not None and source.name.endswith(".pkz"):
+        return _from_sklearn(source.parent, download=False)
+    if source is not None:
+        return _from_archive(source)
     try:  # last resort: sklearn's own download (needs the internet)
         path.mkdir(parents=True, exist_ok=True)
         return _from_sklearn(path, download=True)
@@ -84,7 +93,8 @@ def _read(path: Path) -> dict[str, dict[str, list[str]]]:
 
 
 def load_20news(path: str | None, seed: int) -> Splits:
-    data = _read(Path(path or "datasets/20news"))
+    root = require_dir(path, "20news") if path else Path("datasets/20news")
+    data = _read(root)
     class_names = sorted(data["train"])
     if len(class_names) != 20 or sorted(data["test"]) != class_names:
         raise UserError(f"{path}: expected the 20 newsgroups in both train and test, found {len(class_names)}")
@@ -100,4 +110,5 @@ def load_20news(path: str | None, seed: int) -> Splits:
     return Splits(
         "20news", class_names,
         Split(tr_x, None, tr_y), Split(va_x, None, va_y), Split(te_x, te_y, te_y),
+        files=[str(_source(root) or root)],
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.data.base import Split, Splits
+from src.data.base import Split, Splits, require_dir, require_file
+from src.data.records import line_of_key, read_text
 from src.errors import UserError
 
 FILES = {"train": "train.json", "validation": "valid.json", "test": "test.json"}
@@ -32,49 +33,75 @@ def majority_vote(weak_labels: np.ndarray, num_classes: int, rng: np.random.Gene
 
 
 def _root(path: Path) -> Path:
-    if not (path / "train.json").exists() and (path / "wrench" / "train.json").exists():
+    if not (path / "train.json").exists() and (path / "wrench" / "valid.json").exists():
         return path / "wrench"
     return path
 
 
-def _read_json(file: Path) -> dict:
-    if not file.is_file():
-        raise UserError(f"{file}: file not found")
+def _read_json(file: Path, what: str) -> tuple[dict, str]:
+    require_file(file, what)
+    text = read_text(file)
     try:
-        with open(file, encoding="utf-8") as f:
-            records = json.load(f)
+        records = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{file}:{exc.lineno}: malformed json ({exc.msg})") from None
     if not isinstance(records, dict):
         raise UserError(f"{file}: expected a json object of records keyed by id")
-    return records
+    return records, text
+
+
+def _parse(file: Path, text: str, records: dict, num_classes: int, with_weak: bool):
+    """texts, gold [N], weak [N, L] or None; every bad record names its file and line."""
+    texts, gold, weak = [], [], []
+
+    def bad(key, why):
+        line = line_of_key(text, key)
+        return UserError(f"{file}:{line or '?'}: record {key!r} {why}")
+
+    for key, record in records.items():
+        try:
+            item_text, label = record["data"]["text"], record["label"]
+        except (KeyError, TypeError):
+            raise bad(key, 'lacks "label" or "data": {"text"}') from None
+        if not isinstance(item_text, str) or not item_text.strip():
+            raise bad(key, "has an empty text")
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < num_classes:
+            raise bad(key, f"has label {label!r}, outside the class range 0..{num_classes - 1}")
+        if with_weak:
+            votes = record.get("weak_labels")
+            if not isinstance(votes, list) or not all(isinstance(v, int) and -1 <= v < num_classes for v in votes):
+                raise bad(key, f"needs weak_labels: a list of ints in -1..{num_classes - 1}")
+            if weak and len(votes) != len(weak[0]):
+                raise bad(key, f"has {len(votes)} weak labels, the records before it {len(weak[0])}")
+            weak.append(votes)
+        texts.append(item_text)
+        gold.append(label)
+    weak_array = np.array(weak, dtype=np.int64).reshape(len(texts), -1) if with_weak else None
+    return texts, np.array(gold, dtype=np.int64), weak_array
 
 
 def load_wrench(name: str, path: str | None, seed: int) -> Splits:
-    root = _root(Path(path or f"datasets/{name}"))
+    root = _root(require_dir(path or f"datasets/{name}", name))
+    layout = f"the WRENCH layout of {name}: train.json, valid.json, test.json"
+    raw = {split: _read_json(root / file, layout) for split, file in FILES.items()}
+    files = [str(root / file) for file in FILES.values()]
     label_file = root / "label.json"
-    class_names = None
     if label_file.is_file():
-        mapping = _read_json(label_file)
-        class_names = [mapping[str(k)] for k in range(len(mapping))]
-    raw = {split: _read_json(root / file) for split, file in FILES.items()}
-    if class_names is None:
-        num = 1 + max(int(r["label"]) for recs in raw.values() for r in recs.values())
+        mapping, _ = _read_json(label_file, "")
+        try:
+            class_names = [str(mapping[str(k)]) for k in range(len(mapping))]
+        except KeyError:
+            raise UserError(f"{label_file}: expected keys 0..{len(mapping) - 1}") from None
+        files.append(str(label_file))
+    else:  # no names: as many classes as the largest gold label says
+        labels = [r.get("label") for recs, _ in raw.values() for r in recs.values() if isinstance(r, dict)]
+        num = 1 + max((x for x in labels if isinstance(x, int)), default=0)
         class_names = [str(k) for k in range(num)]
     num_classes = len(class_names)
 
     splits, dropped = {}, {}
-    for offset, (split, records) in enumerate(raw.items()):
-        try:
-            texts = [r["data"]["text"] for r in records.values()]
-            gold = np.array([int(r["label"]) for r in records.values()], dtype=np.int64)
-            weak = None
-            if split != "test":
-                weak = np.array([r["weak_labels"] for r in records.values()], dtype=np.int64)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{root / FILES[split]}: record without a valid {exc} field") from None
-        if len(gold) and (gold.min() < 0 or gold.max() >= num_classes):
-            raise UserError(f"{root / FILES[split]}: label outside 0..{num_classes - 1}")
+    for offset, (split, (records, text)) in enumerate(raw.items()):
+        texts, gold, weak = _parse(root / FILES[split], text, records, num_classes, split != "test")
         if name == "trec" and split == "test":
             # WRENCH TREC test texts start with the fine label ("dist How far ..."): a leak.
             texts = [t.split(" ", 1)[1] if " " in t else t for t in texts]
@@ -86,4 +113,4 @@ def load_wrench(name: str, path: str | None, seed: int) -> Splits:
         splits[split] = Split([texts[i] for i in keep], noisy[keep], gold[keep])
         dropped[split] = int(len(texts) - len(keep))
     return Splits(name, class_names, splits["train"], splits["validation"], splits["test"],
-                  real_noise=True, dropped=dropped)
+                  real_noise=True, dropped=dropped, files=files)

@@ -1,0 +1,198 @@
+"""Every bad input ends with one `error:` line naming the flag, file or line, exit code 2, and
+nothing written to cache/, model_save/ or figure/."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, shared_data
+
+from main import main
+
+OUTPUTS = ("cache", "model_save", "figure")
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return str(path.parent)
+
+
+@pytest.fixture
+def fails(tmp_path, monkeypatch, capsys, tiny_bert):
+    """fails(args, *expected) runs main() in an empty folder and checks the one-line error."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+
+    def check(args: list[str], *expected: str) -> str:
+        if "--bert" not in args:
+            args = [*args, "--bert", tiny_bert]
+        # fast settings first, so a flag under test given in `args` wins
+        code = main(["--epochs", "1", "--total_iter", "1", "--no-progress", *args])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        for text in expected:
+            assert text in lines[0], lines[0]
+        assert not any((work / name).exists() for name in OUTPUTS), list(work.iterdir())
+        return lines[0]
+
+    return check
+
+
+def csv_folder(tmp_path, train: str, **others) -> str:
+    folder = tmp_path / "user"
+    write(folder / "train.csv", train)
+    for name, text in others.items():
+        write(folder / name.replace("_", "."), text)
+    return str(folder)
+
+
+GOOD_TRAIN = "text,label\n" + "".join(f"match goal number {i},{'ab'[i % 2]}\n" for i in range(40))
+
+
+# ---- missing --path or split file ------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["20news", "agnews", "wos", "trec", "semeval", "chemprot", "csv"])
+def test_missing_path(fails, tmp_path, dataset):
+    fails(["--dataset", dataset, "--path", str(tmp_path / "nowhere")], "nowhere")
+
+
+def test_csv_without_path(fails):
+    fails(["--dataset", "csv"], "--path")
+
+
+def test_missing_split_files(fails, tmp_path):
+    fails(["--dataset", "chemprot", "--path", str(shared_data("chemprot"))], "train.json: file not found")
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    fails(["--dataset", "csv", "--path", str(folder)], "train.csv: file not found")
+    ag = write(tmp_path / "ag" / "train.csv", '"1","a","b"\n')
+    write(tmp_path / "ag" / "classes.txt", "A\nB\n")
+    fails(["--dataset", "agnews", "--path", ag], "test.csv: file not found")
+    wos = write(tmp_path / "wos" / "X.txt", "one\ntwo\n")
+    fails(["--dataset", "wos", "--path", wos], "Y.txt: file not found")
+
+
+def test_unknown_dataset(fails):
+    fails(["--dataset", "imdb"], "imdb")
+
+
+# ---- malformed records ------------------------------------------------------------------
+
+def wrench_folder(tmp_path, train: dict | str) -> str:
+    record = {"label": 0, "weak_labels": [0, -1], "data": {"text": "what is it"}}
+    folder = tmp_path / "wrench"
+    write(folder / "train.json", train if isinstance(train, str) else json.dumps(train, indent=1))
+    for name in ("valid", "test"):
+        write(folder / f"{name}.json", json.dumps({str(i): record for i in range(12)}))
+    write(folder / "label.json", json.dumps({"0": "A", "1": "B"}))
+    return str(folder)
+
+
+def test_malformed_json(fails, tmp_path):
+    path = wrench_folder(tmp_path, '{"0": {"label": 0,\n "weak_labels": [0]\n "data": {}}}')
+    fails(["--dataset", "trec", "--path", path], "train.json:3", "malformed json")
+
+
+def test_malformed_json_record(fails, tmp_path):
+    good = {"label": 1, "weak_labels": [1, -1], "data": {"text": "who is he"}}
+    records = {"0": good, "1": good, "2": {"label": 1, "weak_labels": [1, -1], "text": "no data"}}
+    line = json.dumps(records, indent=1).splitlines().index(' "2": {') + 1
+    fails(["--dataset", "semeval", "--path", wrench_folder(tmp_path, records)], f"train.json:{line}", "'2'")
+
+
+def test_malformed_jsonl_record(fails, tmp_path):
+    folder = tmp_path / "user"
+    write(folder / "train.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": "y"\n')
+    fails(["--dataset", "csv", "--path", str(folder)], "train.jsonl:2", "malformed json")
+
+
+def test_malformed_csv_record(fails, tmp_path):
+    path = csv_folder(tmp_path, GOOD_TRAIN, valid_csv="text,label\nmatch,a\ngoal,b,extra\n")
+    fails(["--dataset", "csv", "--path", path], "valid.csv:3", "expected 2 fields")
+    path = csv_folder(tmp_path, GOOD_TRAIN, valid_csv='text,label\n"match" goal,a\n')
+    fails(["--dataset", "csv", "--path", path], "valid.csv:2", "malformed csv")
+    ag = write(tmp_path / "ag" / "train.csv", '"1","a","b"\n"2","only two"\n')
+    write(tmp_path / "ag" / "test.csv", '"1","a","b"\n')
+    write(tmp_path / "ag" / "classes.txt", "A\nB\n")
+    fails(["--dataset", "agnews", "--path", ag], "train.csv:2", "expected 3 fields")
+
+
+# ---- labels outside the classes -----------------------------------------------------------
+
+def test_label_outside_the_class_range(fails, tmp_path):
+    records = {str(i): {"label": i % 2, "weak_labels": [i % 2], "data": {"text": "who"}} for i in range(20)}
+    records["7"]["label"] = 9
+    fails(["--dataset", "trec", "--path", wrench_folder(tmp_path, records)], "train.json", "'7'", "label 9")
+    ag = write(tmp_path / "ag" / "train.csv", '"1","a","b"\n')
+    write(tmp_path / "ag" / "test.csv", '"1","a","b"\n"5","c","d"\n')
+    write(tmp_path / "ag" / "classes.txt", "A\nB\nC\nD\n")
+    fails(["--dataset", "agnews", "--path", ag], "test.csv:2", "class '5'")
+    ints = "text,label\n" + "".join(f"match {i},{i % 3}\n" for i in range(40))
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, ints, test_csv="text,gold\ngoal,3\n")],
+          "test.csv:2", "gold 3 outside the class range 0..2")
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, ints + "goal,-1\n")], "train.csv:42", "label -1")
+
+
+def test_string_label_that_train_never_had(fails, tmp_path):
+    path = csv_folder(tmp_path, GOOD_TRAIN, test_csv="text,label,gold\nmatch,a,a\ngoal,b,c\n")
+    fails(["--dataset", "csv", "--path", path], "test.csv:3", "gold 'c' is not a class")
+    path = csv_folder(tmp_path, GOOD_TRAIN, test_csv="text,label\nmatch,zz\n")
+    fails(["--dataset", "csv", "--path", path], "test.csv:2", "label 'zz' is not a class")
+
+
+# ---- empty texts -------------------------------------------------------------------------
+
+def test_empty_text(fails, tmp_path):
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, GOOD_TRAIN + '"  ",a\n')], "train.csv:42", "empty text")
+    records = {"0": {"label": 0, "weak_labels": [0], "data": {"text": ""}}}
+    fails(["--dataset", "trec", "--path", wrench_folder(tmp_path, records)], "train.json:2", "empty text")
+    wos = write(tmp_path / "wos" / "X.txt", "one\n\nthree\n")
+    write(tmp_path / "wos" / "Y.txt", "0\n1\n0\n")
+    fails(["--dataset", "wos", "--path", wos], "X.txt:2", "empty text")
+
+
+# ---- flags --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,value", [
+    ("--noise_ratio", "1.0"), ("--noise_ratio", "-0.1"), ("--n_model", "0"), ("--epochs", "0"),
+    ("--total_iter", "0"), ("--train_batch_size", "0"), ("--eval_batch_size", "0"),
+    ("--vae_batch_size", "-3"),
+])
+def test_flag_out_of_range(fails, flag, value):
+    fails([flag, value], flag)
+
+
+def test_bert_that_is_not_a_model_directory(fails, tmp_path):
+    fails(["--bert", str(tmp_path / "no_model")], "--bert", "no_model")
+    (tmp_path / "not_a_model").mkdir()
+    fails(["--bert", str(tmp_path / "not_a_model")], "--bert", "config.json")
+
+
+def test_bert_that_is_not_reachable(tmp_path):
+    """A hub name while offline: a separate process, so the offline switch is read at import."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "--bert", "no-such-org/no-such-model", "--epochs", "1",
+         "--cache_dir", str(tmp_path / "cache"), "--model_dir", str(tmp_path / "model_save")],
+        check=False, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --bert no-such-org/no-such-model"), result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_max_length_beyond_the_model(fails):
+    fails(["--max_length", "1000"], "--max_length 1000", "128")  # the tiny BERT has 128 positions
+
+
+def test_too_few_examples_for_the_knn_prior(fails, tmp_path):
+    small = "text,label\n" + "".join(f"match goal {i},{'ab'[i % 2]}\n" for i in range(16))
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, small), "--noise_ratio", "0.5"], "k=10", "--noise_ratio")
