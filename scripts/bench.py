@@ -152,7 +152,8 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     return {"total_s": timings["total"], **extra}
 
 
-def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int) -> dict:
+def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int,
+        compile_models: bool = False) -> dict:
     """Model FLOP utilisation of co-regularised stage-1 training steps on a bert-base-sized model."""
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -168,6 +169,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
         models.append(BertForSequenceClassification(config).to(device).train())
     params = [p for model in models for p in model.parameters()]
     optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
+    runners = [torch.compile(model) for model in models] if compile_models else models
     dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)
     # Per token: 6 x dense params (forward 2, backward 4) + attention scores and values
     # (forward 2 matmuls x 2 x seq x hidden per layer, x3 for training).
@@ -179,7 +181,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
 
     def step():
         with autocast(device, "bf16"):
-            logits = torch.stack([model(input_ids=ids, attention_mask=mask).logits for model in models])
+            logits = torch.stack([run(input_ids=ids, attention_mask=mask).logits for run in runners])
         loss = coregularized_loss(logits, labels % logits.shape[-1], 5.0)
         loss.backward()
         for model in models:
@@ -187,7 +189,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(5):  # warm-up: allocator, cuBLAS handles, autotuning
+    for _ in range(8):  # warm-up: allocator, cuBLAS handles, autotuning, compilation
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
@@ -199,7 +201,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     achieved = flops_per_step * steps / seconds / 1e12
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
-    print(f"{name}: {steps} steps of {num_models} x bert-base, batch {batch_size} x {seq_len} tokens: "
+    label = "bert-base (compiled)" if compile_models else "bert-base"
+    print(f"{name}: {steps} steps of {num_models} x {label}, batch {batch_size} x {seq_len} tokens: "
           f"{seconds / steps * 1e3:.1f} ms/step, {achieved:.1f} TFLOP/s"
           + (f" = {achieved / peak:.1%} of the {peak} TFLOP/s bf16 peak" if peak else ""))
     return {"step_ms": seconds / steps * 1e3, "tflops": achieved, "mfu": achieved / peak if peak else None,
@@ -217,6 +220,7 @@ def main() -> None:
     parser.add_argument("--mfu-batch", type=int, default=64)
     parser.add_argument("--mfu-seq", type=int, default=150)
     parser.add_argument("--mfu-steps", type=int, default=30)
+    parser.add_argument("--compile", action="store_true", help="with --mfu: torch.compile the models")
     parser.add_argument("main_flags", nargs="*", help="main.py flags, after `--`")
     args = parser.parse_args()
     flags = [*args.main_flags, "--device", args.device]
@@ -227,7 +231,8 @@ def main() -> None:
     elif args.synthetic_wos:
         result = synthetic_wos()
     elif args.mfu:
-        result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2)
+        result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
+                     compile_models=args.compile)
     else:
         result = pipeline(flags)
     print(bench_line(result))

@@ -15,12 +15,16 @@ run() {  # name, limit in seconds, command...
   echo "$name: rc=$rc $(( $(date +%s) - start ))s wall" | tee -a "$OUT/gpu.txt"
   grep -E "accuracy before|^BENCH|error" "$OUT/$name.log" | tail -3 | tee -a "$OUT/gpu.txt"
 }
+T="env DATA=$ASSETS/20news-bydate.tar.gz BERT=$ASSETS/minilm sh scripts/train.sh --no-progress"
 # 1. The paper's run (train.sh) with MiniLM, bf16 autocast (the default on CUDA).
-run train_bf16 200 env DATA="$ASSETS/20news-bydate.tar.gz" BERT="$ASSETS/minilm" \
-  sh scripts/train.sh --no-progress --cache_dir "$OUT/cache"
-# 2. Model FLOP utilisation of stage-1 training on a bert-base-sized model.
-run mfu 90 python3 scripts/bench.py --mfu --device cuda
-# 3. The same run in full precision, to compare accuracy.
-run train_fp32 200 env DATA="$ASSETS/20news-bydate.tar.gz" BERT="$ASSETS/minilm" \
-  sh scripts/train.sh --no-progress --precision fp32 --cache_dir "$OUT/cache"
+run train_bf16 150 $T --cache_dir "$OUT/cache"
+# 2. Model FLOP utilisation of stage-1 training on a bert-base-sized model: eager, compiled, bigger batch.
+run mfu 60 python3 scripts/bench.py --mfu --device cuda
+run mfu_compiled 150 python3 scripts/bench.py --mfu --device cuda --compile
+run mfu_b256 60 python3 scripts/bench.py --mfu --device cuda --mfu-batch 256 --mfu-steps 15
+# 3. The same run with the language models compiled.
+run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
+# 4. Full precision, and the reference code's restarting learning-rate schedule.
+[ -n "$FULL" ] && run train_fp32 150 $T --precision fp32 --cache_dir "$OUT/cache"
+[ -n "$FULL" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
 tar czf "$OUT/runs.tgz" -C "$OUT" cache && rm -rf "$OUT/cache"

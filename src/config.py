@@ -44,6 +44,7 @@ class Config:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto = bf16 on CUDA, fp32 on CPU
+    compile: bool = False
     save_model: bool = False
     cache_dir: str = "cache"
     model_dir: str = "model_save"
@@ -111,6 +112,7 @@ HELP = {
     "seed": "seed of noise, splits, initialisation and batch order",
     "device": "auto (cuda when available), cpu or cuda",
     "precision": "auto (bf16 autocast on cuda, fp32 on cpu), fp32 or bf16",
+    "compile": "torch.compile the language models (faster on GPU after a warm-up; same maths)",
     "save_model": "save the final stage-1 classifiers and stage-2 VAEs to --model_dir",
     "cache_dir": "where results logs, run JSONs and reusable artefacts go",
     "model_dir": "where --save_model writes",

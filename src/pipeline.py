@@ -84,7 +84,7 @@ def run(config: Config) -> dict:
             eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
             alpha_t_hi=config.alpha_t_hi, clip_gradient_norm=config.clip_gradient_norm,
             lr_schedule=config.lr_schedule, device=device, precision=precision, seed=config.seed,
-            show_progress=config.progress,
+            show_progress=config.progress, compile_models=config.compile,
         )
     test_rows = np.arange(n_train + n_val, n_train + n_val + n_test)
     test_noisy_probs = stage1.probs[:, test_rows]  # [M, N_test, C]
@@ -155,6 +155,7 @@ def run(config: Config) -> dict:
         "timings_s": timer.seconds,
         "plm_seconds": stage1.plm_seconds,
         "peak_host_mb": peak_host_mb(),
+        "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
         "peak_gpu_mb": peak_gpu_mb(),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,

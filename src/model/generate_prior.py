@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import sklearn
 from sklearn.neighbors import KNeighborsClassifier
 
 from src.errors import UserError
@@ -22,7 +23,8 @@ def knn_predict_proba(
     knn = KNeighborsClassifier(n_neighbors=k, weights="distance")
     knn.fit(np.asarray(embeddings[keep], dtype=np.float32), labels[keep])
     proba = np.zeros((len(embeddings), num_classes))
-    proba[:, knn.classes_] = knn.predict_proba(np.asarray(embeddings, dtype=np.float32))
+    with sklearn.config_context(working_memory=128):  # MB per distance chunk (default 1 GB)
+        proba[:, knn.classes_] = knn.predict_proba(np.asarray(embeddings, dtype=np.float32))
     return proba
 
 

@@ -43,22 +43,30 @@ class TokenizedTexts:
         width = self.input_ids.shape[1] if pad_to_max else int(self.lengths[index].max())
         ids = self.input_ids[torch.as_tensor(index), :width]
         mask = torch.arange(width)[None, :] < torch.as_tensor(self.lengths[index])[:, None]
-        pin = device.type == "cuda"
-        ids, mask = (ids.pin_memory(), mask.pin_memory()) if pin else (ids, mask)
-        return {"input_ids": ids.to(device, non_blocking=pin),
-                "attention_mask": mask.to(device, dtype=torch.long, non_blocking=pin)}
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device, dtype=torch.long)}
 
 
-def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool = False) -> TokenizedTexts:
-    """Tokenise every text once (truncated, padded to the longest), keeping the true lengths.
+def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool = False,
+           chars_per_token: int = 8) -> TokenizedTexts:
+    """Tokenise every text once (truncated, padded on the right), keeping the true lengths.
 
-    Batches are later trimmed on the right, so padding goes on the right whatever the model's habit.
+    The tokenizer reads a whole text even when it keeps only `max_length` tokens, and 20news
+    has messages of 50,000+ characters; so each text is first cut to `max_length *
+    chars_per_token` characters. Exact: a cut text whose prefix gives fewer than `max_length`
+    tokens is tokenised again whole.
     """
-    tokenizer.padding_side = "right"
-    padding = "max_length" if pad_to_max_length else "longest"
-    encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=padding,
-                        return_tensors="pt", return_attention_mask=True, return_token_type_ids=False)
-    return TokenizedTexts(encoded["input_ids"], encoded["attention_mask"].sum(1).numpy())
+    tokenizer.padding_side = "right"  # batches are later trimmed on the right
+    limit = max_length * chars_per_token
+    kwargs = {"truncation": True, "max_length": max_length, "return_token_type_ids": False,
+              "return_attention_mask": False}
+    ids = tokenizer([t[:limit] for t in texts], **kwargs)["input_ids"]
+    redo = [i for i, t in enumerate(texts) if len(t) > limit and len(ids[i]) < max_length]
+    if redo:
+        for i, row in zip(redo, tokenizer([texts[i] for i in redo], **kwargs)["input_ids"]):
+            ids[i] = row
+    padded = tokenizer.pad({"input_ids": ids}, padding="max_length" if pad_to_max_length else "longest",
+                           max_length=max_length, return_tensors="pt", return_attention_mask=True)
+    return TokenizedTexts(padded["input_ids"], padded["attention_mask"].sum(1).numpy())
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -144,6 +152,7 @@ def train_stage1(
     seed: int = 0,
     show_progress: bool = True,
     pad_to_max: bool = False,
+    compile_models: bool = False,
 ) -> Stage1Result:
     """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
 
@@ -157,6 +166,8 @@ def train_stage1(
     for model in models:
         model.to(device)
     params = [p for model in models for p in model.parameters()]
+    # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
+    runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
                                   fused=device.type == "cuda")
     steps_per_epoch = -(-n_train // batch_size)
@@ -182,7 +193,7 @@ def train_stage1(
             batch = texts.batch(index, device, pad_to_max)
             tick = time.perf_counter()
             with autocast(device, precision):
-                logits = torch.stack([model(**batch).logits for model in models])  # [M, B, C]
+                logits = torch.stack([run(**batch).logits for run in runners])  # [M, B, C]
             loss = coregularized_loss(logits, labels_dev[torch.as_tensor(index, device=device)], alpha)
             loss.backward()
             for model in models:
@@ -196,7 +207,7 @@ def train_stage1(
                 bar.set_postfix(loss=f"{loss.item():.3f}")
 
         tick = time.perf_counter()
-        cls, probs = embed(models, texts, eval_batches, device, precision, pad_to_max)
+        cls, probs = embed(runners, texts, eval_batches, device, precision, pad_to_max)
         sync()
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:

@@ -52,10 +52,14 @@ def peak_gpu_mb() -> float | None:
 
 
 class StageTimer:
-    """Collects wall seconds per named stage: `with timer("stage1"): ...`."""
+    """Wall seconds per named stage, and the process's peak memory when each stage ended.
+
+    `with timer("stage1"): ...`
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_host_mb: dict[str, float] = {}
 
     @contextlib.contextmanager
     def __call__(self, name: str):
@@ -64,6 +68,7 @@ class StageTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            self.peak_host_mb[name] = peak_host_mb()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
