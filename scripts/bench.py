@@ -102,8 +102,12 @@ def padding(argv: list[str]) -> dict:
 
 
 def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs: int = 10,
-                  num_models: int = 2, seed: int = 0) -> dict:
-    """Everything after stage 1 at WOS size, from clustered synthetic embeddings with SN 20% noise."""
+                  num_models: int = 2, seed: int = 0, per_epoch_eval: bool = False) -> dict:
+    """Everything after stage 1 at WOS size, from clustered synthetic embeddings with SN 20% noise.
+
+    `per_epoch_eval` also scores the test split after every stage-2 epoch, as a run does for
+    its per-epoch accuracy file (at 134 classes that is a [N_test, C, C] pass per epoch).
+    """
     from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
     from src.model.evaluate import accuracy, denoise
     from src.model.generate_prior import dirichlet_prior, knn_predict_proba
@@ -138,10 +142,10 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     start = time.perf_counter()
     trajectories = Trajectories(embeddings, torch.device("cpu"))
     test_rows = np.arange(n_fit, n)
+    evaluate = lambda e, v: {"test_accuracy": accuracy(denoise(v, trajectories, test_rows, probs), gold[n_fit:])}  # noqa: E731
     vaes, _ = train_stage2(trajectories, np.arange(n_train), noisy[:n_train], priors, num_classes,
                            total_iter=10, batch_size=32, lr=1e-4, lambda_t=1.0, show_progress=False,
-                           on_epoch_end=lambda e, v: {"test_accuracy": accuracy(
-                               denoise(v, trajectories, test_rows, probs), gold[n_fit:])})
+                           on_epoch_end=evaluate if per_epoch_eval else None)
     timings["stage2"] = time.perf_counter() - start
     start = time.perf_counter()
     denoise(vaes, trajectories, test_rows, probs)
@@ -215,6 +219,8 @@ def main() -> None:
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--padding", action="store_true")
     mode.add_argument("--synthetic-wos", action="store_true")
+    parser.add_argument("--per-epoch-eval", action="store_true",
+                        help="with --synthetic-wos: also score the test split after every stage-2 epoch")
     mode.add_argument("--mfu", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--mfu-batch", type=int, default=64)
@@ -229,7 +235,7 @@ def main() -> None:
     elif args.padding:
         result = padding(flags)
     elif args.synthetic_wos:
-        result = synthetic_wos()
+        result = synthetic_wos(per_epoch_eval=args.per_epoch_eval)
     elif args.mfu:
         result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
                      compile_models=args.compile)

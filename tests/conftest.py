@@ -33,9 +33,9 @@ def make_tiny_bert(directory: Path, words: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
-    from src.data.demo import FILLER, TOPICS
+    from src.data.demo import vocabulary
 
-    words = FILLER + [w for topic in TOPICS.values() for w in topic] + ["what", "how", "who", "is", "the"]
+    words = vocabulary() + ["what", "how", "who", "is", "the"]
     return str(make_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), words))
 
 

@@ -18,7 +18,8 @@ class DirichletVAE(nn.Module):
         self.decoder = nn.Linear(input_dim + num_classes, num_classes)
 
     def _alpha(self, pre: torch.Tensor) -> torch.Tensor:
-        return F.softplus(pre, beta=self.softplus_beta) + 1.0 + 1.0 / self.num_classes
+        alpha = F.softplus(pre, beta=self.softplus_beta)
+        return alpha.add_(1.0 + 1.0 / self.num_classes)  # in place: [B, C, C] can be large
 
     def alpha(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:
         """z [B, F], noisy_onehot [B, C] -> alpha [B, C]."""

@@ -16,6 +16,15 @@ from src.model.network import (
 from src.model.train_stage1 import shuffled_batches
 
 
+def _fused_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has it (CUDA; CPU since 2.4): with about a
+    million weights per VAE and tiny batches, the optimiser step dominates stage 2 otherwise."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 class Trajectories:
     """Per-batch view of the [M, E, N, D] buffer as z^m = [h^1; ...; h^E] -> [B, E*D] float32.
 
@@ -88,9 +97,7 @@ def train_stage2(
     torch.manual_seed(seed)
     vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta).to(device)
             for _ in range(trajectories.num_models)]
-    # Fused Adam on CUDA: one kernel for all parameters instead of several per tensor.
-    optimizer = torch.optim.Adam([p for vae in vaes for p in vae.parameters()], lr=lr,
-                                 fused=device.type == "cuda", foreach=None if device.type == "cuda" else True)
+    optimizer = _fused_adam([p for vae in vaes for p in vae.parameters()], lr)
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
     rng = np.random.default_rng([seed, 2])
