@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from src.utils.common import autocast
+from src.utils.common import autocast, fused_optimizer
 
 
 @dataclass
@@ -168,8 +168,7 @@ def train_stage1(
     params = [p for model in models for p in model.parameters()]
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = fused_optimizer(torch.optim.AdamW, params, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))

@@ -14,15 +14,7 @@ from src.model.network import (
     reconstruction_loss,
 )
 from src.model.train_stage1 import shuffled_batches
-
-
-def _fused_adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has it (CUDA; CPU since 2.4): with about a
-    million weights per VAE and tiny batches, the optimiser step dominates stage 2 otherwise."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr)
+from src.utils.common import fused_optimizer
 
 
 class Trajectories:
@@ -97,7 +89,9 @@ def train_stage2(
     torch.manual_seed(seed)
     vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta).to(device)
             for _ in range(trajectories.num_models)]
-    optimizer = _fused_adam([p for vae in vaes for p in vae.parameters()], lr)
+    # With about a million weights per VAE and tiny batches, the optimiser step dominates
+    # stage 2 unless it is the fused kernel.
+    optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr)
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
     rng = np.random.default_rng([seed, 2])
