@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.errors import UserError
 from src.utils.noise import add_noise
 
 
@@ -39,7 +40,7 @@ class Splits:
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
 
 
-def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) -> Splits:
+def apply_noise(splits: Splits, noise_type: str | None, rate: float | str, seed: int) -> Splits:
     """Give train and validation their noisy labels; test keeps gold labels only.
 
     `noise_type` None keeps a data set's real noise; on a clean data set it means SN.
@@ -48,6 +49,9 @@ def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) 
     """
     if noise_type is None and splits.real_noise:
         return splits
+    if rate == "auto":  # --noise_ratio auto estimates the marking share, not a flip rate
+        raise UserError(f"--noise_ratio auto: {splits.name} has clean labels, so synthetic noise is "
+                        f"applied, and its flip rate needs a number")
     noise_type = noise_type or "SN"
     # Separate, seeded streams per split so validation noise does not depend on train size.
     for offset, split in ((0, splits.train), (1, splits.validation)):
