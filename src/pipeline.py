@@ -19,8 +19,9 @@ from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
+from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
-from src.model.evaluate import accuracy, denoise, marking_quality
+from src.model.evaluate import accuracy, denoise, marking_quality, posterior_given_label
 from src.model.generate_prior import dirichlet_prior, knn_predict_proba
 from src.model.plm import load_classifier, load_tokenizer, max_positions
 from src.model.train_stage1 import encode, train_stage1
@@ -35,6 +36,7 @@ from src.utils.common import (
     resolve_device,
     seed_everything,
 )
+from src.utils.labels_file import cleaning_quality, label_rows, write_labels_csv
 
 
 def log(message: str) -> None:
@@ -94,12 +96,18 @@ def run(config: Config) -> dict:
     with timer("dynamics"):
         fit_labels = np.concatenate([train.noisy, val.noisy])  # train + validation, noisy only
         labels_t = torch.as_tensor(fit_labels)
-        scores, marks = [], []
-        for m in range(config.n_model):
-            distances = distance_trajectories(stage1.embeddings[m][:, : n_train + n_val], labels_t, num_classes)
-            score = dynamics_score(distances)  # [N_train + N_val]
-            scores.append(score.numpy())
-            marks.append(mark_noisy(score, config.noise_ratio).numpy())
+        scores = np.stack([  # [M, N_train + N_val]
+            dynamics_score(distance_trajectories(stage1.embeddings[m][:, : n_train + n_val], labels_t,
+                                                 num_classes)).numpy()
+            for m in range(config.n_model)])
+        # The marking ratio: --noise_ratio, or with `auto` an estimate from this run (noise_rate.py).
+        estimates = estimate_noise_rates(stage1.embeddings[:, :, : n_train + n_val],
+                                         stage1.probs[:, : n_train + n_val], scores, fit_labels,
+                                         num_classes, seed=config.seed)
+        ratio = estimates[AUTO_ESTIMATOR] if config.noise_ratio == "auto" else config.noise_ratio
+        log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR}); marking "
+            f"{ratio:.4f} of train+validation" + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
+        marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in scores]
         fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
         marking = [marking_quality(mark, fit_labels, fit_gold) for mark in marks]
 
@@ -137,6 +145,8 @@ def run(config: Config) -> dict:
     with timer("inference"):
         denoised = denoise(vaes, trajectories, test_rows, test_noisy_probs) if n_test else None
         accuracy_after = accuracy(denoised, test.gold)
+        cleaned = posterior_given_label(vaes, trajectories, np.arange(n_train + n_val), fit_labels)  # [N, C]
+    cleaning = cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold)
 
     timer.seconds["total"] = time.perf_counter() - started
     record = {
@@ -152,6 +162,10 @@ def run(config: Config) -> dict:
         "stage1": stage1.history,
         "stage2": stage2_history,
         "marking": marking,
+        "noise_ratio_estimate": estimates[AUTO_ESTIMATOR],
+        "noise_ratio_estimates": estimates,
+        "noise_ratio_used": ratio,
+        "cleaning": cleaning,
         "timings_s": timer.seconds,
         "plm_seconds": stage1.plm_seconds,
         "peak_host_mb": peak_host_mb(),
@@ -160,7 +174,10 @@ def run(config: Config) -> dict:
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
     }
+    labels_file = _write_labels(config, record["run_id"], splits, cleaned, scores.mean(0),
+                                np.any(marks, axis=0), denoised)
     _write_outputs(config, record, models, tokenizer, vaes)
+    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
     log(f"accuracy before denoising {_fmt(accuracy_before)}, after {_fmt(accuracy_after)}"
         + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
                   for m, q in enumerate(marking) if q))
@@ -186,6 +203,26 @@ def _write_outputs(config: Config, record: dict, models, tokenizer, vaes) -> Non
             model.save_pretrained(out / f"classifier_{m}")
             tokenizer.save_pretrained(out / f"classifier_{m}")
             torch.save(vae.state_dict(), out / f"vae_{m}.pt")
+
+
+def _write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
+                  marked: np.ndarray, test_probs: np.ndarray) -> Path:
+    """cache/runs/<run_id>-labels.csv: train and validation rows; test rows when test is unlabelled.
+
+    cleaned [N_train + N_val, C] = P(y | x, noisy label); noise_score and marked [N_train + N_val]
+    (mean score over the models; marked by any model); test_probs [N_test, C] = P(y | x).
+    """
+    rows, start = [], 0
+    for name, split in (("train", splits.train), ("validation", splits.validation)):
+        part = slice(start, start + len(split))
+        rows += label_rows(name, split.texts, splits.class_names, cleaned[part], split.noisy,
+                           noise_score[part], marked[part], split.gold)
+        start += len(split)
+    if splits.test.gold is None and len(splits.test):
+        rows += label_rows("test", splits.test.texts, splits.class_names, test_probs, splits.test.noisy)
+    path = Path(config.cache_dir) / "runs" / f"{run_id}-labels.csv"
+    write_labels_csv(path, rows)
+    return path
 
 
 def _run_id(config: Config) -> str:

@@ -64,7 +64,7 @@ def require_file(file: Path, what: str = "") -> Path:
     return file
 
 
-def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) -> Splits:
+def apply_noise(splits: Splits, noise_type: str | None, rate: float | str, seed: int) -> Splits:
     """Give train and validation their noisy labels; test keeps gold labels only.
 
     `noise_type` None keeps a data set's real noise; on a clean data set it means SN.
@@ -73,6 +73,9 @@ def apply_noise(splits: Splits, noise_type: str | None, rate: float, seed: int) 
     """
     if noise_type is None and splits.real_noise:
         return splits
+    if rate == "auto":  # --noise_ratio auto estimates the marking share, not a flip rate
+        raise UserError(f"--noise_ratio auto: {splits.name} has clean labels, so synthetic noise is "
+                        f"applied, and its flip rate needs a number")
     noise_type = noise_type or "SN"
     for split_name, split in (("train", splits.train), ("validation", splits.validation)):
         if split.gold is None:

@@ -1,0 +1,63 @@
+"""The cleaned-labels file of a run: one row per train and validation example (and per test
+text when the test split has no labels), written atomically as CSV.
+
+Columns: split, index, text, noisy_label, cleaned_label, cleaned_prob, noise_score,
+marked_noisy, and gold where the data set has gold labels. Labels are class names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from src.utils.common import atomic_write_bytes
+
+COLUMNS = ["split", "index", "text", "noisy_label", "cleaned_label", "cleaned_prob", "noise_score",
+           "marked_noisy"]
+
+
+def label_rows(
+    split: str, texts: list[str], class_names: list[str], cleaned_probs: np.ndarray,
+    noisy: np.ndarray | None = None, noise_score: np.ndarray | None = None,
+    marked: np.ndarray | None = None, gold: np.ndarray | None = None,
+) -> list[dict]:
+    """Rows of one split. cleaned_probs [N, C]; the optional per-example arrays are [N].
+
+    A missing array leaves its column empty (e.g. test texts have no noise score).
+    """
+    cleaned = cleaned_probs.argmax(1)
+
+    def name(ids: np.ndarray | None, i: int) -> str:
+        return "" if ids is None else class_names[int(ids[i])]
+
+    return [{
+        "split": split, "index": i, "text": text,
+        "noisy_label": name(noisy, i),
+        "cleaned_label": class_names[int(cleaned[i])],
+        "cleaned_prob": f"{cleaned_probs[i, cleaned[i]]:.4f}",
+        "noise_score": "" if noise_score is None else f"{noise_score[i]:.4f}",
+        "marked_noisy": "" if marked is None else int(marked[i]),
+        "gold": name(gold, i),
+    } for i, text in enumerate(texts)]
+
+
+def write_labels_csv(path: str | Path, rows: list[dict]) -> None:
+    """Write `rows` atomically; the gold column only when some row has a gold label."""
+    columns = COLUMNS + (["gold"] if any(row["gold"] != "" for row in rows) else [])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | None) -> dict:
+    """How many labels the cleaning changed and, where gold is known, agreement with it."""
+    quality = {"changed": int((noisy != cleaned).sum()), "total": len(noisy)}
+    if gold is not None and len(gold):
+        quality["noisy_agrees_with_gold"] = float((noisy == gold).mean())
+        quality["cleaned_agrees_with_gold"] = float((cleaned == gold).mean())
+    return quality
