@@ -77,8 +77,9 @@ def plan_grid(name: str, data_root: str | None, cache_dir: str, seeds: list[int]
     """Cells of runs; the runs of one cell (same data, noise, seed) share stage 1, run in order."""
     grid = GRIDS[name]
     cells = []
-    for dataset, noise_type, ratio in grid["settings"]:
-        for seed in seeds if seeds is not None else grid["seeds"]:
+    # seed-major: a grid stopped part-way has every setting at its first seeds
+    for seed in seeds if seeds is not None else grid["seeds"]:
+        for dataset, noise_type, ratio in grid["settings"]:
             cell = []
             for method, flags in METHODS.items():
                 if methods and method not in methods:
