@@ -40,6 +40,11 @@ class Config:
     softplus_beta: float = 1.0
     lambda_t: float = 5.0
     warmup_epochs: float = 0.1
+    # method, baselines and ablations (src/methods.py)
+    method: str = "dygen"
+    no_dynamics: bool = False
+    no_coreg: bool = False
+    uniform_prior: bool = False
     # running
     seed: int = 0
     device: str = "auto"
@@ -50,6 +55,7 @@ class Config:
     model_dir: str = "model_save"
     progress: bool = True
     describe: bool = False
+    reuse_stage1: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +85,9 @@ class Config:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
+        ablations = [name for name in ("no_dynamics", "no_coreg", "uniform_prior") if getattr(self, name)]
+        if ablations and self.method != "dygen":
+            raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")
         return self
 
 
@@ -124,13 +133,22 @@ HELP = {
     "progress": "show progress bars (--no-progress to hide them)",
     "describe": "print the data set as the method sees it (sizes, class counts, noise rate, dropped "
                 "examples) as one JSON object and exit, without loading a model",
+    "method": "dygen; or a baseline in the same harness: base (one PLM, cross-entropy), coreg "
+              "(the co-regularised stage-1 ensemble alone), npc (stage 2 on the last-epoch "
+              "embedding, kNN prior on all examples, one model)",
+    "no_dynamics": "DyGen ablation: the last-epoch embedding instead of the trajectory, no marking",
+    "no_coreg": "DyGen ablation: no co-regularisation in either stage (alpha_t_hi = lambda_t = 0)",
+    "uniform_prior": "DyGen ablation: a uniform Dirichlet prior (1 + 1/C) instead of the kNN prior",
+    "reuse_stage1": "reuse cached stage-1 results (cache_dir/stage1) trained with the same settings",
 }
+STORE_TRUE = {"no_dynamics", "no_coreg", "uniform_prior"}
 CHOICES = {
     "noise_type": ["SN", "ASN", "IDN"],
     "saved_dataset": ["y", "n"],
     "knn_mode": ["onehot", "proba"],
     "lr_schedule": ["linear", "restart"],
     "device": ["auto", "cpu", "cuda"],
+    "method": ["dygen", "base", "coreg", "npc"],
     "precision": ["auto", "fp32", "bf16"],
 }
 def _ratio(text: str) -> float | str:
@@ -160,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for f in fields(Config):
         flag = f"--{f.name}"
+        if f.name in STORE_TRUE:
+            parser.add_argument(flag, action="store_true", help=HELP[f.name])
+            continue
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
                                 help=HELP[f.name])

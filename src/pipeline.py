@@ -21,14 +21,23 @@ from src.data.cache import cached_encode
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
+from src.methods import ablations_of, method_label, plan
+from src.model import stage1_cache
+from src.model.detection import clean_noisy_curves, detection_metrics, detector_scores
 from src.model.evaluate import accuracy, denoise, marking_quality, posterior_given_label
 from src.model.generate_prior import dirichlet_prior, knn_predict_proba
-from src.model.plm import load_classifier, load_tokenizer, max_positions
+from src.model.plm import (
+    load_classifier,
+    load_tokenizer,
+    max_positions,
+    resolve_model_path,
+)
 from src.model.train_stage1 import encode, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.utils.common import (
     StageTimer,
     append_line,
+    atomic_file,
     atomic_save_npy,
     atomic_write_json,
     peak_gpu_mb,
@@ -50,6 +59,8 @@ def run(config: Config) -> dict:
     device = resolve_device(config.device)
     precision = config.precision if config.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     model_name = config.model_name()
+    settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
+    label = method_label(config.method, ablations_of(config))
     seed_everything(config.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -72,86 +83,134 @@ def run(config: Config) -> dict:
     n_train, n_val, n_test = len(train), len(val), len(test)
     num_classes = splits.num_classes
     log(f"{splits.name}: {n_train} train / {n_val} validation / {n_test} test, {num_classes} classes, "
-        f"train noise rate {_fmt(noise_rate(train))}; model {model_name} on {device} ({precision})")
+        f"train noise rate {_fmt(noise_rate(train))}; model {model_name} on {device} ({precision}); "
+        f"method {label}")
 
     # ---- stage 1: co-regularised fine-tuning, embeddings recorded every epoch -----------
+    # (reused from cache_dir/stage1 when a run with the same settings finished before)
     with timer("stage1"):
+        options = {  # train_stage1's settings: both its arguments and part of the cache key
+            "epochs": config.epochs, "batch_size": config.train_batch_size,
+            "eval_batch_size": config.eval_batch_size, "lr": config.lr,
+            "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
+            "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
+            "precision": precision, "seed": config.seed,
+        }
+        key_parts = {
+            "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": n_train, "n_val": n_val,
+            "train_labels": stage1_cache.array_digest(train.noisy),
+            "val_labels": stage1_cache.array_digest(val.noisy), "num_classes": num_classes,
+            "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
+            "n_model": settings.n_model, "device": device.type, "options": options,
+            "code": stage1_cache.code_identity(),
+        }
         models = []
-        for m in range(config.n_model):
-            torch.manual_seed(config.seed * 1000 + m)  # a different head for each model
-            models.append(load_classifier(model_name, num_classes))
-        stage1 = train_stage1(
-            models, texts, train.noisy, val.noisy,
-            epochs=config.epochs, batch_size=config.train_batch_size,
-            eval_batch_size=config.eval_batch_size, lr=config.lr, weight_decay=config.weight_decay,
-            alpha_t_hi=config.alpha_t_hi, clip_gradient_norm=config.clip_gradient_norm,
-            lr_schedule=config.lr_schedule, device=device, precision=precision, seed=config.seed,
-            show_progress=config.progress, compile_models=config.compile,
-        )
+
+        def fine_tune():
+            for m in range(settings.n_model):
+                torch.manual_seed(config.seed * 1000 + m)  # a different head for each model
+                models.append(load_classifier(model_name, num_classes))
+            return train_stage1(models, texts, train.noisy, val.noisy, device=device,
+                                show_progress=config.progress, compile_models=config.compile, **options)
+
+        # --save_model needs the classifiers themselves, so it always trains.
+        stage1, stage1_entry = stage1_cache.load_or_train(
+            Path(config.cache_dir) / "stage1", key_parts, fine_tune,
+            reuse=config.reuse_stage1 and not config.save_model)
+        if stage1_entry["hit"]:
+            log(f"stage 1: reused {Path(config.cache_dir) / 'stage1' / stage1_entry['key']}")
+    n_model = settings.n_model
     test_rows = np.arange(n_train + n_val, n_train + n_val + n_test)
     test_noisy_probs = stage1.probs[:, test_rows]  # [M, N_test, C]
     accuracy_before = accuracy(test_noisy_probs.mean(0), test.gold)
 
     # ---- dynamics: distance to the noisy label's centroid, score, marking ---------------
     with timer("dynamics"):
-        fit_labels = np.concatenate([train.noisy, val.noisy])  # train + validation, noisy only
+        fit_rows = np.arange(n_train + n_val)  # train + validation, noisy labels only
+        fit_labels = np.concatenate([train.noisy, val.noisy])
         labels_t = torch.as_tensor(fit_labels)
-        scores = np.stack([  # [M, N_train + N_val]
-            dynamics_score(distance_trajectories(stage1.embeddings[m][:, : n_train + n_val], labels_t,
-                                                 num_classes)).numpy()
-            for m in range(config.n_model)])
-        # The marking ratio: --noise_ratio, or with `auto` an estimate from this run (noise_rate.py).
+        distances, scores = [], []
+        for m in range(n_model):
+            d = distance_trajectories(stage1.embeddings[m][:, : n_train + n_val], labels_t, num_classes)
+            distances.append(d.numpy())  # [E, N_train + N_val]
+            scores.append(dynamics_score(d).numpy())  # [N_train + N_val]
+        scores = np.stack(scores)  # [M, N_train + N_val]
+        # The marking ratio: the plan's (--noise_ratio; 0 for methods without marking), or with
+        # `auto` an estimate from this run (noise_rate.py).
         estimates = estimate_noise_rates(stage1.embeddings[:, :, : n_train + n_val],
                                          stage1.probs[:, : n_train + n_val], scores, fit_labels,
                                          num_classes, seed=config.seed)
-        ratio = estimates[AUTO_ESTIMATOR] if config.noise_ratio == "auto" else config.noise_ratio
+        ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
         log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR}); marking "
             f"{ratio:.4f} of train+validation" + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
         marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in scores]
         fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
         marking = [marking_quality(mark, fit_labels, fit_gold) for mark in marks]
 
+    # ---- noise detection (diagnostic: gold labels are read here only) -------------------
+    detection, detection_arrays = None, {}
+    if fit_gold is not None:
+        wrong = fit_labels != fit_gold
+        detectors = detector_scores(np.mean(scores, 0), stage1.probs[:, fit_rows].mean(0), fit_labels,
+                                    num_classes, ratio)
+        detection = {name: detection_metrics(flags, score, wrong) for name, (flags, score) in detectors.items()}
+        detection["distance_curves"] = clean_noisy_curves(np.mean(distances, 0), wrong)
+        detection_arrays = {"wrong": wrong, **{f"{name}_score": score for name, (_, score) in detectors.items()},
+                            **{f"{name}_flags": flags for name, (flags, _) in detectors.items()}}
+
     # ---- prior: kNN on first-epoch embeddings of the unmarked examples ----------------
     with timer("prior"):
+        knn_epoch = 0 if settings.knn_epoch == "first" else -1
         priors = []
-        for m in range(config.n_model):
-            first_epoch = stage1.embeddings[m, 0, : n_train + n_val]
-            proba = knn_predict_proba(first_epoch, fit_labels, marks[m], num_classes)
-            alpha = dirichlet_prior(proba, config.knn_mode, config.prior_norm, config.selected_class)
+        for m in range(n_model):
+            embedded = stage1.embeddings[m, knn_epoch, : n_train + n_val]
+            proba = knn_predict_proba(embedded, fit_labels, marks[m], num_classes)
+            alpha = dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)
             priors.append(alpha[:n_train])  # stage 2 trains on the train split
 
     # ---- stage 2: co-regularised Dirichlet VAEs, test accuracy logged each epoch -------
-    with timer("stage2"):
-        trajectories = Trajectories(stage1.embeddings, device)
+    vaes, stage2_history, accuracy_after = [], [], None
+    if settings.stage2:
+        with timer("stage2"):
+            z = stage1.embeddings if settings.trajectory == "all" else stage1.embeddings[:, -1:]
+            trajectories = Trajectories(z, device)  # [M, E or 1, N, D]
 
-        def test_accuracy(epoch, vaes):
-            if n_test == 0 or test.gold is None:  # no labelled test split: nothing to report
-                return {"test_accuracy": None}
-            probs = denoise(vaes, trajectories, test_rows, test_noisy_probs)
-            return {"test_accuracy": accuracy(probs, test.gold)}
+            def test_accuracy(epoch, vaes):
+                if n_test == 0 or test.gold is None:  # no labelled test split: nothing to report
+                    return {"test_accuracy": None}
+                probs = denoise(vaes, trajectories, test_rows, test_noisy_probs)
+                return {"test_accuracy": accuracy(probs, test.gold)}
 
-        vaes, stage2_history = train_stage2(
-            trajectories, np.arange(n_train), train.noisy, priors, num_classes,
-            total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
-            beta=config.beta, lambda_t=config.lambda_t, warmup_epochs=config.warmup_epochs,
-            softplus_beta=config.softplus_beta, seed=config.seed, on_epoch_end=test_accuracy,
-            show_progress=config.progress,
-        )
-        for record in stage2_history:
-            log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
-                f"test acc {_fmt(record['test_accuracy'])}")
+            vaes, stage2_history = train_stage2(
+                trajectories, np.arange(n_train), train.noisy, priors, num_classes,
+                total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
+                beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
+                softplus_beta=config.softplus_beta, seed=config.seed, on_epoch_end=test_accuracy,
+                show_progress=config.progress,
+            )
+            for record in stage2_history:
+                log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
+                    f"test acc {_fmt(record['test_accuracy'])}")
 
     # ---- inference: P(y|x) = sum over noisy labels, with the last-epoch models ---------
     with timer("inference"):
-        denoised = denoise(vaes, trajectories, test_rows, test_noisy_probs) if n_test else None
-        accuracy_after = accuracy(denoised, test.gold)
-        cleaned = posterior_given_label(vaes, trajectories, np.arange(n_train + n_val), fit_labels)  # [N, C]
+        if settings.stage2:
+            denoised = denoise(vaes, trajectories, test_rows, test_noisy_probs) if n_test else None
+            accuracy_after = accuracy(denoised, test.gold)
+            cleaned = posterior_given_label(vaes, trajectories, fit_rows, fit_labels)  # [N, C]
+        else:  # base / coreg: the stage-1 prediction is the method's answer
+            denoised = test_noisy_probs.mean(0) if n_test else None
+            cleaned = stage1.probs[:, fit_rows].mean(0)
     cleaning = cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold)
 
     timer.seconds["total"] = time.perf_counter() - started
     record = {
         "run_id": _run_id(config),
         "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+        "method": config.method,
+        "ablations": ablations_of(config),
+        "method_label": label,
+        "plan": settings.to_dict(),
         "config": config.to_dict(),
         "resolved": {"bert": model_name, "max_length": max_length, "device": str(device),
                      "precision": precision, "noise_type": config.noise_type or
@@ -159,6 +218,7 @@ def run(config: Config) -> dict:
         "data": {"train": n_train, "validation": n_val, "test": n_test, "num_classes": num_classes,
                  "class_names": splits.class_names, "dropped": splits.dropped,
                  "train_noise_rate": noise_rate(train), "validation_noise_rate": noise_rate(val)},
+        "stage1_cache": stage1_entry,
         "stage1": stage1.history,
         "stage2": stage2_history,
         "marking": marking,
@@ -166,42 +226,59 @@ def run(config: Config) -> dict:
         "noise_ratio_estimates": estimates,
         "noise_ratio_used": ratio,
         "cleaning": cleaning,
+        "detection": detection,
         "timings_s": timer.seconds,
-        "plm_seconds": stage1.plm_seconds,
+        "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
         "peak_host_mb": peak_host_mb(),
         "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
         "peak_gpu_mb": peak_gpu_mb(),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
+        # the method's reported test accuracy: after stage 2, or the stage-1 prediction
+        "accuracy": accuracy_after if settings.stage2 else accuracy_before,
     }
     labels_file = _write_labels(config, record["run_id"], splits, cleaned, scores.mean(0),
                                 np.any(marks, axis=0), denoised)
-    _write_outputs(config, record, models, tokenizer, vaes)
+    _write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
     log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
-    log(f"accuracy before denoising {_fmt(accuracy_before)}, after {_fmt(accuracy_after)}"
+    log(f"{label}: test accuracy {_fmt(record['accuracy'])} (stage-1 prediction {_fmt(accuracy_before)}, "
+        f"after stage 2 {_fmt(accuracy_after)})"
         + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
-                  for m, q in enumerate(marking) if q))
+                  for m, q in enumerate(marking) if q and q["marked"]))
+    if detection:
+        log("noise detection (train+validation): " + "; ".join(
+            f"{name} P {detection[name]['precision']:.3f} R {detection[name]['recall']:.3f} "
+            f"F1 {detection[name]['f1']:.3f} AUC {_fmt(detection[name]['roc_auc'])}"
+            for name in ("dynamics", "loss", "confident_learning")))
     return record
 
 
-def _write_outputs(config: Config, record: dict, models, tokenizer, vaes) -> None:
+def _write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays: dict) -> None:
     cache = Path(config.cache_dir)
-    stage2_acc = np.array([r.get("test_accuracy") or np.nan for r in record["stage2"]], dtype=np.float64)
-    atomic_save_npy(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy", stage2_acc)
+    if record["stage2"]:
+        stage2_acc = np.array([r.get("test_accuracy") or np.nan for r in record["stage2"]], dtype=np.float64)
+        atomic_save_npy(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy", stage2_acc)
+    if arrays:  # per-example detector scores and flags, for the precision-recall figure
+        record["arrays"] = str(cache / "runs" / f"{record['run_id']}.npz")
+        with atomic_file(record["arrays"]) as f:
+            np.savez_compressed(f, **arrays)
     atomic_write_json(cache / "runs" / f"{record['run_id']}.json", record)
     c = config
     append_line(cache / f"{c.dataset}-results.logs", "\t".join(str(x) for x in [
-        record["finished_at"], record["run_id"], f"bert={record['resolved']['bert']}",
+        record["finished_at"], record["run_id"], f"method={record['method_label']}",
+        f"bert={record['resolved']['bert']}",
         f"noise={record['resolved']['noise_type']}", f"ratio={c.noise_ratio}", f"seed={c.seed}",
         f"epochs={c.epochs}", f"total_iter={c.total_iter}", f"lr={c.lr}", f"vae_lr={c.vae_lr}",
         f"lambda_t={c.lambda_t}", f"acc_before={_fmt(record['accuracy_before'])}",
-        f"acc_after={_fmt(record['accuracy_after'])}", f"total_s={record['timings_s']['total']:.1f}",
+        f"acc_after={_fmt(record['accuracy_after'])}", f"acc={_fmt(record['accuracy'])}",
+        f"stage1_reused={record['stage1_cache']['hit']}", f"total_s={record['timings_s']['total']:.1f}",
     ]))
     if config.save_model:  # last-epoch classifiers (from_pretrained-loadable) and the VAEs
         out = Path(config.model_dir) / record["run_id"]
-        for m, (model, vae) in enumerate(zip(models, vaes)):
+        for m, model in enumerate(models):
             model.save_pretrained(out / f"classifier_{m}")
             tokenizer.save_pretrained(out / f"classifier_{m}")
+        for m, vae in enumerate(vaes):
             torch.save(vae.state_dict(), out / f"vae_{m}.pt")
 
 
@@ -228,7 +305,8 @@ def _write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, nois
 def _run_id(config: Config) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     noise = config.noise_type or "default"
-    return f"{config.dataset}-{noise}-{config.noise_ratio}-seed{config.seed}-{stamp}-{uuid.uuid4().hex[:6]}"
+    label = method_label(config.method, ablations_of(config))
+    return f"{config.dataset}-{noise}-{config.noise_ratio}-seed{config.seed}-{label}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _fmt(value) -> str:

@@ -81,14 +81,19 @@ class StageTimer:
             self.peak_host_mb[name] = peak_host_mb()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written result."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path):
+    """A binary file object that replaces `path` only when the block ends without error.
+
+    Written to a temporary file beside `path`, then renamed: never a half-written result,
+    even when the process is killed mid-write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -96,16 +101,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default).encode())
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
+    with atomic_file(path) as f:  # streamed: no second in-memory copy of a large array
+        np.save(f, array)
 
 
 def append_line(path: str | Path, line: str) -> None:

@@ -1,0 +1,288 @@
+"""Run a grid of experiments (data sets x noise x seeds x methods and ablations) and report it.
+
+    python scripts/experiments.py --config quick            # demo data, about 3 min on 2 cores
+    python scripts/experiments.py --config real --data_root ../shared/datasets
+    python scripts/experiments.py --summary_only --readme   # re-aggregate, redraw, update readme
+
+Every finished run is stored as cache/experiments/<config>/runs/<name>.json (with its npz of
+detector scores) and skipped when the grid is run again with the same arguments. Runs that
+share data, noise and seed reuse one stage 1 (cache/stage1), so each cell of the grid trains
+three stage-1 variants (co-regularised ensemble, one plain PLM, ensemble without
+co-regularisation) and the other methods cost seconds. The summary of every config found goes
+to cache/experiments/summary.csv and summary.md; figures go to figure/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.errors import UserError  # noqa: E402
+
+# Method label -> its flags. The order runs share stage 1: the first of each group trains it.
+METHODS = {
+    "dygen": [],
+    "coreg": ["--method", "coreg"],
+    "dygen-no_dynamics": ["--no_dynamics"],
+    "dygen-uniform_prior": ["--uniform_prior"],
+    "dygen-no_coreg": ["--no_coreg"],
+    "base": ["--method", "base"],
+    "npc": ["--method", "npc"],
+}
+
+# Stage-2 settings shared by the CPU grids, fixed before any run (none chosen on test data):
+# the small data sets give few stage-2 steps per epoch, so a larger step than the paper's 1e-4.
+CPU_STAGE2 = ["--total_iter", "10", "--vae_lr", "1e-3", "--lambda_t", "1"]
+
+# name -> settings [(data set, noise type or None for real noise, noise ratio)], seeds, flags
+GRIDS = {
+    "quick": {
+        "settings": [("demo", "SN", 0.4)],
+        "seeds": [0, 1],
+        "args": ["--bert", "minilm", "--epochs", "3", "--lr", "1e-4", "--train_batch_size", "32",
+                 *CPU_STAGE2],
+    },
+    # WRENCH real noise (majority vote) and one synthetic setting, MiniLM on the CPU. The noise
+    # ratio here only sets how many examples are marked (fixed a priori, not the gold rate).
+    "real": {
+        "settings": [("trec", None, 0.2), ("semeval", None, 0.2), ("semeval", "SN", 0.4)],
+        "seeds": [0, 1, 2],
+        "args": ["--bert", "minilm", "--epochs", "3", "--lr", "1e-4", "--train_batch_size", "32",
+                 *CPU_STAGE2],
+    },
+    # The paper's 20news settings with MiniLM, for a GPU machine.
+    "gpu": {
+        "settings": [("20news", "SN", 0.2), ("20news", "ASN", 0.4)],
+        "seeds": [0, 1, 2],
+        "args": ["--bert", "minilm", "--epochs", "10", "--lr", "1e-4", "--train_batch_size", "64",
+                 "--total_iter", "10", "--vae_lr", "1e-4", "--lambda_t", "1"],
+    },
+}
+
+
+def run_name(dataset: str, noise_type: str | None, ratio: float, seed: int, method: str) -> str:
+    return f"{dataset}-{noise_type or 'real'}-{ratio}-seed{seed}-{method}"
+
+
+def plan_grid(name: str, data_root: str | None, cache_dir: str, seeds: list[int] | None,
+              methods: list[str] | None) -> list[list[dict]]:
+    """Cells of runs; the runs of one cell (same data, noise, seed) share stage 1, run in order."""
+    grid = GRIDS[name]
+    cells = []
+    # seed-major: a grid stopped part-way has every setting at its first seeds
+    for seed in seeds if seeds is not None else grid["seeds"]:
+        for dataset, noise_type, ratio in grid["settings"]:
+            cell = []
+            for method, flags in METHODS.items():
+                if methods and method not in methods:
+                    continue
+                argv = ["--dataset", dataset, "--noise_ratio", str(ratio), "--seed", str(seed),
+                        *grid["args"], *flags, "--cache_dir", cache_dir, "--no-progress"]
+                if noise_type:
+                    argv += ["--noise_type", noise_type]
+                if data_root and dataset != "demo":
+                    argv += ["--path", str(Path(data_root) / dataset)]
+                cell.append({"name": run_name(dataset, noise_type, ratio, seed, method), "argv": argv})
+            cells.append(cell)
+    return cells
+
+
+def _runs_dir(cache_dir: str, experiment: str) -> Path:
+    return Path(cache_dir) / "experiments" / experiment / "runs"
+
+
+def is_finished(path: Path, argv: list[str]) -> bool:
+    """A stored run counts only if it was made with exactly these arguments."""
+    try:
+        return json.loads(path.read_text()).get("experiment_argv") == argv
+    except (OSError, ValueError):
+        return False
+
+
+def run_cell(job: tuple[str, str, list[dict]]) -> list[dict]:
+    """Run the unfinished runs of one cell in order; returns one status line per run."""
+    from src.config import parse_config
+    from src.pipeline import run
+    from src.utils.common import atomic_write_bytes, atomic_write_json
+
+    experiment, cache_dir, cell = job
+    out = _runs_dir(cache_dir, experiment)
+    statuses = []
+    for item in cell:
+        path = out / f"{item['name']}.json"
+        if is_finished(path, item["argv"]):
+            statuses.append({"name": item["name"], "status": "skipped"})
+            continue
+        start = time.perf_counter()
+        try:
+            record = run(parse_config(item["argv"]))
+        except Exception as exc:  # noqa: BLE001 -- one failed run must not lose the rest of the grid
+            traceback.print_exc()
+            statuses.append({"name": item["name"], "status": f"failed: {type(exc).__name__}: {exc}"})
+            continue
+        record["experiment"] = experiment
+        record["experiment_argv"] = item["argv"]
+        if record.get("arrays"):  # keep the detector scores beside the record
+            atomic_write_bytes(out / f"{item['name']}.npz", Path(record["arrays"]).read_bytes())
+            record["arrays"] = str(out / f"{item['name']}.npz")
+        atomic_write_json(path, record)
+        statuses.append({"name": item["name"], "status": "done", "accuracy": record["accuracy"],
+                         "seconds": time.perf_counter() - start,
+                         "stage1_reused": record["stage1_cache"]["hit"]})
+    return statuses
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_grid(experiment: str, cells: list[list[dict]], cache_dir: str, jobs: int) -> int:
+    """Run every cell (in `jobs` processes); returns the number of failed runs."""
+    work = [(experiment, cache_dir, cell) for cell in cells]
+    total, done, failed = sum(len(c) for c in cells), 0, 0
+
+    def report(statuses):
+        nonlocal done, failed
+        for s in statuses:
+            done += 1
+            failed += s["status"].startswith("failed")
+            extra = (f" acc {s['accuracy']:.4f}, {s['seconds']:.0f}s"
+                     f"{', stage 1 reused' if s['stage1_reused'] else ''}") if s["status"] == "done" else ""
+            print(f"[{done}/{total}] {s['name']}: {s['status']}{extra}", flush=True)
+
+    if jobs <= 1:
+        for job in work:
+            report(run_cell(job))
+        return failed
+    import multiprocessing as mp
+
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+        for statuses in pool.imap_unordered(run_cell, work):
+            report(statuses)
+    return failed
+
+
+def load_records(cache_dir: str) -> list[dict]:
+    records = []
+    for path in sorted((Path(cache_dir) / "experiments").glob("*/runs/*.json")):
+        records.append(json.loads(path.read_text()))
+    return records
+
+
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def readme_block(markdown: str, experiments: list[str]) -> str:
+    commands = {
+        "quick": "OMP_NUM_THREADS=1 python scripts/experiments.py --config quick",
+        "real": "OMP_NUM_THREADS=1 python scripts/experiments.py --config real --data_root ../shared/datasets",
+        "gpu": "python scripts/experiments.py --config gpu --data_root ../shared/datasets --jobs 1",
+    }
+    lines = [README_BEGIN,
+             "<!-- generated by scripts/experiments.py --readme from cache/experiments/summary.csv -->", "",
+             ("Commands that produced the tables below (settings of each grid: `GRIDS` in "
+              "`scripts/experiments.py`):"), "", "```bash"]
+    lines += [commands.get(e, f"python scripts/experiments.py --config {e}") for e in experiments]
+    lines += ["python scripts/experiments.py --summary_only --readme   # tables, figures, this section",
+              "```", "", markdown.strip(), "", README_END]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, block: str) -> None:
+    from src.utils.common import atomic_write_bytes
+
+    text = path.read_text()
+    if README_BEGIN in text and README_END in text:
+        head, rest = text.split(README_BEGIN, 1)
+        text = head + block + rest.split(README_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n## Results\n\n" + block + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def summarize_all(cache_dir: str, figure_dir: str, readme: bool) -> None:
+    from src import figures
+    from src.report import summarize, to_csv, to_markdown
+    from src.utils.common import atomic_write_bytes
+
+    records = load_records(cache_dir)
+    if not records:
+        print("no finished runs to summarise")
+        return
+    rows = summarize(records)
+    out = Path(cache_dir) / "experiments"
+    atomic_write_bytes(out / "summary.csv", to_csv(rows).encode())
+    markdown = to_markdown(rows)
+    atomic_write_bytes(out / "summary.md", markdown.encode())
+    print(markdown)
+    print(f"wrote {out / 'summary.csv'} and {out / 'summary.md'}")
+    for experiment in sorted({r["experiment"] for r in records}):
+        mine = [r for r in records if r["experiment"] == experiment]
+        for kind, draw, data in (("dynamics", figures.plot_dynamics, mine),
+                                 ("accuracy", figures.plot_accuracy,
+                                  [r for r in rows if r["experiment"] == experiment]),
+                                 ("detection_pr", figures.plot_detection, mine)):
+            path = Path(figure_dir) / f"{experiment}_{kind}.png"
+            if draw(data, path):
+                print(f"wrote {path}")
+    if readme:
+        experiments = [e for e in GRIDS if any(r["experiment"] == e for r in records)]
+        update_readme(ROOT / "readme.md", readme_block(markdown, experiments))
+        print("updated the Results section of readme.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=list(GRIDS), default="quick", help="which grid to run")
+    parser.add_argument("--data_root", default=None,
+                        help="folder holding <dataset>/ for the real data sets (default: each run's "
+                             "--path default, datasets/<dataset>)")
+    parser.add_argument("--cache_dir", default="cache", help="runs, stage-1 cache and summary go here")
+    parser.add_argument("--figure_dir", default="figure")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="cells run in parallel processes (each cell: one data/noise/seed)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the grid's seeds")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=None,
+                        help="only these methods (default: all methods and ablations)")
+    parser.add_argument("--summary_only", action="store_true", help="do not run: re-aggregate and redraw")
+    parser.add_argument("--readme", action="store_true", help="rewrite the readme's results block")
+    args = parser.parse_args(argv)
+    failed = 0
+    try:
+        if not args.summary_only:
+            cells = plan_grid(args.config, args.data_root, args.cache_dir, args.seeds, args.methods)
+            _validate(cells)
+            start = time.perf_counter()
+            failed = run_grid(args.config, cells, args.cache_dir, args.jobs)
+            print(f"grid {args.config}: {time.perf_counter() - start:.0f}s, {failed} failed")
+        summarize_all(args.cache_dir, args.figure_dir, args.readme)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
+
+
+def _validate(cells: list[list[dict]]) -> None:
+    """Every run's flags parse and every data folder exists, before anything is written."""
+    from src.config import parse_config
+
+    for cell in cells:
+        for item in cell:
+            config = parse_config(item["argv"])
+            if config.path is not None and not Path(config.path).exists():
+                raise UserError(f"--data_root: {config.path} does not exist")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Figures of an experiment (matplotlib, Agg backend), from the run records and their npz files.
+
+- dynamics: mean distance to the noisy label's centroid per epoch, truly clean vs truly
+  wrong examples (band: ± one standard deviation across examples), DyGen's stage 1;
+- accuracy: test accuracy of every method per setting (error bars: std over seeds);
+- detection: precision-recall curves of the dynamics score and the loss, and confident
+  learning's operating point, on train+validation.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import precision_recall_curve
+
+from src.report import METHOD_ORDER, setting_key
+
+
+def _title(key: tuple) -> str:
+    _, dataset, noise, ratio = key
+    return f"{dataset}, {'real noise' if noise == 'real' else noise} r={ratio}"
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.4):
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _dygen_by_setting(records: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["method_label"] == "dygen" and r.get("detection"):
+            out.setdefault(setting_key(r), []).append(r)
+    return {k: sorted(v, key=lambda r: r["config"]["seed"]) for k, v in sorted(out.items(), key=str)}
+
+
+def plot_dynamics(records: list[dict], path: Path) -> bool:
+    """Own-label centroid distance per epoch, clean vs noisy, averaged over seeds."""
+    groups = _dygen_by_setting(records)
+    if not groups:
+        return False
+    fig, axes = _grid(len(groups))
+    for ax, (key, runs) in zip(axes, groups.items()):
+        curves = [r["detection"]["distance_curves"] for r in runs]
+        for name, color in (("clean", "tab:blue"), ("noisy", "tab:red")):
+            mean = np.mean([c[f"{name}_mean"] for c in curves], 0)
+            std = np.mean([c[f"{name}_std"] for c in curves], 0)
+            epochs = np.arange(1, len(mean) + 1)
+            label = "truly clean" if name == "clean" else "truly mislabelled"
+            ax.plot(epochs, mean, marker="o", color=color, label=label)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
+        ax.set_title(f"{_title(key)} ({len(runs)} seeds)", fontsize=10)
+        ax.set_xlabel("stage-1 epoch")
+        ax.set_ylabel("distance to own-label centroid")
+        ax.set_xticks(epochs)
+        ax.legend(fontsize=8)
+    _suptitle(fig, "Training dynamics of DyGen's stage 1: distance to the noisy label's centroid "
+                   "(band: ±1 sd over examples)")
+    _save(fig, path)
+    return True
+
+
+def plot_accuracy(rows: list[dict], path: Path) -> bool:
+    """Grouped bars: test accuracy per method for every setting (error bars: std over seeds)."""
+    if not rows:
+        return False
+    settings = list(dict.fromkeys((r["dataset"], r["noise_type"], r["noise_ratio"]) for r in rows))
+    methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in rows)]
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(settings) * len(methods)) + 2.0, 4.2))
+    colors = plt.get_cmap("tab10")
+    for i, method in enumerate(methods):
+        cells = {(r["dataset"], r["noise_type"], r["noise_ratio"]): r for r in rows if r["method"] == method}
+        x = np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width
+        mean = [100 * cells[s]["acc_mean"] if s in cells else np.nan for s in settings]
+        std = [100 * cells[s]["acc_std"] if s in cells else 0 for s in settings]
+        ax.bar(x, mean, width, yerr=std, capsize=2, label=method, color=colors(i))
+    ax.set_xticks(np.arange(len(settings)))
+    ax.set_xticklabels([f"{d}\n{'real' if n == 'real' else n} r={r}" for d, n, r in settings])
+    low = min(100 * r["acc_mean"] for r in rows if r["acc_mean"] is not None)
+    ax.set_ylim(max(0, low - 10), 100)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per method, mean ± sd over seeds\n(base, coreg: the stage-1 prediction; "
+                 "the rest: after stage 2)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def plot_detection(records: list[dict], path: Path) -> bool:
+    """Precision-recall of the detectors on the lowest-seed DyGen run of each setting."""
+    groups = {k: runs[0] for k, runs in _dygen_by_setting(records).items() if runs[0].get("arrays")}
+    if not groups:
+        return False
+    fig, axes = _grid(len(groups))
+    for ax, (key, run) in zip(axes, groups.items()):
+        arrays = np.load(run["arrays"])
+        wrong = arrays["wrong"]
+        for name, color in (("dynamics", "tab:green"), ("loss", "tab:orange"), ("confident_learning", "tab:purple")):
+            precision, recall, _ = precision_recall_curve(wrong, arrays[f"{name}_score"])
+            auc = run["detection"][name]["roc_auc"]
+            label = {"dynamics": "dynamics score", "loss": "last-epoch loss",
+                     "confident_learning": "CL margin"}[name]
+            ax.plot(recall, precision, color=color, label=f"{label} (ROC AUC {auc:.2f})")
+            flags = arrays[f"{name}_flags"]
+            hit = (flags & wrong).sum()
+            ax.scatter([hit / max(1, wrong.sum())], [hit / max(1, flags.sum())], color=color,
+                       marker="D" if name == "confident_learning" else "o", zorder=3, s=25)
+        ax.axhline(wrong.mean(), color="grey", ls=":", lw=1, label=f"noise rate {wrong.mean():.2f}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall (of truly mislabelled)")
+        ax.set_ylabel("precision")
+        ax.set_title(f"{_title(key)}, seed {run['config']['seed']}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    _suptitle(fig, "Noise detection on train+validation, DyGen's stage 1 (dots: the top r·N by each "
+                   "score; diamond: the confident-learning rule's flags)")
+    _save(fig, path)
+    return True
+
+
+def _suptitle(fig, text: str) -> None:
+    width = int(fig.get_figwidth() * 12)  # characters that fit at font size 10
+    fig.suptitle(textwrap.fill(text, width), fontsize=10)
+    fig.tight_layout()
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,66 @@
+"""Baselines and ablations, each expressed as settings of the one DyGen pipeline.
+
+No method has its own code path: `plan(config)` turns `--method` and the ablation flags into
+the few knobs the stages already have (how many co-trained models, the co-regularisation
+weights, which epochs form the trajectory z, whether examples are marked, which epoch the kNN
+prior sees, the prior's weight, and whether stage 2 runs at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+METHODS = ("dygen", "base", "coreg", "npc")
+ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
+
+
+@dataclass(frozen=True)
+class Plan:
+    n_model: int  # stage-1 classifiers (and stage-2 VAEs)
+    alpha_t_hi: float  # stage-1 co-regularisation weight
+    lambda_t: float  # stage-2 co-regularisation weight
+    trajectory: str  # "all": z = every epoch's embedding; "last": the last epoch's only
+    mark_ratio: float  # share of train+validation marked noisy before the kNN prior (0: none)
+    knn_epoch: str  # "first" or "last": the embeddings the kNN prior is fitted on
+    prior_norm: float  # weight of the kNN prediction in the Dirichlet prior (0: uniform prior)
+    stage2: bool  # False: report the stage-1 classifiers' averaged prediction
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ablations_of(config) -> list[str]:
+    return [name for name in ABLATIONS if getattr(config, name, False)]
+
+
+def method_label(method: str, ablations: list[str]) -> str:
+    """The name a run is reported under, e.g. `dygen`, `base`, `dygen-no_coreg`."""
+    return "-".join([method, *ablations])
+
+
+def plan(config) -> Plan:
+    """The stage settings of `config.method` with its ablations applied (ablations: DyGen only)."""
+    dygen = Plan(
+        n_model=config.n_model, alpha_t_hi=config.alpha_t_hi, lambda_t=config.lambda_t,
+        trajectory="all", mark_ratio=config.noise_ratio, knn_epoch="first",
+        prior_norm=config.prior_norm, stage2=True,
+    )
+    if config.method == "dygen":
+        p = dygen.to_dict()
+        if config.no_dynamics:  # a static embedding: the last epoch's, and nothing marked
+            p.update(trajectory="last", mark_ratio=0.0, knn_epoch="last")
+        if config.no_coreg:  # neither stage co-regularises; the M models stay independent
+            p.update(alpha_t_hi=0.0, lambda_t=0.0)
+        if config.uniform_prior:  # the Dirichlet prior is 1 + 1/C everywhere
+            p.update(prior_norm=0.0)
+        return Plan(**p)
+    # Baselines: the flags above are DyGen's ablations; config.validate() rejects them here.
+    single = {"n_model": 1, "alpha_t_hi": 0.0, "lambda_t": 0.0}
+    if config.method == "base":  # one PLM, cross-entropy on the noisy labels
+        return Plan(**{**dygen.to_dict(), **single, "stage2": False})
+    if config.method == "coreg":  # the co-regularised ensemble alone
+        return Plan(**{**dygen.to_dict(), "stage2": False})
+    if config.method == "npc":  # NPC: one base model, its final embedding, kNN on all examples
+        return Plan(**{**dygen.to_dict(), **single, "trajectory": "last", "mark_ratio": 0.0,
+                       "knn_epoch": "last"})
+    raise ValueError(f"unknown method {config.method!r}")

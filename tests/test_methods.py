@@ -1,0 +1,75 @@
+"""Baselines and ablations as settings of the one pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from src.config import parse_config
+from src.errors import UserError
+from src.methods import method_label, plan
+from src.pipeline import run
+
+FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
+
+
+def test_plans():
+    dygen = plan(parse_config(["--noise_ratio", "0.3", "--n_model", "3"]))
+    got = (dygen.n_model, dygen.trajectory, dygen.mark_ratio, dygen.knn_epoch, dygen.stage2)
+    assert got == (3, "all", 0.3, "first", True)
+    base = plan(parse_config(["--method", "base"]))
+    assert (base.n_model, base.alpha_t_hi, base.stage2) == (1, 0.0, False)
+    coreg = plan(parse_config(["--method", "coreg", "--alpha_t_hi", "4"]))
+    assert (coreg.n_model, coreg.alpha_t_hi, coreg.stage2) == (2, 4.0, False)
+    npc = plan(parse_config(["--method", "npc"]))
+    assert (npc.n_model, npc.alpha_t_hi, npc.trajectory, npc.mark_ratio, npc.knn_epoch, npc.stage2) == \
+        (1, 0.0, "last", 0.0, "last", True)
+    assert plan(parse_config(["--no_dynamics"])).trajectory == "last"
+    assert plan(parse_config(["--no_dynamics"])).mark_ratio == 0.0
+    no_coreg = plan(parse_config(["--no_coreg"]))
+    assert (no_coreg.alpha_t_hi, no_coreg.lambda_t, no_coreg.n_model) == (0.0, 0.0, 2)
+    assert plan(parse_config(["--uniform_prior"])).prior_norm == 0.0
+    both = plan(parse_config(["--no_coreg", "--uniform_prior"]))
+    assert both.prior_norm == 0.0 and both.lambda_t == 0.0
+    assert method_label("dygen", ["no_coreg", "uniform_prior"]) == "dygen-no_coreg-uniform_prior"
+
+
+def test_ablation_of_a_baseline_is_a_user_error():
+    with pytest.raises(UserError, match="--no_dynamics"):
+        parse_config(["--method", "npc", "--no_dynamics"])
+    with pytest.raises(UserError):
+        parse_config(["--method", "bert"])
+
+
+def test_every_method_runs_and_reports(tiny_bert, tmp_path):
+    common = ["--bert", tiny_bert, *FAST, "--cache_dir", str(tmp_path / "cache")]
+    runs = {}
+    for extra in (["--method", "dygen"], ["--method", "base"], ["--method", "coreg"], ["--method", "npc"],
+                  ["--no_dynamics"], ["--no_coreg"], ["--uniform_prior"]):
+        record = run(parse_config([*common, *extra]))
+        runs[record["method_label"]] = record
+    assert set(runs) == {"dygen", "base", "coreg", "npc", "dygen-no_dynamics", "dygen-no_coreg",
+                         "dygen-uniform_prior"}
+    hits = {k: r["stage1_cache"]["hit"] for k, r in runs.items()}
+    assert hits == {"dygen": False, "base": False, "coreg": True, "npc": True, "dygen-no_dynamics": True,
+                    "dygen-no_coreg": False, "dygen-uniform_prior": True}
+    for name in ("base", "coreg"):  # no stage 2: the stage-1 prediction is what is reported
+        assert runs[name]["accuracy"] == runs[name]["accuracy_before"]
+        assert runs[name]["accuracy_after"] is None and runs[name]["stage2"] == []
+    assert runs["coreg"]["accuracy"] == runs["dygen"]["accuracy_before"]  # the same ensemble
+    assert runs["npc"]["accuracy_before"] == runs["base"]["accuracy"]  # NPC cleans the base model
+    for name in ("dygen", "npc", "dygen-no_dynamics", "dygen-no_coreg", "dygen-uniform_prior"):
+        assert runs[name]["accuracy"] == runs[name]["accuracy_after"] == runs[name]["stage2"][-1]["test_accuracy"]
+    assert runs["dygen"]["method"] == "dygen" and runs["dygen-no_coreg"]["ablations"] == ["no_coreg"]
+    assert runs["npc"]["plan"]["n_model"] == 1 and runs["dygen-no_dynamics"]["marking"][0]["marked"] == 0
+    assert runs["dygen"]["marking"][0]["marked"] > 0
+    # the demo has gold train labels: every run reports the three detectors
+    for record in runs.values():
+        for name in ("dynamics", "loss", "confident_learning"):
+            assert 0 <= record["detection"][name]["precision"] <= 1
+        arrays = np.load(record["arrays"])
+        assert arrays["wrong"].sum() == record["detection"]["dynamics"]["truly_noisy"]
+    curves = runs["dygen"]["detection"]["distance_curves"]
+    assert len(curves["clean_mean"]) == 2 and len(curves["noisy_mean"]) == 2
+    log = (tmp_path / "cache" / "demo-results.logs").read_text()
+    assert "method=dygen-uniform_prior" in log and "method=npc" in log

@@ -1,0 +1,99 @@
+"""Stage-1 reuse: same settings -> no training; any changed setting -> a miss; partial entries ignored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from src import pipeline
+from src.config import parse_config
+from src.model import stage1_cache
+from src.model.train_stage1 import Stage1Result
+
+FAST = ["--epochs", "2", "--total_iter", "1", "--train_batch_size", "16", "--no-progress"]
+
+
+def fake_result(seed: int = 0) -> Stage1Result:
+    rng = np.random.default_rng(seed)
+    return Stage1Result(rng.normal(size=(2, 3, 10, 4)).astype(np.float16),
+                        rng.random((2, 10, 5)).astype(np.float32), [{"epoch": 1, "train_loss": 0.5}], 1.5)
+
+
+def test_load_or_train_stores_then_reuses(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return fake_result()
+
+    parts = {"lr": 1e-4, "ids": "abc"}
+    first, entry = stage1_cache.load_or_train(tmp_path, parts, train)
+    second, entry2 = stage1_cache.load_or_train(tmp_path, dict(reversed(parts.items())), train)
+    assert len(calls) == 1 and not entry["hit"] and entry2["hit"] and entry["key"] == entry2["key"]
+    np.testing.assert_array_equal(first.embeddings, second.embeddings)  # fp16 stored exactly
+    np.testing.assert_array_equal(first.probs, second.probs)
+    assert second.history == first.history and second.plm_seconds == 1.5
+    _, entry3 = stage1_cache.load_or_train(tmp_path, {**parts, "lr": 2e-4}, train)
+    assert not entry3["hit"] and len(calls) == 2
+    stage1_cache.load_or_train(tmp_path, parts, train, reuse=False)
+    assert len(calls) == 3
+
+
+def test_entry_without_its_result_file_is_a_miss(tmp_path):
+    """A run killed after writing the arrays but before result.json is trained again."""
+    key = stage1_cache.cache_key({"a": 1})
+    stage1_cache.save(tmp_path, key, fake_result(), {"a": 1})
+    assert stage1_cache.load(tmp_path, key) is not None
+    (tmp_path / key / "result.json").unlink()
+    assert stage1_cache.load(tmp_path, key) is None
+    (tmp_path / key / "result.json").write_text("{trunc")
+    assert stage1_cache.load(tmp_path, key) is None
+
+
+def test_array_digest_sees_row_bounds_and_values():
+    assert stage1_cache.array_digest([[1, 2], [3]]) != stage1_cache.array_digest([[1], [2, 3]])
+    assert stage1_cache.array_digest([[1, 2], [3]]) == stage1_cache.array_digest([[1, 2], [3]])
+    assert stage1_cache.array_digest(np.array([0, 1])) != stage1_cache.array_digest(np.array([1, 0]))
+
+
+def test_second_run_reuses_stage1_and_a_changed_setting_trains(tiny_bert, tmp_path, monkeypatch):
+    args = ["--bert", tiny_bert, *FAST, "--cache_dir", str(tmp_path / "cache")]
+    first = pipeline.run(parse_config(args))
+    assert not first["stage1_cache"]["hit"]
+
+    trained = []
+    real_train = pipeline.train_stage1
+
+    def counting_train(*a, **k):
+        trained.append(k)
+        return real_train(*a, **k)
+
+    monkeypatch.setattr(pipeline, "train_stage1", counting_train)
+    again = pipeline.run(parse_config(args))
+    assert trained == [] and again["stage1_cache"]["hit"]
+    assert again["stage1_cache"]["key"] == first["stage1_cache"]["key"]
+    assert again["stage1"] == first["stage1"]
+    assert again["accuracy_after"] == first["accuracy_after"]  # same inputs to stage 2
+    assert again["timings_s"]["stage1"] < first["timings_s"]["stage1"]
+
+    # (a max length that truncates: the key is the token ids themselves)
+    for change in (["--lr", "1e-4"], ["--seed", "1"], ["--noise_ratio", "0.3"], ["--max_length", "8"],
+                   ["--method", "base"], ["--no_coreg"]):
+        record = pipeline.run(parse_config([*args, *change]))
+        assert not record["stage1_cache"]["hit"], change
+    assert len(trained) == 6
+    # a stage-2-only change (and a stage-2 variant) reuses stage 1
+    for change in (["--vae_lr", "1e-3"], ["--uniform_prior"], ["--no_dynamics"], ["--method", "coreg"]):
+        assert pipeline.run(parse_config([*args, *change]))["stage1_cache"]["hit"], change
+    assert len(trained) == 6
+    assert not pipeline.run(parse_config([*args, "--no-reuse_stage1"]))["stage1_cache"]["hit"]
+
+
+@pytest.mark.parametrize("flag", ["--save_model"])
+def test_save_model_always_trains(tiny_bert, tmp_path, flag):
+    args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--cache_dir", str(tmp_path / "c"),
+            "--model_dir", str(tmp_path / "m")]
+    pipeline.run(parse_config(args))
+    record = pipeline.run(parse_config([*args, flag]))
+    assert not record["stage1_cache"]["hit"]
+    assert any((tmp_path / "m").rglob("classifier_1/config.json"))
