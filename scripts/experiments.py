@@ -195,7 +195,14 @@ def readme_block(markdown: str, experiments: list[str]) -> str:
               "`scripts/experiments.py`):"), "", "```bash"]
     lines += [commands.get(e, f"python scripts/experiments.py --config {e}") for e in experiments]
     lines += ["python scripts/experiments.py --summary_only --readme   # tables, figures, this section",
-              "```", "", markdown.strip(), "", README_END]
+              "```", "", markdown.strip(), ""]
+    for experiment in experiments:
+        images = [f"![{experiment} {kind}](figure/{experiment}_{kind}.png)"
+                  for kind in ("accuracy", "dynamics", "detection_pr")
+                  if (ROOT / "figure" / f"{experiment}_{kind}.png").exists()]
+        if images:
+            lines += [f"Figures of `{experiment}`:", "", *images, ""]
+    lines.append(README_END)
     return "\n".join(lines)
 
 

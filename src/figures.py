@@ -59,7 +59,7 @@ def plot_dynamics(records: list[dict], path: Path) -> bool:
             label = "truly clean" if name == "clean" else "truly mislabelled"
             ax.plot(epochs, mean, marker="o", color=color, label=label)
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
-        ax.set_title(f"{_title(key)} ({len(runs)} seeds)", fontsize=10)
+        ax.set_title(f"{_title(key)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})", fontsize=10)
         ax.set_xlabel("stage-1 epoch")
         ax.set_ylabel("distance to own-label centroid")
         ax.set_xticks(epochs)
@@ -124,7 +124,7 @@ def plot_detection(records: list[dict], path: Path) -> bool:
         ax.set_xlabel("recall (of truly mislabelled)")
         ax.set_ylabel("precision")
         ax.set_title(f"{_title(key)}, seed {run['config']['seed']}", fontsize=10)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     _suptitle(fig, "Noise detection on train+validation, DyGen's stage 1 (dots: the top r·N by each "
                    "score; diamond: the confident-learning rule's flags)")
     _save(fig, path)

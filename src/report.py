@@ -109,7 +109,7 @@ def to_markdown(rows: list[dict]) -> str:
         methods += sorted({r["method"] for r in mine} - set(methods))
         settings = list(dict.fromkeys(_setting_name(r) for r in mine))
         first = mine[0]
-        parts.append(f"#### `{experiment}`: test accuracy (%), mean ± std over seeds "
+        parts.append(f"### `{experiment}`: test accuracy (%), mean ± std over seeds (no ± for one seed) "
                      f"({first['bert']}, {first['epochs']} stage-1 epochs)\n")
         parts.append("| setting | seeds | " + " | ".join(methods) + " |")
         parts.append("|---|---|" + "---|" * len(methods))
@@ -117,11 +117,12 @@ def to_markdown(rows: list[dict]) -> str:
             cells = {r["method"]: r for r in mine if _setting_name(r) == setting}
             seeds = max(r["n_seeds"] for r in cells.values())
             parts.append(f"| {setting} | {seeds} | " + " | ".join(
-                _pct(cells[m]["acc_mean"], cells[m]["acc_std"]) if m in cells else "not run" for m in methods) + " |")
+                _pct(cells[m]["acc_mean"], cells[m]["acc_std"] if cells[m]["n_seeds"] > 1 else None)
+                if m in cells else "not run" for m in methods) + " |")
         parts.append("")
         detection = [r for r in mine if r["method"] in ("dygen", "base") and r["det_dyn_f1"] is not None]
         if detection:
-            parts.append(f"#### `{experiment}`: noise detection on train+validation, mean over seeds "
+            parts.append(f"### `{experiment}`: noise detection on train+validation, mean over seeds "
                          "(F1 % / ROC AUC %)\n")
             parts.append("| setting | stage 1 | dynamics score | last-epoch loss | confident learning |")
             parts.append("|---|---|---|---|---|")
