@@ -85,13 +85,19 @@ def plot_accuracy(rows: list[dict], path: Path) -> bool:
         mean = [100 * cells[s]["acc_mean"] if s in cells else np.nan for s in settings]
         std = [100 * cells[s]["acc_std"] if s in cells else 0 for s in settings]
         ax.bar(x, mean, width, yerr=std, capsize=2, label=method, color=colors(i))
+        # Before stage 2: the stage-1 classifiers' own prediction, a black tick on each bar.
+        if method not in ("base", "coreg"):
+            before = [100 * cells[s]["acc_stage1_mean"] if s in cells and cells[s]["acc_stage1_mean"] is not None
+                      else np.nan for s in settings]
+            ax.scatter(x, before, marker="_", s=220, color="black", zorder=3,
+                       label="before stage 2 (stage-1 prediction)" if i == 0 else None)
     ax.set_xticks(np.arange(len(settings)))
     ax.set_xticklabels([f"{d}\n{'real' if n == 'real' else n} r={r}" for d, n, r in settings])
-    low = min(100 * r["acc_mean"] for r in rows if r["acc_mean"] is not None)
+    low = min(100 * v for r in rows for v in (r["acc_mean"], r["acc_stage1_mean"]) if v is not None)
     ax.set_ylim(max(0, low - 10), 100)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Test accuracy per method, mean ± sd over seeds\n(base, coreg: the stage-1 prediction; "
-                 "the rest: after stage 2)", fontsize=10)
+    ax.set_title("Test accuracy per method, mean ± sd over seeds\n(bars: the method's answer; black ticks: "
+                 "the same run before stage 2)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

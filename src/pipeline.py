@@ -136,13 +136,17 @@ def run(config: Config) -> dict:
             scores.append(dynamics_score(d).numpy())  # [N_train + N_val]
         scores = np.stack(scores)  # [M, N_train + N_val]
         # The marking ratio: the plan's (--noise_ratio; 0 for methods without marking), or with
-        # `auto` an estimate from this run (noise_rate.py).
-        estimates = estimate_noise_rates(stage1.embeddings[:, :, : n_train + n_val],
-                                         stage1.probs[:, : n_train + n_val], scores, fit_labels,
-                                         num_classes, seed=config.seed)
+        # `auto` an estimate from this run (noise_rate.py). The estimators run only then: their
+        # leave-one-out kNN searches cost more than the rest of this stage at WOS size.
+        estimates = {}
+        if config.noise_ratio == "auto":
+            estimates = estimate_noise_rates(stage1.embeddings[:, :, : n_train + n_val],
+                                             stage1.probs[:, : n_train + n_val], scores, fit_labels,
+                                             num_classes, seed=config.seed)
+            log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR})")
         ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
-        log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR}); marking "
-            f"{ratio:.4f} of train+validation" + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
+        log(f"marking {ratio:.4f} of train+validation"
+            + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
         marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in scores]
         fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
         marking = [marking_quality(mark, fit_labels, fit_gold) for mark in marks]
@@ -222,7 +226,7 @@ def run(config: Config) -> dict:
         "stage1": stage1.history,
         "stage2": stage2_history,
         "marking": marking,
-        "noise_ratio_estimate": estimates[AUTO_ESTIMATOR],
+        "noise_ratio_estimate": estimates.get(AUTO_ESTIMATOR),  # None unless --noise_ratio auto
         "noise_ratio_estimates": estimates,
         "noise_ratio_used": ratio,
         "cleaning": cleaning,

@@ -62,7 +62,8 @@ def summarize(records: list[dict]) -> list[dict]:
             "acc_std": _std([r["accuracy"] for r in runs]),
             "acc_stage1_mean": _mean([r["accuracy_before"] for r in runs]),
             "experiment": experiment, "bert": runs[0]["resolved"]["bert"],
-            "epochs": runs[0]["config"]["epochs"], "seeds": " ".join(str(r["config"]["seed"]) for r in runs),
+            "epochs": runs[0]["config"]["epochs"], "precision": runs[0]["resolved"].get("precision"),
+            "seeds": " ".join(str(r["config"]["seed"]) for r in runs),
         }
         for name, short in DETECTORS.items():
             for metric in METRICS:
@@ -110,7 +111,7 @@ def to_markdown(rows: list[dict]) -> str:
         settings = list(dict.fromkeys(_setting_name(r) for r in mine))
         first = mine[0]
         parts.append(f"### `{experiment}`: test accuracy (%), mean ± std over seeds (no ± for one seed) "
-                     f"({first['bert']}, {first['epochs']} stage-1 epochs)\n")
+                     f"({first['bert']}, {first['epochs']} stage-1 epochs, {first.get('precision') or 'fp32'})\n")
         parts.append("| setting | seeds | " + " | ".join(methods) + " |")
         parts.append("|---|---|" + "---|" * len(methods))
         for setting in settings:

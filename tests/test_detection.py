@@ -101,3 +101,23 @@ def test_clean_noisy_curves():
     curves = clean_noisy_curves(distances, np.array([False, False, True]))
     assert curves["clean_mean"] == [2.0, 2.0] and curves["noisy_mean"] == [5.0, 8.0]
     assert curves["clean_std"] == [1.0, 0.0] and curves["noisy_std"] == [0.0, 0.0]
+
+
+def test_confident_learning_matches_cleanlab():
+    """The rule as written here equals cleanlab's (uncalibrated joint, confident_learning filter)."""
+    pytest.importorskip("cleanlab")
+    from cleanlab.count import compute_confident_joint
+    from cleanlab.filter import find_label_issues
+
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        n, num_classes = 300, 5
+        probs = rng.dirichlet(np.full(num_classes, 0.5), size=n)
+        labels = rng.integers(0, num_classes, n)
+        labels[:num_classes] = np.arange(num_classes)  # every class carried by some example
+        joint, _ = confident_joint(probs, labels, num_classes)
+        np.testing.assert_array_equal(joint, compute_confident_joint(labels, probs, calibrate=False))
+        ours = confident_learning_flags(probs, labels, num_classes)
+        theirs = find_label_issues(labels, probs, filter_by="confident_learning")
+        assert ours.sum() > 0
+        np.testing.assert_array_equal(ours, theirs)

@@ -35,6 +35,8 @@ def test_tiny_bert_demo_writes_every_output(tiny_bert, tmp_path):
     assert set(record["timings_s"]) >= {"data", "stage1", "dynamics", "prior", "stage2", "inference", "total"}
     assert record["peak_host_mb"] > 0
     assert record["config"]["noise_ratio"] == 0.2 and record["data"]["train_noise_rate"] > 0.1
+    # a numeric ratio decides the marking; the noise-rate estimators are not run
+    assert record["noise_ratio_used"] == 0.2 and record["noise_ratio_estimate"] is None
     quality = record["marking"][0]
     assert quality["marked"] == int(0.2 * (record["data"]["train"] + record["data"]["validation"]))
     saved = list(models.iterdir())

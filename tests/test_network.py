@@ -24,6 +24,30 @@ def test_alpha_is_above_one_plus_one_over_c_and_all_labels_matches_loop():
     assert torch.all(all_labels > 1 + 1 / 4)
 
 
+def test_split_layers_are_the_joint_linear_layers_of_the_spec():
+    """Encoder and decoder stored as z / label blocks compute Linear([z; y]) with the weights and
+    initial values of one nn.Linear(F + C, C), and give z no gradient."""
+    torch.manual_seed(3)
+    vae = DirichletVAE(input_dim=12, num_classes=4)
+    torch.manual_seed(3)
+    joint_enc, joint_dec = torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)  # same draws, same order
+    assert torch.equal(torch.cat([vae.encoder_z.weight, vae.encoder_y.weight], 1), joint_enc.weight)
+    assert torch.equal(torch.cat([vae.decoder_z.weight, vae.decoder_u.weight], 1), joint_dec.weight)
+    z, onehot = torch.randn(5, 12), F.one_hot(torch.tensor([0, 1, 2, 3, 1]), 4).float()
+    u = torch.softmax(torch.randn(5, 4), -1).requires_grad_()
+    assert torch.allclose(vae.alpha(z, onehot),
+                          F.softplus(joint_enc(torch.cat([z, onehot], 1))) + 1 + 1 / 4, atol=1e-6)
+    assert torch.allclose(vae.decode(z, u), joint_dec(torch.cat([z, u], 1)), atol=1e-6)
+    torch.manual_seed(3)
+    DirichletVAE(input_dim=12, num_classes=4)
+    after_vae = torch.rand(3)
+    torch.manual_seed(3)
+    torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)
+    assert torch.equal(after_vae, torch.rand(3))  # the next model's draws are unchanged too
+    vae.decode(z, u).sum().backward()
+    assert z.grad is None and u.grad is not None
+
+
 def test_dirichlet_sample_on_simplex_and_follows_formula():
     alpha = torch.tensor([[2.0, 3.0, 5.0]])
     eps = torch.tensor([[0.3, 0.6, 0.9]])

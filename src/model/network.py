@@ -5,17 +5,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import skip_init
 
 
 class DirichletVAE(nn.Module):
-    """Encoder q(y | z, noisy y) -> Dirichlet alpha; decoder p(noisy y | z, u) -> logits."""
+    """Encoder q(y | z, noisy y) -> Dirichlet alpha; decoder p(noisy y | z, u) -> logits.
+
+    Both are single linear layers over a concatenation, [z; onehot(noisy y)] and [z; u]. Each is
+    stored as two blocks (the z columns with the bias, and the C label/sample columns) so that no
+    [B, F + C] concatenation is built and no gradient is computed for the constant z; the blocks
+    are cut from one nn.Linear(F + C, C), so the initial weights are those of the joint layer.
+    """
 
     def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.softplus_beta = softplus_beta
-        self.encoder = nn.Linear(input_dim + num_classes, num_classes)
-        self.decoder = nn.Linear(input_dim + num_classes, num_classes)
+        encoder, decoder = (nn.Linear(input_dim + num_classes, num_classes) for _ in range(2))
+        self.encoder_z, self.encoder_y = _split_layer(encoder, input_dim)
+        self.decoder_z, self.decoder_u = _split_layer(decoder, input_dim)
 
     def _alpha(self, pre: torch.Tensor) -> torch.Tensor:
         alpha = F.softplus(pre, beta=self.softplus_beta)
@@ -23,25 +31,38 @@ class DirichletVAE(nn.Module):
 
     def alpha(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:
         """z [B, F], noisy_onehot [B, C] -> alpha [B, C]."""
-        return self._alpha(self.encoder(torch.cat([z, noisy_onehot], dim=1)))
+        return self._alpha(self.encoder_z(z) + self.encoder_y(noisy_onehot))
 
     def alpha_all_labels(self, z: torch.Tensor) -> torch.Tensor:
         """alpha for every candidate noisy label at once: z [B, F] -> [B, C(noisy), C(true)].
 
-        The encoder is linear in [z; onehot], so this is one product with the z-part of the
-        weight plus one column of the label part per candidate, not C forward passes.
+        The encoder is linear in [z; onehot], so this is one product with the z block plus one
+        column of the label block per candidate, not C forward passes.
         """
-        w_z, w_y = self.encoder.weight[:, : z.shape[1]], self.encoder.weight[:, z.shape[1] :]
-        base = z @ w_z.T + self.encoder.bias  # [B, C]
-        return self._alpha(base[:, None, :] + w_y.T[None, :, :])
+        base = self.encoder_z(z)  # [B, C]
+        return self._alpha(base[:, None, :] + self.encoder_y.weight.T[None, :, :])
 
     def decode(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return self.decoder(torch.cat([z, u], dim=1))
+        return self.decoder_z(z) + self.decoder_u(u)
 
     def forward(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = self.alpha(z, noisy_onehot)
         u = dirichlet_sample(alpha)
         return alpha, self.decode(z, u)
+
+
+def _split_layer(joint: nn.Linear, input_dim: int) -> tuple[nn.Linear, nn.Linear]:
+    """nn.Linear over [z; y] -> (Linear over z with the bias, Linear over y without one).
+
+    skip_init: the blocks take the joint layer's values and draw nothing from the random stream.
+    """
+    z_part = skip_init(nn.Linear, input_dim, joint.out_features)
+    y_part = skip_init(nn.Linear, joint.in_features - input_dim, joint.out_features, bias=False)
+    with torch.no_grad():
+        z_part.weight.copy_(joint.weight[:, :input_dim])
+        z_part.bias.copy_(joint.bias)
+        y_part.weight.copy_(joint.weight[:, input_dim:])
+    return z_part, y_part
 
 
 def dirichlet_sample(alpha: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
