@@ -1,7 +1,7 @@
 """Run a grid of experiments (data sets x noise x seeds x methods and ablations) and report it.
 
-    python scripts/experiments.py --config quick            # demo data, about 3 min on 2 cores
-    python scripts/experiments.py --config real --data_root ../shared/datasets
+    python scripts/experiments.py --config quick            # demo data, about 2 min on 2 free cores
+    python scripts/experiments.py --config real --data_root ../shared/datasets   # ~50 min on 2 cores
     python scripts/experiments.py --summary_only --readme   # re-aggregate, redraw, update readme
 
 Every finished run is stored as cache/experiments/<config>/runs/<name>.json (with its npz of
