@@ -61,8 +61,12 @@ def pipeline(argv: list[str]) -> dict:
             "accuracy_before": record["accuracy_before"], "accuracy_after": record["accuracy_after"]}
 
 
-def padding(argv: list[str]) -> dict:
-    """Stage 1 twice on the same data and seed: dynamic padding vs padding to --max_length."""
+def padding(argv: list[str], repeat: int = 1) -> dict:
+    """Stage 1 on the same data and seed: dynamic padding vs padding to --max_length.
+
+    With `repeat` > 1 the two arms alternate `repeat` times (fresh, identically seeded models
+    each time) and the medians are reported: on a shared machine single timings vary by 10%.
+    """
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
     from src.model.train_stage1 import encode, train_stage1
@@ -75,20 +79,25 @@ def padding(argv: list[str]) -> dict:
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
     tokenizer = load_tokenizer(config.model_name())
     all_texts = splits.train.texts + splits.validation.texts + splits.test.texts
-    results, seconds = [], []
-    for pad in (False, True):
-        texts = encode(tokenizer, all_texts, max_length, pad_to_max_length=pad)
-        models = []
-        for m in range(config.n_model):
-            torch.manual_seed(config.seed * 1000 + m)
-            models.append(load_classifier(config.model_name(), splits.num_classes))
-        start = time.perf_counter()
-        results.append(train_stage1(
-            models, texts, splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
-            batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size, lr=config.lr,
-            device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad))
-        seconds.append(time.perf_counter() - start)
-    dynamic, padded = results
+    encoded = {pad: encode(tokenizer, all_texts, max_length, pad_to_max_length=pad) for pad in (False, True)}
+    results, times = {}, {False: [], True: []}
+    for _ in range(repeat):
+        for pad in (False, True):
+            models = []
+            for m in range(config.n_model):
+                torch.manual_seed(config.seed * 1000 + m)
+                models.append(load_classifier(config.model_name(), splits.num_classes))
+            start = time.perf_counter()
+            results[pad] = train_stage1(
+                models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
+                batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size, lr=config.lr,
+                device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad)
+            times[pad].append(time.perf_counter() - start)
+    if repeat > 1:
+        print("dynamic s: " + " ".join(f"{t:.2f}" for t in times[False])
+              + "; padded s: " + " ".join(f"{t:.2f}" for t in times[True]))
+    seconds = [float(np.median(times[False])), float(np.median(times[True]))]
+    dynamic, padded = results[False], results[True]
     emb_diff = float(np.abs(dynamic.embeddings.astype(np.float32) - padded.embeddings.astype(np.float32)).max())
     prob_diff = float(np.abs(dynamic.probs - padded.probs).max())
     same_pred = float((dynamic.probs.argmax(-1) == padded.probs.argmax(-1)).mean())
@@ -227,13 +236,15 @@ def main() -> None:
     parser.add_argument("--mfu-seq", type=int, default=150)
     parser.add_argument("--mfu-steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="with --mfu: torch.compile the models")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="with --padding: alternate the two arms this many times, report medians")
     parser.add_argument("main_flags", nargs="*", help="main.py flags, after `--`")
     args = parser.parse_args()
     flags = [*args.main_flags, "--device", args.device]
     if args.quick:
         result = pipeline(["--epochs", "2", "--total_iter", "2", *flags])
     elif args.padding:
-        result = padding(flags)
+        result = padding(flags, args.repeat)
     elif args.synthetic_wos:
         result = synthetic_wos(per_epoch_eval=args.per_epoch_eval)
     elif args.mfu:

@@ -1,0 +1,44 @@
+"""Write the first N records of each split of a WRENCH data set to a new folder (for benchmarks).
+
+    python scripts/wrench_slice.py ../shared/datasets/trec/wrench /tmp/trec_slice --train 600 --valid 100 --test 200
+
+The same slice the test suite uses for its real-data run; label.json is copied as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="folder with train.json, valid.json, test.json")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--train", type=int, default=600)
+    parser.add_argument("--valid", type=int, default=100)
+    parser.add_argument("--test", type=int, default=200)
+    args = parser.parse_args(argv)
+    counts = {"train.json": args.train, "valid.json": args.valid, "test.json": args.test}
+    missing = [name for name in counts if not (args.source / name).is_file()]
+    if missing:
+        print(f"error: {args.source} lacks {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if min(counts.values()) < 1:
+        print("error: --train, --valid and --test must be at least 1", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, count in counts.items():
+        records = json.loads((args.source / name).read_text())
+        (args.out / name).write_text(json.dumps({k: records[k] for k in list(records)[:count]}))
+    if (args.source / "label.json").is_file():
+        shutil.copyfile(args.source / "label.json", args.out / "label.json")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
