@@ -94,3 +94,16 @@ def test_stage1_coregularization_zero_when_models_agree():
     different = coregularized_loss(torch.stack([logits, torch.randn(8, 5)]), labels, alpha=5.0)
     no_reg = coregularized_loss(torch.stack([logits, torch.randn(8, 5)]), labels, alpha=0.0)
     assert different.item() > 0 and no_reg.item() > 0
+
+
+def test_trajectories_gather_rows_without_building_the_whole_matrix():
+    from src.model.train_stage2 import Trajectories
+
+    rng = torch.Generator().manual_seed(0)
+    buffer = torch.randn(2, 3, 10, 4, generator=rng).half()  # [M, E, N, D] as stage 1 stores it
+    view = Trajectories(buffer.numpy(), torch.device("cpu"))
+    assert view.buffer.dtype == torch.float16 and view.buffer.device.type == "cpu"  # kept as stored
+    assert view.input_dim == 12
+    z = view(1, [7, 2])  # z^m = [h^1; h^2; h^3] of rows 7 and 2 -> [2, E*D] float32
+    expected = torch.stack([torch.cat([buffer[1, e, i] for e in range(3)]) for i in (7, 2)]).float()
+    assert z.dtype == torch.float32 and torch.equal(z, expected)

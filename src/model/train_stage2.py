@@ -20,23 +20,25 @@ from src.utils.common import fused_optimizer
 class Trajectories:
     """Per-batch view of the [M, E, N, D] buffer as z^m = [h^1; ...; h^E] -> [B, E*D] float32.
 
-    Gathers only the rows asked for, so the N x E*D matrices are never built whole.
+    The buffer stays on the host in its own dtype (float16 from stage 1); only the rows asked
+    for are gathered and sent to `device`, so the N x E*D matrices are never built whole and the
+    GPU holds one batch of trajectories at a time.
     """
 
     def __init__(self, embeddings: np.ndarray | torch.Tensor, device: torch.device) -> None:
-        buffer = torch.as_tensor(embeddings)
-        self.num_models, self.epochs, self.n, self.dim = buffer.shape
-        self.buffer = buffer.to(device)
-        self.device = device
+        self.buffer = torch.as_tensor(embeddings, device="cpu")
+        self.num_models, self.epochs, self.n, self.dim = self.buffer.shape
+        self.device = device  # where the batches go (the VAEs' device)
 
     @property
     def input_dim(self) -> int:
         return self.epochs * self.dim
 
     def __call__(self, model: int, index) -> torch.Tensor:
-        index = torch.as_tensor(index, device=self.device)
-        rows = self.buffer[model][:, index]  # [E, B, D]
-        return rows.permute(1, 0, 2).reshape(len(index), -1).float()
+        index = torch.as_tensor(index)
+        rows = self.buffer[model][:, index]  # [E, B, D], on the host
+        # transfer in the stored (half) precision, widen on the device
+        return rows.permute(1, 0, 2).reshape(len(index), -1).to(self.device).float()
 
 
 def stage2_loss(
