@@ -138,7 +138,8 @@ HELP = {
               "embedding, kNN prior on all examples, one model)",
     "no_dynamics": "DyGen ablation: the last-epoch embedding instead of the trajectory, no marking",
     "no_coreg": "DyGen ablation: no co-regularisation in either stage (alpha_t_hi = lambda_t = 0)",
-    "uniform_prior": "DyGen ablation: a uniform Dirichlet prior (1 + 1/C) instead of the kNN prior",
+    "uniform_prior": ("DyGen ablation: a uniform Dirichlet prior (1 + 1/C) instead of the kNN prior; the "
+                      "posterior then collapses to it (chance accuracy, see the readme's results)"),
     "reuse_stage1": "reuse cached stage-1 results (cache_dir/stage1) trained with the same settings",
 }
 STORE_TRUE = {"no_dynamics", "no_coreg", "uniform_prior"}
