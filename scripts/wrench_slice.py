@@ -14,6 +14,17 @@ import sys
 from pathlib import Path
 
 
+def write_slice(source: Path, out: Path, counts: dict[str, int]) -> Path:
+    """The first counts[name] records of each `name` (train.json, ...) of `source`, into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, count in counts.items():
+        records = json.loads((source / name).read_text())
+        (out / name).write_text(json.dumps({k: records[k] for k in list(records)[:count]}))
+    if (source / "label.json").is_file():
+        shutil.copyfile(source / "label.json", out / "label.json")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="folder with train.json, valid.json, test.json")
@@ -30,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(counts.values()) < 1:
         print("error: --train, --valid and --test must be at least 1", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, count in counts.items():
-        records = json.loads((args.source / name).read_text())
-        (args.out / name).write_text(json.dumps({k: records[k] for k in list(records)[:count]}))
-    if (args.source / "label.json").is_file():
-        shutil.copyfile(args.source / "label.json", args.out / "label.json")
-    print(f"wrote {args.out}")
+    print(f"wrote {write_slice(args.source, args.out, counts)}")
     return 0
 
 

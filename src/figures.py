@@ -85,12 +85,11 @@ def plot_accuracy(rows: list[dict], path: Path) -> bool:
         mean = [100 * cells[s]["acc_mean"] if s in cells else np.nan for s in settings]
         std = [100 * cells[s]["acc_std"] if s in cells else 0 for s in settings]
         ax.bar(x, mean, width, yerr=std, capsize=2, label=method, color=colors(i))
-        # Before stage 2: the stage-1 classifiers' own prediction, a black tick on each bar.
-        if method not in ("base", "coreg"):
-            before = [100 * cells[s]["acc_stage1_mean"] if s in cells and cells[s]["acc_stage1_mean"] is not None
-                      else np.nan for s in settings]
-            ax.scatter(x, before, marker="_", s=220, color="black", zorder=3,
-                       label="before stage 2 (stage-1 prediction)" if i == 0 else None)
+        # Before stage 2: the same run's stage-1 prediction, a black tick (methods with a stage 2).
+        before = [100 * cells[s]["acc_stage1_mean"] if s in cells and cells[s]["stage2"]
+                  and cells[s]["acc_stage1_mean"] is not None else np.nan for s in settings]
+        ax.scatter(x, before, marker="_", s=220, color="black", zorder=3,
+                   label="before stage 2 (stage-1 prediction)" if i == 0 else None)
     ax.set_xticks(np.arange(len(settings)))
     ax.set_xticklabels([f"{d}\n{'real' if n == 'real' else n} r={r}" for d, n, r in settings])
     low = min(100 * v for r in rows for v in (r["acc_mean"], r["acc_stage1_mean"]) if v is not None)

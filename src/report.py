@@ -21,7 +21,7 @@ METHOD_ORDER = ["dygen", "dygen-no_dynamics", "dygen-no_coreg", "dygen-uniform_p
 COLUMNS = (["dataset", "noise_type", "noise_ratio", "method", "n_seeds", "acc_mean", "acc_std",
             "acc_stage1_mean"]
            + [f"det_{short}_{metric}" for short in DETECTORS.values() for metric in METRICS]
-           + ["experiment", "bert", "epochs", "seeds"])
+           + ["experiment", "bert", "epochs", "precision", "seeds"])
 
 
 def _mean(values: list) -> float | None:
@@ -63,6 +63,7 @@ def summarize(records: list[dict]) -> list[dict]:
             "acc_stage1_mean": _mean([r["accuracy_before"] for r in runs]),
             "experiment": experiment, "bert": runs[0]["resolved"]["bert"],
             "epochs": runs[0]["config"]["epochs"], "precision": runs[0]["resolved"].get("precision"),
+            "stage2": runs[0].get("plan", {}).get("stage2", True),  # False: the answer is stage 1's
             "seeds": " ".join(str(r["config"]["seed"]) for r in runs),
         }
         for name, short in DETECTORS.items():

@@ -104,7 +104,8 @@ def test_clean_noisy_curves():
 
 
 def test_confident_learning_matches_cleanlab():
-    """The rule as written here equals cleanlab's (uncalibrated joint, confident_learning filter)."""
+    """The joint equals cleanlab's uncalibrated one; the flags equal its confident_learning filter
+    except where the label is also the argmax, which cleanlab unflags and the paper's rule keeps."""
     pytest.importorskip("cleanlab")
     from cleanlab.count import compute_confident_joint
     from cleanlab.filter import find_label_issues
@@ -120,4 +121,10 @@ def test_confident_learning_matches_cleanlab():
         ours = confident_learning_flags(probs, labels, num_classes)
         theirs = find_label_issues(labels, probs, filter_by="confident_learning")
         assert ours.sum() > 0
-        np.testing.assert_array_equal(ours, theirs)
+        np.testing.assert_array_equal(ours & (probs.argmax(1) != labels), theirs)
+    # the one difference: label 0 is the argmax of row 0 but below t0, while p1 reaches t1
+    probs = np.array([[0.45, 0.40, 0.15], [0.95, 0.03, 0.02], [0.9, 0.05, 0.05], [0.2, 0.35, 0.45],
+                      [0.2, 0.4, 0.4], [0.1, 0.1, 0.8], [0.1, 0.2, 0.7]])
+    labels = np.array([0, 0, 0, 1, 1, 2, 2])
+    assert confident_learning_flags(probs, labels, 3).tolist() == [True] + [False] * 6
+    assert not find_label_issues(labels, probs, filter_by="confident_learning").any()

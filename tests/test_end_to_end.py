@@ -10,6 +10,7 @@ import pytest
 from conftest import minilm_available, shared_data
 
 from main import main
+from scripts.wrench_slice import write_slice
 from src.config import parse_config
 from src.pipeline import run
 
@@ -57,19 +58,16 @@ def test_same_seed_same_result(tiny_bert, tmp_path):
 
 def write_trec_slice(directory, train=300, valid=60, test=100, permute_gold_seed=None):
     """A slice of the real WRENCH TREC files; optionally with the gold train/valid labels permuted."""
-    source = shared_data("trec", "wrench")
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, count in (("train.json", train), ("valid.json", valid), ("test.json", test)):
-        records = json.loads((source / name).read_text())
-        keys = list(records)[:count]
-        part = {k: records[k] for k in keys}
-        if permute_gold_seed is not None and name != "test.json":
-            labels = [part[k]["label"] for k in keys]
+    write_slice(shared_data("trec", "wrench"), directory,
+                {"train.json": train, "valid.json": valid, "test.json": test})
+    if permute_gold_seed is not None:
+        for name in ("train.json", "valid.json"):
+            part = json.loads((directory / name).read_text())
+            labels = [record["label"] for record in part.values()]
             random.Random(permute_gold_seed).shuffle(labels)
-            for k, label in zip(keys, labels):
-                part[k] = {**part[k], "label": label}
-        (directory / name).write_text(json.dumps(part))
-    (directory / "label.json").write_text((source / "label.json").read_text())
+            for record, label in zip(part.values(), labels):
+                record["label"] = label
+            (directory / name).write_text(json.dumps(part))
     return directory
 
 

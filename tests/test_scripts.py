@@ -1,13 +1,10 @@
 """Small helper scripts: the WRENCH slice used by the padding benchmark."""
 
 import json
-import sys
-from pathlib import Path
 
 from conftest import shared_data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import wrench_slice  # noqa: E402
+from scripts import wrench_slice
 
 
 def test_wrench_slice_keeps_the_first_records(tmp_path):
