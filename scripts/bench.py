@@ -2,7 +2,8 @@
 
 Modes (one per invocation, so each peak-memory figure belongs to one job):
   pipeline (default)  the whole method on --dataset/--bert (any main.py flag after `--`)
-  --padding           stage 1 with dynamic padding vs every batch padded to --max_length
+  --padding           stage 1 with dynamic padding (and length-split batches) vs every batch
+                      padded to --max_length
   --synthetic-wos     dynamics, prior, stage 2 and inference at WOS size from synthetic embeddings
   --mfu               stage-1 training of a randomly initialised bert-base-sized model: model FLOP
                       utilisation against the GPU's bf16 peak
@@ -29,7 +30,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import parse_config  # noqa: E402
-from src.utils.common import peak_gpu_mb, peak_host_mb, resolve_device  # noqa: E402
+from src.utils.common import (  # noqa: E402
+    peak_gpu_mb,
+    peak_host_mb,
+    resolve_device,
+    resolve_precision,
+    resolve_split_batches,
+)
 
 # Dense bf16 peak of the GPUs we report on (datasheet, without sparsity).
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -62,10 +69,13 @@ def pipeline(argv: list[str]) -> dict:
 
 
 def padding(argv: list[str], repeat: int = 1) -> dict:
-    """Stage 1 on the same data and seed: dynamic padding vs padding to --max_length.
+    """Stage 1 on the same data and seed in three arms: every batch padded to --max_length;
+    dynamic padding (each batch to its longest text); dynamic padding with each batch run as
+    length-sorted micro-batches (`--split_batches`). `padding_speedup` compares the padded arm
+    with what a run does on this device by default (split on CPU, unsplit on GPU).
 
-    With `repeat` > 1 the two arms alternate `repeat` times (fresh, identically seeded models
-    each time) and the medians are reported: on a shared machine single timings vary by 10%.
+    With `repeat` > 1 the arms alternate `repeat` times (fresh, identically seeded models each
+    time) and the medians are reported: on a shared machine single timings vary by 10%.
     """
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
@@ -73,39 +83,47 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
 
     config = parse_config([*argv, "--no-progress"])
     device = resolve_device(config.device)
-    precision = config.precision if config.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    precision = resolve_precision(config.precision, device)
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed), config.noise_type,
                          config.noise_ratio, config.seed)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
     tokenizer = load_tokenizer(config.model_name())
     all_texts = splits.train.texts + splits.validation.texts + splits.test.texts
     encoded = {pad: encode(tokenizer, all_texts, max_length, pad_to_max_length=pad) for pad in (False, True)}
-    results, times = {}, {False: [], True: []}
+    arms = {"padded": (True, False), "dynamic": (False, False), "dynamic+split": (False, True)}
+    results, times = {}, {name: [] for name in arms}
     for _ in range(repeat):
-        for pad in (False, True):
+        for name, (pad, split) in arms.items():
             models = []
             for m in range(config.n_model):
                 torch.manual_seed(config.seed * 1000 + m)
                 models.append(load_classifier(config.model_name(), splits.num_classes))
             start = time.perf_counter()
-            results[pad] = train_stage1(
+            results[name] = train_stage1(
                 models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
                 batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size, lr=config.lr,
-                device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad)
-            times[pad].append(time.perf_counter() - start)
+                device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad,
+                split_batches=split)
+            times[name].append(time.perf_counter() - start)
+    seconds = {name: float(np.median(t)) for name, t in times.items()}
     if repeat > 1:
-        print("dynamic s: " + " ".join(f"{t:.2f}" for t in times[False])
-              + "; padded s: " + " ".join(f"{t:.2f}" for t in times[True]))
-    seconds = [float(np.median(times[False])), float(np.median(times[True]))]
-    dynamic, padded = results[False], results[True]
-    emb_diff = float(np.abs(dynamic.embeddings.astype(np.float32) - padded.embeddings.astype(np.float32)).max())
-    prob_diff = float(np.abs(dynamic.probs - padded.probs).max())
-    same_pred = float((dynamic.probs.argmax(-1) == padded.probs.argmax(-1)).mean())
-    print_table([("dynamic", seconds[0]), ("padded", seconds[1])],
-                {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()})
-    print(f"max |embedding difference| {emb_diff:.3g}, max |probability difference| {prob_diff:.3g}, "
-          f"same predictions {same_pred:.4f}")
-    return {"stage1_s": seconds[0], "padded_stage1_s": seconds[1], "padding_speedup": seconds[1] / seconds[0],
+        print("; ".join(f"{name} s: " + " ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))
+    default = "dynamic+split" if resolve_split_batches(config.split_batches, device) else "dynamic"
+    print_table(list(seconds.items()), {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()})
+    padded = results["padded"]
+    for name in ("dynamic", "dynamic+split"):
+        emb_diff = float(np.abs(results[name].embeddings.astype(np.float32)
+                                - padded.embeddings.astype(np.float32)).max())
+        prob_diff = float(np.abs(results[name].probs - padded.probs).max())
+        same_pred = float((results[name].probs.argmax(-1) == padded.probs.argmax(-1)).mean())
+        print(f"{name} vs padded: max |embedding difference| {emb_diff:.3g}, max |probability difference| "
+              f"{prob_diff:.3g}, same predictions {same_pred:.4f}")
+    prob_diff = float(np.abs(results[default].probs - padded.probs).max())
+    same_pred = float((results[default].probs.argmax(-1) == padded.probs.argmax(-1)).mean())
+    print(f"default on {device.type}: {default}")
+    return {"stage1_s": seconds[default], "padded_stage1_s": seconds["padded"],
+            "padding_speedup": seconds["padded"] / seconds[default],
+            "unsplit_speedup": seconds["padded"] / seconds["dynamic"],
             "max_prob_diff": prob_diff, "same_predictions": same_pred,
             "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
 

@@ -28,6 +28,7 @@ class Config:
     alpha_t_hi: float = 5.0
     clip_gradient_norm: float = 1.0
     lr_schedule: str = "linear"
+    split_batches: str = "auto"  # auto = on CPU only
     # dynamics and prior
     knn_mode: str = "onehot"
     selected_class: int | None = None
@@ -113,6 +114,9 @@ HELP = {
     "clip_gradient_norm": "stage-1 gradient-norm clip, per model",
     "lr_schedule": "linear: one warm-up/decay over all steps; restart: the reference code's "
                    "schedule that restarts the warm-up every epoch",
+    "split_batches": "run each stage-1 training batch as length-sorted micro-batches and add up their "
+                     "gradients: the same updates with less padding (auto: on CPU; on a GPU the "
+                     "extra launches cost more than the padding)",
     "knn_mode": "kNN prior as the predicted class (onehot) or class probabilities (proba)",
     "selected_class": "with knn_mode proba: keep only the top-k kNN probabilities",
     "prior_norm": "weight of the kNN prediction in the Dirichlet prior",
@@ -151,6 +155,7 @@ CHOICES = {
     "device": ["auto", "cpu", "cuda"],
     "method": ["dygen", "base", "coreg", "npc"],
     "precision": ["auto", "fp32", "bf16"],
+    "split_batches": ["auto", "on", "off"],
 }
 def _ratio(text: str) -> float | str:
     """--noise_ratio: a number, or `auto`."""

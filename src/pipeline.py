@@ -43,6 +43,8 @@ from src.utils.common import (
     peak_gpu_mb,
     peak_host_mb,
     resolve_device,
+    resolve_precision,
+    resolve_split_batches,
     seed_everything,
 )
 from src.utils.labels_file import cleaning_quality, label_rows, write_labels_csv
@@ -57,7 +59,7 @@ def run(config: Config) -> dict:
     started = time.perf_counter()
     timer = StageTimer()
     device = resolve_device(config.device)
-    precision = config.precision if config.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    precision = resolve_precision(config.precision, device)
     model_name = config.model_name()
     settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
     label = method_label(config.method, ablations_of(config))
@@ -95,6 +97,7 @@ def run(config: Config) -> dict:
             "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
             "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
             "precision": precision, "seed": config.seed,
+            "split_batches": resolve_split_batches(config.split_batches, device),
         }
         key_parts = {
             "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": n_train, "n_val": n_val,

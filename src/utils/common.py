@@ -32,6 +32,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_precision(name: str, device: torch.device) -> str:
+    """--precision auto: bf16 autocast on CUDA, fp32 on CPU (where bf16 is fast only on CPUs with
+    native bf16 instructions, which torch has no public check for)."""
+    if name != "auto":
+        return name
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def resolve_split_batches(name: str, device: torch.device) -> bool:
+    """--split_batches auto: on CPU only (a micro-batch's fixed cost is small there)."""
+    return name == "on" or (name == "auto" and device.type == "cpu")
+
+
 def autocast(device: torch.device, precision: str):
     """bf16 autocast when asked for (`--precision bf16`), else a no-op context."""
     if precision == "bf16":
