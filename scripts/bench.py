@@ -163,8 +163,8 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
         marks.append(mark_noisy(score, 0.2).numpy())
     timings["dynamics"] = time.perf_counter() - start
     start = time.perf_counter()
-    priors = [dirichlet_prior(knn_predict_proba(embeddings[m, 0, :n_fit], noisy[:n_fit], marks[m], num_classes),
-                              "onehot", 5.0)[:n_train] for m in range(num_models)]
+    priors = [dirichlet_prior(knn_predict_proba(embeddings[m, 0, :n_fit], noisy[:n_fit], marks[m], num_classes,
+                                                rows=n_train), "onehot", 5.0) for m in range(num_models)]
     timings["prior"] = time.perf_counter() - start
     start = time.perf_counter()
     trajectories = Trajectories(embeddings, torch.device("cpu"))

@@ -171,9 +171,9 @@ def run(config: Config) -> dict:
         priors = []
         for m in range(n_model):
             embedded = stage1.embeddings[m, knn_epoch, : n_train + n_val]
-            proba = knn_predict_proba(embedded, fit_labels, marks[m], num_classes)
-            alpha = dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)
-            priors.append(alpha[:n_train])  # stage 2 trains on the train split
+            # fitted on train + validation, asked only for the train split that stage 2 trains on
+            proba = knn_predict_proba(embedded, fit_labels, marks[m], num_classes, rows=n_train)
+            priors.append(dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class))
 
     # ---- stage 2: co-regularised Dirichlet VAEs, test accuracy logged each epoch -------
     vaes, stage2_history, accuracy_after = [], [], None

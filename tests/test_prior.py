@@ -19,6 +19,8 @@ def test_knn_fitted_on_unmarked_only():
     assert np.allclose(got, expected, atol=1e-5)
     # Unmarked points are their own nearest neighbour at distance 0: their label wins.
     assert np.all(got[~marked].argmax(1) == labels[~marked])
+    # Asking for the first rows only (the train split) fits on all and answers for those rows.
+    assert np.array_equal(knn_predict_proba(emb, labels, marked, 3, k=10, rows=50), got[:50])
 
 
 def test_missing_class_gets_zero_column():

@@ -10,11 +10,13 @@ from src.errors import UserError
 
 
 def knn_predict_proba(
-    embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = 10
+    embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = 10,
+    rows: int | None = None,
 ) -> np.ndarray:
-    """Distance-weighted kNN fitted on the unmarked examples; probabilities for every example.
+    """Distance-weighted kNN fitted on the unmarked examples; probabilities for the first `rows`
+    examples (all by default: a prior is needed only for the rows stage 2 trains on).
 
-    embeddings [N, D], labels [N] (noisy), marked [N] bool -> [N, C].
+    embeddings [N, D], labels [N] (noisy), marked [N] bool -> [rows, C].
     """
     keep = ~np.asarray(marked, dtype=bool)
     if keep.sum() < k:
@@ -22,9 +24,10 @@ def knn_predict_proba(
                         f"lower --noise_ratio or use more data")
     knn = KNeighborsClassifier(n_neighbors=k, weights="distance")
     knn.fit(np.asarray(embeddings[keep], dtype=np.float32), labels[keep])
-    proba = np.zeros((len(embeddings), num_classes))
+    query = np.asarray(embeddings[:rows], dtype=np.float32)
+    proba = np.zeros((len(query), num_classes))
     with sklearn.config_context(working_memory=128):  # MB per distance chunk (default 1 GB)
-        proba[:, knn.classes_] = knn.predict_proba(np.asarray(embeddings, dtype=np.float32))
+        proba[:, knn.classes_] = knn.predict_proba(query)
     return proba
 
 
