@@ -34,6 +34,7 @@ from src.utils.common import (  # noqa: E402
     peak_gpu_mb,
     peak_host_mb,
     resolve_device,
+    resolve_eval_batch_size,
     resolve_precision,
     resolve_split_batches,
 )
@@ -90,6 +91,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     tokenizer = load_tokenizer(config.model_name())
     all_texts = splits.train.texts + splits.validation.texts + splits.test.texts
     encoded = {pad: encode(tokenizer, all_texts, max_length, pad_to_max_length=pad) for pad in (False, True)}
+    eval_batch_size = resolve_eval_batch_size(config.eval_batch_size, device)
     arms = {"padded": (True, False), "dynamic": (False, False), "dynamic+split": (False, True)}
     results, times = {}, {name: [] for name in arms}
     for _ in range(repeat):
@@ -101,7 +103,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             start = time.perf_counter()
             results[name] = train_stage1(
                 models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
-                batch_size=config.train_batch_size, eval_batch_size=config.eval_batch_size, lr=config.lr,
+                batch_size=config.train_batch_size, eval_batch_size=eval_batch_size, lr=config.lr,
                 device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad,
                 split_batches=split)
             times[name].append(time.perf_counter() - start)

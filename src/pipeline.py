@@ -43,6 +43,7 @@ from src.utils.common import (
     peak_gpu_mb,
     peak_host_mb,
     resolve_device,
+    resolve_eval_batch_size,
     resolve_precision,
     resolve_split_batches,
     seed_everything,
@@ -93,7 +94,7 @@ def run(config: Config) -> dict:
     with timer("stage1"):
         options = {  # train_stage1's settings: both its arguments and part of the cache key
             "epochs": config.epochs, "batch_size": config.train_batch_size,
-            "eval_batch_size": config.eval_batch_size, "lr": config.lr,
+            "eval_batch_size": resolve_eval_batch_size(config.eval_batch_size, device), "lr": config.lr,
             "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
             "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
             "precision": precision, "seed": config.seed,

@@ -73,3 +73,13 @@ def test_split_batches_trains_like_whole_batches():
                                atol=2e-3)
     # and splitting really happens on lengths like these
     assert len(split_by_length(lengths[:16], MICROBATCH_COST_TOKENS)) > 1
+
+
+def test_device_defaults_of_batching():
+    from src.utils.common import resolve_eval_batch_size, resolve_split_batches
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_split_batches("auto", cpu) and not resolve_split_batches("auto", cuda)
+    assert resolve_split_batches("on", cuda) and not resolve_split_batches("off", cpu)
+    assert resolve_eval_batch_size(None, cpu) == 128 and resolve_eval_batch_size(None, cuda) == 512
+    assert resolve_eval_batch_size(64, cuda) == 64

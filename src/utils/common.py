@@ -40,6 +40,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" else "fp32"
 
 
+def resolve_eval_batch_size(size: int | None, device: torch.device) -> int:
+    """--eval_batch_size default: 128 (the paper's) on CPU; 512 on CUDA, where inference passes
+    of small models are bound by per-batch kernel launches rather than by arithmetic."""
+    if size is not None:
+        return size
+    return 512 if device.type == "cuda" else 128
+
+
 def resolve_split_batches(name: str, device: torch.device) -> bool:
     """--split_batches auto: on CPU only (a micro-batch's fixed cost is small there)."""
     return name == "on" or (name == "auto" and device.type == "cpu")
