@@ -19,3 +19,15 @@ def test_wrench_slice_keeps_the_first_records(tmp_path):
 def test_wrench_slice_refuses_a_folder_without_the_files(tmp_path, capsys):
     assert wrench_slice.main([str(tmp_path), str(tmp_path / "out")]) == 2
     assert "lacks train.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
+    from scripts import bench
+
+    result = bench.padding(["--bert", tiny_bert, "--epochs", "1", "--max_length", "32", "--device", "cpu"])
+    assert result["padded_stage1_s"] > 0 and result["stage1_s"] > 0
+    assert result["padding_speedup"] == result["padded_stage1_s"] / result["stage1_s"]
+    assert 0 <= result["max_prob_diff"] < 1 and 0 <= result["same_predictions"] <= 1
+    out = capsys.readouterr().out
+    assert "dynamic+split vs padded" in out and "default on cpu: dynamic+split" in out
+    assert bench.bench_line(result).startswith("BENCH stage1_s=")
