@@ -73,7 +73,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     """Stage 1 on the same data and seed in three arms: every batch padded to --max_length;
     dynamic padding (each batch to its longest text); dynamic padding with each batch run as
     length-sorted micro-batches (`--split_batches`). `padding_speedup` compares the padded arm
-    with what a run does on this device by default (split on CPU, unsplit on GPU).
+    with what a run does by default here (split on CPU in fp32, else unsplit).
 
     With `repeat` > 1 the arms alternate `repeat` times (fresh, identically seeded models each
     time) and the medians are reported: on a shared machine single timings vary by 10%.
@@ -110,7 +110,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     seconds = {name: float(np.median(t)) for name, t in times.items()}
     if repeat > 1:
         print("; ".join(f"{name} s: " + " ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))
-    default = "dynamic+split" if resolve_split_batches(config.split_batches, device) else "dynamic"
+    default = "dynamic+split" if resolve_split_batches(config.split_batches, device, precision) else "dynamic"
     print_table(list(seconds.items()), {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()})
     padded = results["padded"]
     for name in ("dynamic", "dynamic+split"):
@@ -122,7 +122,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
               f"{prob_diff:.3g}, same predictions {same_pred:.4f}")
     prob_diff = float(np.abs(results[default].probs - padded.probs).max())
     same_pred = float((results[default].probs.argmax(-1) == padded.probs.argmax(-1)).mean())
-    print(f"default on {device.type}: {default}")
+    print(f"default on {device.type} ({precision}): {default}")
     return {"stage1_s": seconds[default], "padded_stage1_s": seconds["padded"],
             "padding_speedup": seconds["padded"] / seconds[default],
             "unsplit_speedup": seconds["padded"] / seconds["dynamic"],

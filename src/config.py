@@ -28,7 +28,7 @@ class Config:
     alpha_t_hi: float = 5.0
     clip_gradient_norm: float = 1.0
     lr_schedule: str = "linear"
-    split_batches: str = "auto"  # auto = on CPU only
+    split_batches: str = "auto"  # auto = on CPU in fp32 only
     # dynamics and prior
     knn_mode: str = "onehot"
     selected_class: int | None = None
@@ -117,8 +117,8 @@ HELP = {
     "lr_schedule": "linear: one warm-up/decay over all steps; restart: the reference code's "
                    "schedule that restarts the warm-up every epoch",
     "split_batches": "run each stage-1 training batch as length-sorted micro-batches and add up their "
-                     "gradients: the same updates with less padding (auto: on CPU; on a GPU the "
-                     "extra launches cost more than the padding)",
+                     "gradients: the same updates with less padding (auto: on CPU in fp32; in bf16 "
+                     "and on a GPU a micro-batch's fixed cost outweighs the padding it saves)",
     "knn_mode": "kNN prior as the predicted class (onehot) or class probabilities (proba)",
     "selected_class": "with knn_mode proba: keep only the top-k kNN probabilities",
     "prior_norm": "weight of the kNN prediction in the Dirichlet prior",

@@ -98,7 +98,7 @@ def run(config: Config) -> dict:
             "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
             "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
             "precision": precision, "seed": config.seed,
-            "split_batches": resolve_split_batches(config.split_batches, device),
+            "split_batches": resolve_split_batches(config.split_batches, device, precision),
         }
         key_parts = {
             "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": n_train, "n_val": n_val,

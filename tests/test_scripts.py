@@ -29,5 +29,5 @@ def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
     assert result["padding_speedup"] == result["padded_stage1_s"] / result["stage1_s"]
     assert 0 <= result["max_prob_diff"] < 1 and 0 <= result["same_predictions"] <= 1
     out = capsys.readouterr().out
-    assert "dynamic+split vs padded" in out and "default on cpu: dynamic+split" in out
+    assert "dynamic+split vs padded" in out and "default on cpu (fp32): dynamic+split" in out
     assert bench.bench_line(result).startswith("BENCH stage1_s=")
