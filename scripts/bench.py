@@ -34,9 +34,7 @@ from src.utils.common import (  # noqa: E402
     peak_gpu_mb,
     peak_host_mb,
     resolve_device,
-    resolve_eval_batch_size,
-    resolve_precision,
-    resolve_split_batches,
+    resolve_runtime,
 )
 
 # Dense bf16 peak of the GPUs we report on (datasheet, without sparsity).
@@ -83,15 +81,14 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     from src.model.train_stage1 import encode, train_stage1
 
     config = parse_config([*argv, "--no-progress"])
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
+    runtime = resolve_runtime(config)
+    device, precision = runtime.device, runtime.precision
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed), config.noise_type,
                          config.noise_ratio, config.seed)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
     tokenizer = load_tokenizer(config.model_name())
     all_texts = splits.train.texts + splits.validation.texts + splits.test.texts
     encoded = {pad: encode(tokenizer, all_texts, max_length, pad_to_max_length=pad) for pad in (False, True)}
-    eval_batch_size = resolve_eval_batch_size(config.eval_batch_size, device)
     arms = {"padded": (True, False), "dynamic": (False, False), "dynamic+split": (False, True)}
     results, times = {}, {name: [] for name in arms}
     for _ in range(repeat):
@@ -103,30 +100,28 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             start = time.perf_counter()
             results[name] = train_stage1(
                 models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
-                batch_size=config.train_batch_size, eval_batch_size=eval_batch_size, lr=config.lr,
+                batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size, lr=config.lr,
                 device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad,
                 split_batches=split)
             times[name].append(time.perf_counter() - start)
     seconds = {name: float(np.median(t)) for name, t in times.items()}
     if repeat > 1:
         print("; ".join(f"{name} s: " + " ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))
-    default = "dynamic+split" if resolve_split_batches(config.split_batches, device, precision) else "dynamic"
+    default = "dynamic+split" if runtime.split_batches else "dynamic"
     print_table(list(seconds.items()), {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()})
-    padded = results["padded"]
+    padded, agreement = results["padded"], {}
     for name in ("dynamic", "dynamic+split"):
         emb_diff = float(np.abs(results[name].embeddings.astype(np.float32)
                                 - padded.embeddings.astype(np.float32)).max())
         prob_diff = float(np.abs(results[name].probs - padded.probs).max())
         same_pred = float((results[name].probs.argmax(-1) == padded.probs.argmax(-1)).mean())
+        agreement[name] = {"max_prob_diff": prob_diff, "same_predictions": same_pred}
         print(f"{name} vs padded: max |embedding difference| {emb_diff:.3g}, max |probability difference| "
               f"{prob_diff:.3g}, same predictions {same_pred:.4f}")
-    prob_diff = float(np.abs(results[default].probs - padded.probs).max())
-    same_pred = float((results[default].probs.argmax(-1) == padded.probs.argmax(-1)).mean())
     print(f"default on {device.type} ({precision}): {default}")
     return {"stage1_s": seconds[default], "padded_stage1_s": seconds["padded"],
             "padding_speedup": seconds["padded"] / seconds[default],
-            "unsplit_speedup": seconds["padded"] / seconds["dynamic"],
-            "max_prob_diff": prob_diff, "same_predictions": same_pred,
+            "unsplit_speedup": seconds["padded"] / seconds["dynamic"], **agreement[default],
             "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 

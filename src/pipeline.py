@@ -42,10 +42,7 @@ from src.utils.common import (
     atomic_write_json,
     peak_gpu_mb,
     peak_host_mb,
-    resolve_device,
-    resolve_eval_batch_size,
-    resolve_precision,
-    resolve_split_batches,
+    resolve_runtime,
     seed_everything,
 )
 from src.utils.labels_file import cleaning_quality, label_rows, write_labels_csv
@@ -59,8 +56,8 @@ def run(config: Config) -> dict:
     """Run the whole method once; returns the run record also written to cache/runs/."""
     started = time.perf_counter()
     timer = StageTimer()
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device)
+    runtime = resolve_runtime(config)
+    device, precision = runtime.device, runtime.precision
     model_name = config.model_name()
     settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
     label = method_label(config.method, ablations_of(config))
@@ -94,11 +91,11 @@ def run(config: Config) -> dict:
     with timer("stage1"):
         options = {  # train_stage1's settings: both its arguments and part of the cache key
             "epochs": config.epochs, "batch_size": config.train_batch_size,
-            "eval_batch_size": resolve_eval_batch_size(config.eval_batch_size, device), "lr": config.lr,
+            "eval_batch_size": runtime.eval_batch_size, "lr": config.lr,
             "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
             "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
             "precision": precision, "seed": config.seed,
-            "split_batches": resolve_split_batches(config.split_batches, device, precision),
+            "split_batches": runtime.split_batches,
         }
         key_parts = {
             "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": n_train, "n_val": n_val,

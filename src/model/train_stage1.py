@@ -75,9 +75,10 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-# Fixed cost of one extra micro-batch, in tokens: on 2 CPU cores a MiniLM forward+backward
-# takes about 20 ms + 0.41 ms per token, so a micro-batch pays for itself once it saves ~50
-# padding tokens. On a GPU the fixed (launch) cost is far larger: splitting is off there.
+# Fixed cost of one extra micro-batch, in tokens: on 2 CPU cores a MiniLM forward+backward in
+# fp32 takes about 20 ms + 0.41 ms per token, so a micro-batch pays for itself once it saves ~50
+# padding tokens. Where that does not hold (bf16, GPUs) `--split_batches auto` leaves batches
+# whole (src/utils/common.py: resolve_split_batches).
 MICROBATCH_COST_TOKENS = 64
 
 
@@ -240,7 +241,7 @@ def train_stage1(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             plm_seconds += time.perf_counter() - tick
-            total_loss += loss.detach()
+            total_loss += loss
             if show_progress and step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
 

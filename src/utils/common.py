@@ -10,6 +10,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,24 @@ def resolve_split_batches(name: str, device: torch.device, precision: str) -> bo
     3.49x vs 2.92x unsplit; in bf16 the tokens are ~2.7x cheaper while a micro-batch's fixed
     cost is not, and splitting was no faster (7.50 vs 7.44 s); on a GPU launches dominate."""
     return name == "on" or (name == "auto" and device.type == "cpu" and precision == "fp32")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A run's device-dependent settings, with every `auto` resolved."""
+
+    device: torch.device
+    precision: str
+    eval_batch_size: int
+    split_batches: bool
+
+
+def resolve_runtime(config) -> Runtime:
+    """--device, --precision, --eval_batch_size and --split_batches of a Config, resolved."""
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    return Runtime(device, precision, resolve_eval_batch_size(config.eval_batch_size, device),
+                   resolve_split_batches(config.split_batches, device, precision))
 
 
 def autocast(device: torch.device, precision: str):
