@@ -8,6 +8,8 @@ Modes (one per invocation, so each peak-memory figure belongs to one job):
   --mfu               stage-1 training of a randomly initialised bert-base-sized model: model FLOP
                       utilisation against the GPU's bf16 peak
   --quick             the pipeline on the demo with 2 epochs (about a minute on 2 CPU cores)
+  --profile           stage-1 training steps on --dataset/--bert under torch.profiler: the
+                      operators that take the host's and the GPU's time, and the step time
 
 Examples:
   python scripts/bench.py --quick
@@ -15,6 +17,7 @@ Examples:
   python scripts/bench.py --padding -- --dataset trec --path ../shared/datasets/trec --bert minilm
   python scripts/bench.py --synthetic-wos
   python scripts/bench.py --mfu --device cuda
+  python scripts/bench.py --profile -- --dataset trec --path ../shared/datasets/trec --bert minilm
 """
 
 from __future__ import annotations
@@ -42,9 +45,17 @@ BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
 
 
 def print_table(rows: list[tuple[str, float]], extra: dict) -> None:
-    print(f"{'stage':<12}{'seconds':>10}")
+    """Seconds per stage; with a run record (`extra`), also the host memory when each ended:
+    the peak so far and what is resident (own data + mapped files such as the CUDA libraries)."""
+    peaks, now = extra.get("peak_host_mb_after", {}), extra.get("host_mb_after", {})
+    print(f"{'stage':<12}{'seconds':>10}" + (f"{'peak MB':>10}{'resident MB (own + files)':>28}" if peaks else ""))
     for name, seconds in rows:
-        print(f"{name:<12}{seconds:>10.2f}")
+        line = f"{name:<12}{seconds:>10.2f}"
+        if name in peaks:
+            line += f"{peaks[name]:>10.0f}"
+            if now.get(name):
+                line += f"{now[name]['rss']:>12.0f} ({now[name]['anon']:.0f} + {now[name]['file']:.0f})"
+        print(line)
     gpu = extra.get("peak_gpu_mb")
     print(f"peak host memory {extra['peak_host_mb']:.0f} MB, peak GPU memory "
           f"{'n/a' if gpu is None else f'{gpu:.0f} MB'}")
@@ -125,6 +136,61 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 
+def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
+    """`steps` stage-1 training steps (after `warmup`) under torch.profiler, on the data set's
+    first train batches: the top operators by host time and by device time, and the step time
+    without the profiler."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from src.data import MAX_LENGTH, apply_noise, load_dataset
+    from src.model.plm import load_classifier, load_tokenizer
+    from src.model.train_stage1 import accepts_prepared_mask, encode, shuffled_batches, train_epoch
+    from src.utils.common import fused_optimizer
+
+    config = parse_config([*argv, "--no-progress"])
+    runtime = resolve_runtime(config)
+    device = runtime.device
+    splits = apply_noise(load_dataset(config.dataset, config.path, config.seed), config.noise_type,
+                         config.noise_ratio, config.seed)
+    max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
+    texts = encode(load_tokenizer(config.model_name()), splits.train.texts, max_length)
+    models = [load_classifier(config.model_name(), splits.num_classes).to(device).train()
+              for _ in range(config.n_model)]
+    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(m.parameters())} for m in models], lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    rng = np.random.default_rng(config.seed)
+    batches = []
+    while len(batches) < warmup + 2 * steps:  # as many epochs' batches as needed
+        batches += shuffled_batches(len(texts), config.train_batch_size, rng)
+    prepared = all(accepts_prepared_mask(m) for m in models)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def run(part):
+        train_epoch(models, texts, part, splits.train.noisy, 5.0, optimizer, scheduler, device=device,
+                    precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm,
+                    prepared_mask=prepared, split_batches=runtime.split_batches)
+        sync()
+
+    run(batches[:warmup])
+    start = time.perf_counter()
+    run(batches[warmup : warmup + steps])
+    step_ms = (time.perf_counter() - start) / steps * 1e3
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        run(batches[warmup + steps : warmup + 2 * steps])
+    table = prof.key_averages()
+    print(table.table(sort_by="self_cpu_time_total", row_limit=20))
+    if device.type == "cuda":
+        print(table.table(sort_by="self_cuda_time_total", row_limit=20))
+    device_ms = sum(e.self_device_time_total for e in table) / 1e3 / steps if device.type == "cuda" else None
+    print(f"{config.n_model} x {config.model_name()} on {device} ({runtime.precision}), batch "
+          f"{config.train_batch_size}, prepared mask {prepared}: {step_ms:.1f} ms/step"
+          + (f", of which {device_ms:.1f} ms of kernels" if device_ms is not None else ""))
+    return {"step_ms": step_ms, "device_ms_per_step": device_ms, "peak_host_mb": peak_host_mb(),
+            "peak_gpu_mb": peak_gpu_mb()}
+
+
 def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs: int = 10,
                   num_models: int = 2, seed: int = 0, per_epoch_eval: bool = False) -> dict:
     """Everything after stage 1 at WOS size, from clustered synthetic embeddings with SN 20% noise.
@@ -181,55 +247,55 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
 
 
 def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int,
-        compile_models: bool = False) -> dict:
-    """Model FLOP utilisation of co-regularised stage-1 training steps on a bert-base-sized model."""
+        compile_models: bool = False, compile_mode: str | None = None) -> dict:
+    """Model FLOP utilisation of stage-1 training (`train_epoch`, the pipeline's own loop) on
+    randomly initialised bert-base-sized models and random full-length texts."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from src.model.train_stage1 import coregularized_loss
-    from src.utils.common import autocast
+    from src.model.train_stage1 import TokenizedTexts, train_epoch
+    from src.utils.common import fused_optimizer
 
     device = resolve_device(device_name)
     config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512)
+                        intermediate_size=3072, max_position_embeddings=512, num_labels=20)
     models = []
     for m in range(num_models):
         torch.manual_seed(m)
-        models.append(BertForSequenceClassification(config).to(device).train())
-    params = [p for model in models for p in model.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=device.type == "cuda")
-    runners = [torch.compile(model) for model in models] if compile_models else models
+        models.append(BertForSequenceClassification(config).to(device))
+    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(model.parameters())} for model in models],
+                                lr=1e-5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    runners = [torch.compile(model, mode=compile_mode) for model in models] if compile_models else models
     dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)
     # Per token: 6 x dense params (forward 2, backward 4) + attention scores and values
     # (forward 2 matmuls x 2 x seq x hidden per layer, x3 for training).
     flops_per_token = 6 * dense + 3 * 4 * config.num_hidden_layers * seq_len * config.hidden_size
     flops_per_step = flops_per_token * batch_size * seq_len * num_models
-    ids = torch.randint(1000, 30000, (batch_size, seq_len), device=device)
-    mask = torch.ones_like(ids)
-    labels = torch.randint(0, 20, (batch_size,), device=device)
+    warmup = 8  # allocator, cuBLAS handles, autotuning, compilation
+    generator = torch.Generator().manual_seed(0)
+    n = (warmup + steps) * batch_size
+    texts = TokenizedTexts(torch.randint(1000, 30000, (n, seq_len), generator=generator),
+                           np.full(n, seq_len))  # every text full length: no padding
+    labels = torch.randint(0, config.num_labels, (n,), generator=generator).numpy()
+    batches = [np.arange(i, i + batch_size) for i in range(0, n, batch_size)]
+    for model in models:
+        model.train()
 
-    def step():
-        with autocast(device, "bf16"):
-            logits = torch.stack([run(input_ids=ids, attention_mask=mask).logits for run in runners])
-        loss = coregularized_loss(logits, labels % logits.shape[-1], 5.0)
-        loss.backward()
-        for model in models:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def run(part):
+        return train_epoch(runners, texts, part, labels, 5.0, optimizer, scheduler, device=device,
+                           precision="bf16", clip_gradient_norm=1.0)
 
-    for _ in range(8):  # warm-up: allocator, cuBLAS handles, autotuning, compilation
-        step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    run(batches[:warmup])
     sync()
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    run(batches[warmup:])
     sync()
     seconds = time.perf_counter() - start
     achieved = flops_per_step * steps / seconds / 1e12
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
-    label = "bert-base (compiled)" if compile_models else "bert-base"
+    label = f"bert-base (compiled{', ' + compile_mode if compile_mode else ''})" if compile_models else "bert-base"
     print(f"{name}: {steps} steps of {num_models} x {label}, batch {batch_size} x {seq_len} tokens: "
           f"{seconds / steps * 1e3:.1f} ms/step, {achieved:.1f} TFLOP/s"
           + (f" = {achieved / peak:.1%} of the {peak} TFLOP/s bf16 peak" if peak else ""))
@@ -246,11 +312,14 @@ def main() -> None:
     parser.add_argument("--per-epoch-eval", action="store_true",
                         help="with --synthetic-wos: also score the test split after every stage-2 epoch")
     mode.add_argument("--mfu", action="store_true")
+    mode.add_argument("--profile", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--mfu-batch", type=int, default=64)
     parser.add_argument("--mfu-seq", type=int, default=150)
     parser.add_argument("--mfu-steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="with --mfu: torch.compile the models")
+    parser.add_argument("--compile-mode", default=None,
+                        help="with --mfu --compile: torch.compile's mode (e.g. max-autotune-no-cudagraphs)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="with --padding: alternate the two arms this many times, report medians")
     parser.add_argument("main_flags", nargs="*", help="main.py flags, after `--`")
@@ -262,9 +331,11 @@ def main() -> None:
         result = padding(flags, args.repeat)
     elif args.synthetic_wos:
         result = synthetic_wos(per_epoch_eval=args.per_epoch_eval)
+    elif args.profile:
+        result = profile(flags)
     elif args.mfu:
         result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
-                     compile_models=args.compile)
+                     compile_models=args.compile, compile_mode=args.compile_mode)
     else:
         result = pipeline(flags)
     print(bench_line(result))

@@ -56,15 +56,16 @@ def run(config: Config) -> dict:
     """Run the whole method once; returns the run record also written to cache/runs/."""
     started = time.perf_counter()
     timer = StageTimer()
-    runtime = resolve_runtime(config)
-    device, precision = runtime.device, runtime.precision
-    model_name = config.model_name()
-    settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
-    label = method_label(config.method, ablations_of(config))
-    seed_everything(config.seed)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        torch.backends.cuda.matmul.allow_tf32 = True
+    with timer("setup"):  # on CUDA this starts the device context
+        runtime = resolve_runtime(config)
+        device, precision = runtime.device, runtime.precision
+        model_name = config.model_name()
+        settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
+        label = method_label(config.method, ablations_of(config))
+        seed_everything(config.seed)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            torch.backends.cuda.matmul.allow_tf32 = True
 
     # ---- data and noise ---------------------------------------------------------------
     with timer("data"):
@@ -236,6 +237,7 @@ def run(config: Config) -> dict:
         "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
         "peak_host_mb": peak_host_mb(),
         "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
+        "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
         "peak_gpu_mb": peak_gpu_mb(),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
@@ -250,6 +252,10 @@ def run(config: Config) -> dict:
         f"after stage 2 {_fmt(accuracy_after)})"
         + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
                   for m, q in enumerate(marking) if q and q["marked"]))
+    gpu = record["peak_gpu_mb"]
+    log("seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timer.seconds.items())
+        + f"; peak host memory {record['peak_host_mb']:.0f} MB"
+        + ("" if gpu is None else f", peak GPU memory {gpu:.0f} MB"))
     if detection:
         log("noise detection (train+validation): " + "; ".join(
             f"{name} P {detection[name]['precision']:.3f} R {detection[name]['recall']:.3f} "

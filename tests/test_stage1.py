@@ -84,3 +84,87 @@ def test_device_defaults_of_batching():
     assert resolve_split_batches("on", cuda, "bf16") and not resolve_split_batches("off", cpu, "fp32")
     assert resolve_eval_batch_size(None, cpu) == 128 and resolve_eval_batch_size(None, cuda) == 512
     assert resolve_eval_batch_size(64, cuda) == 64
+
+
+def tiny_classifier(attn_implementation: str = "sdpa", dropout: float = 0.0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=3,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config).eval()
+
+
+def padded_texts(lengths: list[int], width: int) -> TokenizedTexts:
+    rng = np.random.default_rng(1)
+    ids = torch.as_tensor(rng.integers(5, 50, size=(len(lengths), width)))
+    ids[torch.arange(width)[None, :] >= torch.as_tensor(lengths)[:, None]] = 0
+    return TokenizedTexts(ids, np.array(lengths))
+
+
+def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_outputs():
+    from src.model.train_stage1 import accepts_prepared_mask
+
+    cpu = torch.device("cpu")
+    texts = padded_texts([7, 7, 4, 7, 2], width=9)
+    full = texts.batch(np.array([0, 1, 3]), cpu)  # all 7 long: trimmed to 7, nothing padded
+    assert full["input_ids"].shape == (3, 7) and "attention_mask" not in full
+    usual = texts.batch(np.array([0, 2, 4]), cpu)
+    assert usual["attention_mask"].shape == (3, 7) and usual["attention_mask"].sum().item() == 13
+    prepared = texts.batch(np.array([0, 2, 4]), cpu, prepared_mask=True)
+    assert prepared["attention_mask"].shape == (3, 1, 1, 7) and prepared["attention_mask"].dtype == torch.bool
+    assert torch.equal(prepared["attention_mask"][:, 0, 0].long(), usual["attention_mask"])
+
+    model = tiny_classifier("sdpa")
+    assert accepts_prepared_mask(model) and not model.training
+    with torch.no_grad():
+        np.testing.assert_allclose(model(**prepared).logits, model(**usual).logits, atol=1e-6)
+        ones = {"attention_mask": torch.ones_like(full["input_ids"]), **full}
+        np.testing.assert_allclose(model(**full).logits, model(**ones).logits, atol=1e-6)
+    # eager attention adds the mask as a number: a boolean one would be wrong, and is refused
+    assert not accepts_prepared_mask(tiny_classifier("eager"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_steps_never_wait_for_the_gpu():
+    """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
+    from src.model.network import DirichletVAE
+    from src.model.train_stage1 import accepts_prepared_mask, train_epoch
+    from src.model.train_stage2 import Trajectories
+    from src.model.train_stage2 import train_epoch as train_vae_epoch
+    from src.utils.common import fused_optimizer
+
+    cuda = torch.device("cuda")
+    models = [tiny_classifier("sdpa", dropout=0.1).to(cuda).train() for _ in range(2)]
+    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(m.parameters())} for m in models], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    prepared = accepts_prepared_mask(models[0])
+    texts = padded_texts(list(np.random.default_rng(2).integers(2, 12, size=64)), width=12)
+    labels = np.random.default_rng(3).integers(0, 3, size=64)
+    batches = [np.arange(i, i + 16) for i in range(0, 64, 16)]
+
+    def stage1_epoch():
+        return train_epoch(models, texts, batches, labels, 1.0, optimizer, scheduler, device=cuda,
+                           precision="bf16", clip_gradient_norm=1.0, prepared_mask=prepared)
+
+    stage1_epoch()  # warm-up: lazy initialisation may synchronise once
+    trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 3, 64, 8)).astype(np.float16), cuda)
+    vaes = [DirichletVAE(trajectories.input_dim, 3).to(cuda) for _ in range(2)]
+    vae_optimizer = fused_optimizer(torch.optim.Adam, [p for v in vaes for p in v.parameters()], lr=1e-3)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float().to(cuda)
+    priors = [torch.full((64, 3), 2.0, device=cuda) for _ in vaes]
+
+    def stage2_epoch():
+        return train_vae_epoch(vaes, trajectories, batches, np.arange(64), onehot, priors, vae_optimizer, 1.0, 1.0)
+
+    stage2_epoch()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stage1_epoch()
+        stage2_epoch()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert prepared  # BERT with SDPA takes the prepared mask, so the library never reads it

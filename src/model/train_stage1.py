@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from src.utils.common import autocast, fused_optimizer
+from src.utils.common import autocast, fused_optimizer, to_device
 
 
 @dataclass
@@ -38,35 +38,80 @@ class TokenizedTexts:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def batch(self, index: np.ndarray, device: torch.device, pad_to_max: bool = False) -> dict:
-        """Rows `index`, trimmed to the batch's longest text (dynamic padding)."""
-        width = self.input_ids.shape[1] if pad_to_max else int(self.lengths[index].max())
+    def batch(self, index: np.ndarray, device: torch.device, pad_to_max: bool = False,
+              prepared_mask: bool = False) -> dict:
+        """Rows `index`, trimmed to the batch's longest text (dynamic padding).
+
+        A batch without padding gets no attention mask at all: the model then attends
+        everywhere without reading a mask. Transfers are asynchronous: on CUDA a training step
+        never waits for the GPU (a blocking copy, or the library reading a mask's values on the
+        host to choose its attention kernel, would make every step wait for the last one;
+        `to_device`).
+        `prepared_mask` hands the mask over already in the [B, 1, 1, L] boolean form that
+        scaled-dot-product attention takes (see `accepts_prepared_mask`).
+        """
+        lengths = self.lengths[index]
+        width = self.input_ids.shape[1] if pad_to_max else int(lengths.max())
         ids = self.input_ids[torch.as_tensor(index), :width]
-        mask = torch.arange(width)[None, :] < torch.as_tensor(self.lengths[index])[:, None]
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device, dtype=torch.long)}
+        batch = {"input_ids": to_device(ids, device)}
+        if lengths.min() < width:
+            mask = torch.arange(width)[None, :] < torch.as_tensor(lengths)[:, None]  # [B, L]
+            mask = mask[:, None, None, :] if prepared_mask else mask.long()
+            batch["attention_mask"] = to_device(mask, device)
+        return batch
+
+
+@torch.no_grad()
+def accepts_prepared_mask(model: torch.nn.Module) -> bool:
+    """Whether `model` gives the same outputs for a [B, 1, 1, L] boolean attention mask as for
+    the usual [B, L] one (Hugging Face models with SDPA attention take a prepared mask as is;
+    eager attention would add it as a number). Checked on a two-row padded input."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 0, 0]], device=device) % model.config.vocab_size
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], device=device)
+    try:
+        usual = model(input_ids=ids, attention_mask=mask).logits
+        prepared = model(input_ids=ids, attention_mask=mask.bool()[:, None, None, :]).logits
+        same = usual.shape == prepared.shape and torch.allclose(usual, prepared, atol=1e-5, rtol=1e-4)
+    except Exception:  # noqa: BLE001 - any model that cannot take it keeps the usual mask
+        same = False
+    model.train(was_training)
+    return bool(same)
 
 
 def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool = False,
-           chars_per_token: int = 8) -> TokenizedTexts:
+           chars_per_token: int = 8, chunk_size: int = 1024) -> TokenizedTexts:
     """Tokenise every text once (truncated, padded on the right), keeping the true lengths.
 
     The tokenizer reads a whole text even when it keeps only `max_length` tokens, and 20news
     has messages of 50,000+ characters; so each text is first cut to `max_length *
     chars_per_token` characters. Exact: a cut text whose prefix gives fewer than `max_length`
-    tokens is tokenised again whole.
+    tokens is tokenised again whole. Texts go through the tokenizer `chunk_size` at a time into
+    one preallocated array: the tokenizer's per-text objects (tokens, offsets, overflow) for all
+    of 20news took 1 GB of host memory at once.
     """
     tokenizer.padding_side = "right"  # batches are later trimmed on the right
     limit = max_length * chars_per_token
-    kwargs = {"truncation": True, "max_length": max_length, "return_token_type_ids": False,
-              "return_attention_mask": False}
-    ids = tokenizer([t[:limit] for t in texts], **kwargs)["input_ids"]
-    redo = [i for i, t in enumerate(texts) if len(t) > limit and len(ids[i]) < max_length]
-    if redo:
-        for i, row in zip(redo, tokenizer([texts[i] for i in redo], **kwargs)["input_ids"]):
-            ids[i] = row
-    padded = tokenizer.pad({"input_ids": ids}, padding="max_length" if pad_to_max_length else "longest",
-                           max_length=max_length, return_tensors="pt", return_attention_mask=True)
-    return TokenizedTexts(padded["input_ids"], padded["attention_mask"].sum(1).numpy())
+    kwargs = {"truncation": True, "max_length": max_length, "padding": "max_length", "return_tensors": "np",
+              "return_token_type_ids": False, "return_attention_mask": True}
+    ids = np.empty((len(texts), max_length), dtype=np.int64)
+    lengths = np.empty(len(texts), dtype=np.int64)
+    for start in range(0, len(texts), chunk_size):
+        chunk = texts[start : start + chunk_size]
+        out = tokenizer([t[:limit] for t in chunk], **kwargs)
+        chunk_ids, chunk_lengths = out["input_ids"], out["attention_mask"].sum(1)
+        redo = [i for i, t in enumerate(chunk) if len(t) > limit and chunk_lengths[i] < max_length]
+        if redo:
+            again = tokenizer([chunk[i] for i in redo], **kwargs)
+            chunk_ids[redo], chunk_lengths[redo] = again["input_ids"], again["attention_mask"].sum(1)
+        ids[start : start + len(chunk)] = chunk_ids
+        lengths[start : start + len(chunk)] = chunk_lengths
+    width = max_length if pad_to_max_length or len(texts) == 0 else int(lengths.max())
+    return TokenizedTexts(torch.from_numpy(np.ascontiguousarray(ids[:, :width])), lengths)
 
 
 def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -143,24 +188,64 @@ def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_shar
 
 @torch.inference_mode()
 def embed(models, texts: TokenizedTexts, batches, device, precision,
-          pad_to_max: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+          pad_to_max: bool = False, prepared_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """[CLS] embeddings [M, N, D] and class probabilities [M, N, C] of every example."""
     n = len(texts)
     cls_out, prob_out = None, None
     for m, model in enumerate(models):
         model.eval()
         for index in batches:
-            batch = texts.batch(index, device, pad_to_max)
+            batch = texts.batch(index, device, pad_to_max, prepared_mask)
             with autocast(device, precision):
                 out = model(**batch, output_hidden_states=True)
             cls = out.hidden_states[-1][:, 0]
             if cls_out is None:  # allocate once the sizes are known
                 cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
                 prob_out = torch.empty(len(models), n, out.logits.shape[-1], dtype=torch.float32, device=device)
-            where = torch.as_tensor(index, device=device)
+            where = to_device(torch.as_tensor(index), device)
             cls_out[m, where] = cls.to(torch.float16)
             prob_out[m, where] = out.logits.float().softmax(-1)
     return cls_out.cpu(), prob_out.cpu()
+
+
+def train_epoch(
+    runners: list, texts: TokenizedTexts, batches, train_labels: np.ndarray, alpha: float,
+    optimizer: torch.optim.Optimizer, scheduler, *, device: torch.device, precision: str,
+    clip_gradient_norm: float, pad_to_max: bool = False, prepared_mask: bool = False,
+    split_batches: bool = False, show_progress: bool = False,
+) -> tuple[torch.Tensor, float]:
+    """One pass of co-regularised updates over `batches` (arrays of train rows).
+
+    Returns the summed batch losses (a tensor on `device`) and the seconds spent in the steps.
+    Nothing here waits for the GPU (except the progress bar's loss, every 20 steps), so on
+    CUDA the host queues the next step while the GPU runs the last one.
+    """
+    total_loss = torch.zeros((), device=device)
+    seconds = 0.0
+    for step, index in enumerate(batches):
+        groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
+                  if split_batches and not pad_to_max else [index])
+        tick = time.perf_counter()
+        loss = torch.zeros((), device=device)
+        for group in groups:
+            batch = texts.batch(group, device, pad_to_max, prepared_mask)
+            with autocast(device, precision):
+                logits = torch.stack([run(**batch).logits for run in runners])  # [M, b, C]
+            labels = to_device(torch.as_tensor(train_labels[group]), device)
+            # The loss is a mean over the batch: each group's share is weighted by its size.
+            part = coregularized_loss(logits, labels, alpha) * (len(group) / len(index))
+            part.backward()
+            loss += part.detach()
+        for group in optimizer.param_groups:  # one clip per model: each model is its own group
+            torch.nn.utils.clip_grad_norm_(group["params"], clip_gradient_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds += time.perf_counter() - tick
+        total_loss += loss
+        if show_progress and step % 20 == 0 and hasattr(batches, "set_postfix"):  # a tqdm bar
+            batches.set_postfix(loss=f"{loss.item():.3f}")
+    return total_loss, seconds
 
 
 def train_stage1(
@@ -198,14 +283,14 @@ def train_stage1(
     num_models = len(models)
     for model in models:
         model.to(device)
-    params = [p for model in models for p in model.parameters()]
+    param_groups = [{"params": list(model.parameters())} for model in models]
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
-    optimizer = fused_optimizer(torch.optim.AdamW, params, lr=lr, weight_decay=weight_decay)
+    optimizer = fused_optimizer(torch.optim.AdamW, param_groups, lr=lr, weight_decay=weight_decay)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
-    labels_dev = torch.as_tensor(train_labels, device=device)
+    prepared_mask = all(accepts_prepared_mask(model) for model in models)
     eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
     rng = np.random.default_rng([seed, 1])
 
@@ -217,36 +302,17 @@ def train_stage1(
         alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
         for model in models:
             model.train()
-        total_loss = torch.zeros((), device=device)  # summed on the device: no sync per step
         batches = shuffled_batches(n_train, batch_size, rng)
         bar = tqdm(batches, desc=f"stage 1 epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not show_progress)
-        for step, index in enumerate(bar):
-            groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
-                      if split_batches and not pad_to_max else [index])
-            tick = time.perf_counter()
-            loss = torch.zeros((), device=device)
-            for group in groups:
-                batch = texts.batch(group, device, pad_to_max)
-                with autocast(device, precision):
-                    logits = torch.stack([run(**batch).logits for run in runners])  # [M, b, C]
-                # The loss is a mean over the batch: each group's share is weighted by its size.
-                part = coregularized_loss(logits, labels_dev[torch.as_tensor(group, device=device)], alpha)
-                part = part * (len(group) / len(index))
-                part.backward()
-                loss += part.detach()
-            for model in models:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_gradient_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            plm_seconds += time.perf_counter() - tick
-            total_loss += loss
-            if show_progress and step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+        total_loss, seconds = train_epoch(
+            runners, texts, bar, train_labels, alpha, optimizer, scheduler, device=device,
+            precision=precision, clip_gradient_norm=clip_gradient_norm, pad_to_max=pad_to_max,
+            prepared_mask=prepared_mask, split_batches=split_batches, show_progress=show_progress)
+        plm_seconds += seconds
 
         tick = time.perf_counter()
-        cls, probs = embed(runners, texts, eval_batches, device, precision, pad_to_max)
+        cls, probs = embed(runners, texts, eval_batches, device, precision, pad_to_max, prepared_mask)
         sync()
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:

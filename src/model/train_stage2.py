@@ -14,7 +14,7 @@ from src.model.network import (
     reconstruction_loss,
 )
 from src.model.train_stage1 import shuffled_batches
-from src.utils.common import fused_optimizer
+from src.utils.common import fused_optimizer, to_device
 
 
 class Trajectories:
@@ -37,8 +37,8 @@ class Trajectories:
     def __call__(self, model: int, index) -> torch.Tensor:
         index = torch.as_tensor(index)
         rows = self.buffer[model].index_select(1, index)  # [E, B, D], on the host (3x faster than [:, index])
-        # transfer in the stored (half) precision, widen on the device
-        return rows.permute(1, 0, 2).reshape(len(index), -1).to(self.device).float()
+        # transfer in the stored (half) precision without waiting for the GPU, widen there
+        return to_device(rows, self.device).permute(1, 0, 2).reshape(len(index), -1).float()
 
 
 def stage2_loss(
@@ -62,6 +62,28 @@ def stage2_loss(
     if lambda_t and len(vaes) > 1:
         loss = loss + lambda_t * coregularization(torch.stack(alphas)) / len(vaes)
     return loss
+
+
+def train_epoch(
+    vaes: list[DirichletVAE], trajectories: Trajectories, batches, train_index: np.ndarray,
+    noisy_onehot: torch.Tensor, priors: list[torch.Tensor], optimizer: torch.optim.Optimizer,
+    beta: float, lambda_t: float,
+) -> torch.Tensor:
+    """One pass over `batches` (positions in train_index); returns the summed loss on the device.
+
+    noisy_onehot [N_train, C] and priors[m] [N_train, C] are on the VAEs' device. Nothing here
+    waits for the GPU.
+    """
+    total = torch.zeros((), device=noisy_onehot.device)
+    for local in batches:
+        zs = [trajectories(m, train_index[local]) for m in range(len(vaes))]
+        local_t = to_device(torch.as_tensor(local), noisy_onehot.device)
+        loss = stage2_loss(vaes, zs, noisy_onehot[local_t], [p[local_t] for p in priors], beta, lambda_t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()
+    return total
 
 
 def train_stage2(
@@ -102,17 +124,10 @@ def train_stage2(
         lam = 0.0 if epoch < warmup_epochs * total_iter else lambda_t
         for vae in vaes:
             vae.train()
-        total = torch.zeros((), device=device)  # summed on the device: no sync per step
         batches = shuffled_batches(len(train_index), batch_size, rng)
-        for local in tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
-                          disable=not show_progress):
-            zs = [trajectories(m, train_index[local]) for m in range(len(vaes))]
-            local_t = torch.as_tensor(local, device=device)
-            loss = stage2_loss(vaes, zs, onehot[local_t], [p[local_t] for p in priors], beta, lam)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
+        bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
+                   disable=not show_progress)
+        total = train_epoch(vaes, trajectories, bar, train_index, onehot, priors, optimizer, beta, lam)
         record = {"epoch": epoch + 1, "loss": total.item() / len(train_index)}
         if on_epoch_end is not None:
             for vae in vaes:

@@ -91,10 +91,39 @@ def fused_optimizer(kind, params, **kwargs) -> torch.optim.Optimizer:
         return kind(params, **kwargs)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device` without making the host wait for the GPU.
+
+    A blocking host-to-GPU copy first waits for every kernel already queued, so each training
+    step would wait for the last one to finish; from pinned memory the copy is queued like a
+    kernel. (From pageable memory even a non-blocking copy may wait.) torch's pinned-memory
+    cache keeps the block until the copy has run.
+    """
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def peak_host_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def host_memory_mb() -> dict[str, float] | None:
+    """Resident memory now, split into anonymous (the process's own data) and file-backed pages
+    (mapped libraries such as CUDA's), in MB; None where /proc is not there (not Linux)."""
+    fields = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name in fields:
+            out[fields[name]] = int(value.split()[0]) / 1024  # reported in kB
+    return out
 
 
 def peak_gpu_mb() -> float | None:
@@ -104,7 +133,7 @@ def peak_gpu_mb() -> float | None:
 
 
 class StageTimer:
-    """Wall seconds per named stage, and the process's peak memory when each stage ended.
+    """Wall seconds per named stage, and the process's peak and current memory when each ended.
 
     `with timer("stage1"): ...`
     """
@@ -112,6 +141,7 @@ class StageTimer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.peak_host_mb: dict[str, float] = {}
+        self.host_mb: dict[str, dict | None] = {}  # resident now, by kind (host_memory_mb)
 
     @contextlib.contextmanager
     def __call__(self, name: str):
@@ -121,6 +151,7 @@ class StageTimer:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
             self.peak_host_mb[name] = peak_host_mb()
+            self.host_mb[name] = host_memory_mb()
 
 
 @contextlib.contextmanager
