@@ -34,4 +34,4 @@ run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20n
 [ -n "$FULL" ] && run train_eval128 150 $T --eval_batch_size 128 --cache_dir "$OUT/cache"
 [ -n "$FULL" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
 [ -n "$FULL" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
-tar czf "$OUT/runs.tgz" -C "$OUT" cache/runs && rm -rf "$OUT/cache"
+tar czf "$OUT/runs.tgz" --exclude="*-labels.csv" -C "$OUT" cache/runs && rm -rf "$OUT/cache"
