@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.config import parse_config  # noqa: E402
 from src.utils.common import (  # noqa: E402
+    configure_cuda,
     peak_gpu_mb,
     peak_host_mb,
     resolve_device,
@@ -136,13 +137,29 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             "peak_host_mb": peak_host_mb(), "peak_gpu_mb": peak_gpu_mb()}
 
 
+def print_profile(work, device: torch.device, steps: int, rows: int = 20) -> float | None:
+    """Run `work` (`steps` steps) under torch.profiler; print the operators with the most host
+    time and, on CUDA, the most device time; return the kernel milliseconds per step."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        work()
+    table = prof.key_averages()
+    print(table.table(sort_by="self_cpu_time_total", row_limit=rows))
+    if device.type != "cuda":
+        return None
+    print(table.table(sort_by="self_cuda_time_total", row_limit=rows))
+    kernels = sum(e.self_device_time_total for e in table
+                  if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA)
+    return kernels / 1e3 / steps
+
+
 def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     """`steps` stage-1 training steps (after `warmup`) under torch.profiler, on the data set's
     first train batches: the top operators by host time and by device time, and the step time
     without the profiler."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
     from src.model.train_stage1 import accepts_prepared_mask, encode, shuffled_batches, train_epoch
@@ -151,6 +168,8 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
     device = runtime.device
+    if device.type == "cuda":
+        configure_cuda()
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed), config.noise_type,
                          config.noise_ratio, config.seed)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
@@ -176,14 +195,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     start = time.perf_counter()
     run(batches[warmup : warmup + steps])
     step_ms = (time.perf_counter() - start) / steps * 1e3
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
-        run(batches[warmup + steps : warmup + 2 * steps])
-    table = prof.key_averages()
-    print(table.table(sort_by="self_cpu_time_total", row_limit=20))
-    if device.type == "cuda":
-        print(table.table(sort_by="self_cuda_time_total", row_limit=20))
-    device_ms = sum(e.self_device_time_total for e in table) / 1e3 / steps if device.type == "cuda" else None
+    device_ms = print_profile(lambda: run(batches[warmup + steps : warmup + 2 * steps]), device, steps)
     print(f"{config.n_model} x {config.model_name()} on {device} ({runtime.precision}), batch "
           f"{config.train_batch_size}, prepared mask {prepared}: {step_ms:.1f} ms/step"
           + (f", of which {device_ms:.1f} ms of kernels" if device_ms is not None else ""))
@@ -247,7 +259,8 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
 
 
 def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int,
-        compile_models: bool = False, compile_mode: str | None = None) -> dict:
+        compile_models: bool = False, compile_mode: str | None = None, cudnn_attention: bool = False,
+        show_profile: bool = False) -> dict:
     """Model FLOP utilisation of stage-1 training (`train_epoch`, the pipeline's own loop) on
     randomly initialised bert-base-sized models and random full-length texts."""
     from transformers import BertConfig, BertForSequenceClassification
@@ -256,6 +269,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     from src.utils.common import fused_optimizer
 
     device = resolve_device(device_name)
+    if device.type == "cuda":
+        configure_cuda(cudnn_attention)  # as a run does (cuDNN attention only when asked)
     config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                         intermediate_size=3072, max_position_embeddings=512, num_labels=20)
     models = []
@@ -271,9 +286,9 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     # (forward 2 matmuls x 2 x seq x hidden per layer, x3 for training).
     flops_per_token = 6 * dense + 3 * 4 * config.num_hidden_layers * seq_len * config.hidden_size
     flops_per_step = flops_per_token * batch_size * seq_len * num_models
-    warmup = 8  # allocator, cuBLAS handles, autotuning, compilation
+    warmup, profiled = 8, 5  # warm-up: allocator, cuBLAS handles, autotuning, compilation
     generator = torch.Generator().manual_seed(0)
-    n = (warmup + steps) * batch_size
+    n = (warmup + steps + profiled) * batch_size
     texts = TokenizedTexts(torch.randint(1000, 30000, (n, seq_len), generator=generator),
                            np.full(n, seq_len))  # every text full length: no padding
     labels = torch.randint(0, config.num_labels, (n,), generator=generator).numpy()
@@ -289,13 +304,16 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     run(batches[:warmup])
     sync()
     start = time.perf_counter()
-    run(batches[warmup:])
+    run(batches[warmup : warmup + steps])
     sync()
     seconds = time.perf_counter() - start
+    if show_profile:
+        print_profile(lambda: (run(batches[warmup + steps :]), sync()), device, profiled)
     achieved = flops_per_step * steps / seconds / 1e12
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
     label = f"bert-base (compiled{', ' + compile_mode if compile_mode else ''})" if compile_models else "bert-base"
+    label += ", cuDNN attention" if cudnn_attention else ""
     print(f"{name}: {steps} steps of {num_models} x {label}, batch {batch_size} x {seq_len} tokens: "
           f"{seconds / steps * 1e3:.1f} ms/step, {achieved:.1f} TFLOP/s"
           + (f" = {achieved / peak:.1%} of the {peak} TFLOP/s bf16 peak" if peak else ""))
@@ -318,6 +336,10 @@ def main() -> None:
     parser.add_argument("--mfu-seq", type=int, default=150)
     parser.add_argument("--mfu-steps", type=int, default=30)
     parser.add_argument("--compile", action="store_true", help="with --mfu: torch.compile the models")
+    parser.add_argument("--sdpa-cudnn", action="store_true",
+                        help="with --mfu: let attention use cuDNN's kernels (off in runs; for comparison)")
+    parser.add_argument("--mfu-profile", action="store_true",
+                        help="with --mfu: also profile 5 steps and print the top operators")
     parser.add_argument("--compile-mode", default=None,
                         help="with --mfu --compile: torch.compile's mode (e.g. max-autotune-no-cudagraphs)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -335,7 +357,8 @@ def main() -> None:
         result = profile(flags)
     elif args.mfu:
         result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
-                     compile_models=args.compile, compile_mode=args.compile_mode)
+                     compile_models=args.compile, compile_mode=args.compile_mode,
+                     cudnn_attention=args.sdpa_cudnn, show_profile=args.mfu_profile)
     else:
         result = pipeline(flags)
     print(bench_line(result))

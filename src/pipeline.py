@@ -40,6 +40,7 @@ from src.utils.common import (
     atomic_file,
     atomic_save_npy,
     atomic_write_json,
+    configure_cuda,
     peak_gpu_mb,
     peak_host_mb,
     resolve_runtime,
@@ -65,7 +66,7 @@ def run(config: Config) -> dict:
         seed_everything(config.seed)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            torch.backends.cuda.matmul.allow_tf32 = True
+            configure_cuda()
 
     # ---- data and noise ---------------------------------------------------------------
     with timer("data"):
@@ -76,8 +77,9 @@ def run(config: Config) -> dict:
         limit = max_positions(model_name)
         if limit is not None and max_length > limit:
             raise UserError(f"--max_length {max_length}: beyond the model's position limit {limit}")
-        tokenizer = load_tokenizer(model_name)
         train, val, test = splits.train, splits.validation, splits.test
+    with timer("tokenize"):
+        tokenizer = load_tokenizer(model_name)
         texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
                               reuse=config.saved_dataset == "y", noise_type=config.noise_type,
                               noise_ratio=config.noise_ratio, seed=config.seed)
@@ -192,7 +194,7 @@ def run(config: Config) -> dict:
                 total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
                 beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
                 softplus_beta=config.softplus_beta, seed=config.seed, on_epoch_end=test_accuracy,
-                show_progress=config.progress,
+                show_progress=config.progress, cuda_graph=device.type == "cuda",
             )
             for record in stage2_history:
                 log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "

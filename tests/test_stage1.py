@@ -168,3 +168,27 @@ def test_training_steps_never_wait_for_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert prepared  # BERT with SDPA takes the prepared mask, so the library never reads it
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stage2_cuda_graph_trains_like_eager_steps():
+    """Replaying the captured step (and undoing its warm-up) gives the eager training."""
+    from src.model.train_stage2 import Trajectories, train_stage2
+
+    cuda = torch.device("cuda")
+    rng = np.random.default_rng(5)
+    n, classes = 100, 4  # 3 full batches of 32 and one of 4 (eager) per epoch
+    trajectories = Trajectories(rng.standard_normal((2, 3, n, 8)).astype(np.float16), cuda)
+    labels = rng.integers(0, classes, size=n)
+    priors = [np.full((n, classes), 1.5) + rng.random((n, classes)) for _ in range(2)]
+
+    def fit(graph: bool):
+        return train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=3, batch_size=32,
+                            lr=1e-2, lambda_t=1.0, warmup_epochs=0.4, seed=0, show_progress=False,
+                            cuda_graph=graph)
+
+    (eager, eager_history), (graphed, graphed_history) = fit(False), fit(True)
+    assert [h["loss"] for h in graphed_history] == pytest.approx([h["loss"] for h in eager_history], rel=1e-4)
+    for a, b in zip(eager, graphed):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)

@@ -45,9 +45,11 @@ class DirichletVAE(nn.Module):
     def decode(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self.decoder_z(z) + self.decoder_u(u)
 
-    def forward(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, noisy_onehot: torch.Tensor,
+                eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha [B, C] and the decoder's logits [B, C]; eps [B, C] ~ U(0, 1) drives the sample."""
         alpha = self.alpha(z, noisy_onehot)
-        u = dirichlet_sample(alpha)
+        u = dirichlet_sample(alpha, eps)
         return alpha, self.decode(z, u)
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from src.utils.common import autocast, fused_optimizer, to_device
+from src.utils.common import autocast, fused_optimizer, host_memory_mb, to_device
 
 
 @dataclass
@@ -194,18 +194,45 @@ def embed(models, texts: TokenizedTexts, batches, device, precision,
     cls_out, prob_out = None, None
     for m, model in enumerate(models):
         model.eval()
-        for index in batches:
-            batch = texts.batch(index, device, pad_to_max, prepared_mask)
-            with autocast(device, precision):
-                out = model(**batch, output_hidden_states=True)
-            cls = out.hidden_states[-1][:, 0]
-            if cls_out is None:  # allocate once the sizes are known
-                cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
-                prob_out = torch.empty(len(models), n, out.logits.shape[-1], dtype=torch.float32, device=device)
-            where = to_device(torch.as_tensor(index), device)
-            cls_out[m, where] = cls.to(torch.float16)
-            prob_out[m, where] = out.logits.float().softmax(-1)
+        last = LastHiddenState(model)
+        try:
+            for index in batches:
+                batch = texts.batch(index, device, pad_to_max, prepared_mask)
+                with autocast(device, precision):
+                    logits = model(**batch).logits
+                cls = last.pop()[:, 0]
+                if cls_out is None:  # allocate once the sizes are known
+                    cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
+                    prob_out = torch.empty(len(models), n, logits.shape[-1], dtype=torch.float32, device=device)
+                where = to_device(torch.as_tensor(index), device)
+                cls_out[m, where] = cls.to(torch.float16)
+                prob_out[m, where] = logits.float().softmax(-1)
+        finally:
+            last.remove()
     return cls_out.cpu(), prob_out.cpu()
+
+
+class LastHiddenState:
+    """The encoder's last layer [B, L, D], caught on its way to the classification head.
+
+    Asking the model for all its hidden states instead would keep every layer's [B, L, D]
+    alive until the batch ends.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        encoder = getattr(model, "_orig_mod", model).base_model  # a compiled model's original
+        self.value = None
+        self.handle = encoder.register_forward_hook(self._keep)
+
+    def _keep(self, module, args, out) -> None:
+        self.value = out[0]
+
+    def pop(self) -> torch.Tensor:
+        value, self.value = self.value, None
+        return value
+
+    def remove(self) -> None:
+        self.handle.remove()
 
 
 def train_epoch(
@@ -325,6 +352,7 @@ def train_stage1(
             "train_loss": total_loss.item() / len(batches),
             "val_accuracy_noisy": float((val_pred == val_labels).mean()) if n_val else None,
             "seconds": seconds,
+            "host_mb": host_memory_mb(),  # resident at the epoch's end (where host memory goes)
         })
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")

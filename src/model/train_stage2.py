@@ -47,39 +47,106 @@ def stage2_loss(
     noisy_onehot: torch.Tensor,
     alpha_priors: list[torch.Tensor],
     beta: float,
-    lambda_t: float,
+    lambda_t: float | torch.Tensor,
+    eps: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """mean_m (recon_m + beta * KL_m) + lambda_t * coreg / M, each term summed over the batch.
 
-    Each model has its own prior (from its own kNN): alpha_priors[m] is [B, C].
+    Each model has its own prior (from its own kNN): alpha_priors[m] is [B, C]. eps[m] [B, C]
+    are the uniform draws behind model m's Dirichlet sample (drawn here when not given).
+    lambda_t may be a tensor (a CUDA graph's input): the term is then always computed.
     """
     alphas, terms = [], []
-    for vae, z, prior in zip(vaes, zs, alpha_priors):
-        alpha, logits = vae(z, noisy_onehot)
+    for m, (vae, z, prior) in enumerate(zip(vaes, zs, alpha_priors)):
+        alpha, logits = vae(z, noisy_onehot, None if eps is None else eps[m])
         alphas.append(alpha)
         terms.append(reconstruction_loss(logits, noisy_onehot) + beta * kl_dirichlet(alpha, prior))
     loss = torch.stack(terms).mean()
-    if lambda_t and len(vaes) > 1:
+    if (isinstance(lambda_t, torch.Tensor) or lambda_t) and len(vaes) > 1:
         loss = loss + lambda_t * coregularization(torch.stack(alphas)) / len(vaes)
     return loss
+
+
+class GraphedStep:
+    """The stage-2 update of a full batch (forward, backward, Adam) replayed as one CUDA graph.
+
+    A step of two small VAEs is ~200 kernels of a few microseconds each, so on a GPU the host's
+    launching is the cost, not the arithmetic. Each call copies the batch into the graph's
+    fixed input buffers and replays it. The uniform draws of the Dirichlet samples are inputs
+    drawn outside, in the eager order, so graphed and eager training see the same numbers.
+    The optimizer must be built with capturable=True. The warm-up updates that capturing needs
+    are undone (weights restored, Adam moments and step counts zeroed: a fresh optimizer).
+    """
+
+    def __init__(self, vaes: list[DirichletVAE], optimizer: torch.optim.Optimizer,
+                 noisy_onehot: torch.Tensor, priors: list[torch.Tensor], beta: float,
+                 batch_size: int, input_dim: int) -> None:
+        device = noisy_onehot.device
+        num_classes = noisy_onehot.shape[1]
+        self.z = [torch.zeros(batch_size, input_dim, device=device) for _ in vaes]
+        self.eps = [torch.full((batch_size, num_classes), 0.5, device=device) for _ in vaes]
+        self.local = torch.arange(batch_size, device=device)
+        self.lambda_t = torch.zeros((), device=device)
+
+        def step() -> torch.Tensor:
+            loss = stage2_loss(vaes, self.z, noisy_onehot[self.local], [p[self.local] for p in priors],
+                               beta, self.lambda_t, self.eps)
+            loss.backward()
+            optimizer.step()
+            return loss.detach()
+
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        saved = [p.detach().clone() for p in params]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up on a side stream, as capturing requires
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            for p, value in zip(params, saved):
+                p.copy_(value)
+            for state in optimizer.state.values():
+                for value in state.values():
+                    if isinstance(value, torch.Tensor):
+                        value.zero_()
+        optimizer.zero_grad(set_to_none=True)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss = step()
+
+    def __call__(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor]) -> torch.Tensor:
+        for buffer, value in zip([*self.z, *self.eps, self.local], [*zs, *eps, local]):
+            buffer.copy_(value)
+        self.graph.replay()
+        return self.loss
 
 
 def train_epoch(
     vaes: list[DirichletVAE], trajectories: Trajectories, batches, train_index: np.ndarray,
     noisy_onehot: torch.Tensor, priors: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-    beta: float, lambda_t: float,
+    beta: float, lambda_t: float, graphed: GraphedStep | None = None,
 ) -> torch.Tensor:
     """One pass over `batches` (positions in train_index); returns the summed loss on the device.
 
     noisy_onehot [N_train, C] and priors[m] [N_train, C] are on the VAEs' device. Nothing here
-    waits for the GPU.
+    waits for the GPU. With `graphed`, full batches replay its CUDA graph and the others run
+    eagerly (accumulating into the graph's gradient buffers, so those stay in place).
     """
-    total = torch.zeros((), device=noisy_onehot.device)
+    device = noisy_onehot.device
+    total = torch.zeros((), device=device)
+    if graphed is not None:
+        graphed.lambda_t.fill_(lambda_t)
     for local in batches:
         zs = [trajectories(m, train_index[local]) for m in range(len(vaes))]
-        local_t = to_device(torch.as_tensor(local), noisy_onehot.device)
-        loss = stage2_loss(vaes, zs, noisy_onehot[local_t], [p[local_t] for p in priors], beta, lambda_t)
-        optimizer.zero_grad(set_to_none=True)
+        local_t = to_device(torch.as_tensor(local), device)
+        eps = [torch.rand(len(local), noisy_onehot.shape[1], device=device) for _ in vaes]
+        if graphed is not None and len(local) == len(graphed.local):
+            total += graphed(zs, local_t, eps)
+            continue
+        optimizer.zero_grad(set_to_none=graphed is None)
+        loss = stage2_loss(vaes, zs, noisy_onehot[local_t], [p[local_t] for p in priors], beta, lambda_t, eps)
         loss.backward()
         optimizer.step()
         total += loss.detach()
@@ -103,11 +170,13 @@ def train_stage2(
     seed: int = 0,
     on_epoch_end=None,
     show_progress: bool = True,
+    cuda_graph: bool = False,
 ) -> tuple[list[DirichletVAE], list[dict]]:
     """Train one VAE per stage-1 model on the rows `train_index` of the trajectories.
 
     noisy_labels [N_train], alpha_priors[m] [N_train, C], aligned with train_index.
     `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
+    `cuda_graph` (on CUDA) replays full batches as one CUDA graph (`GraphedStep`).
     """
     device = trajectories.device
     torch.manual_seed(seed)
@@ -115,9 +184,16 @@ def train_stage2(
             for _ in range(trajectories.num_models)]
     # With about a million weights per VAE and tiny batches, the optimiser step dominates
     # stage 2 unless it is the fused kernel.
-    optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr)
+    cuda_graph = cuda_graph and device.type == "cuda" and len(train_index) >= batch_size
+    optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr,
+                                **({"capturable": True} if cuda_graph else {}))
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
+    graphed = None
+    if cuda_graph:
+        for vae in vaes:
+            vae.train()
+        graphed = GraphedStep(vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim)
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):
@@ -127,7 +203,7 @@ def train_stage2(
         batches = shuffled_batches(len(train_index), batch_size, rng)
         bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
                    disable=not show_progress)
-        total = train_epoch(vaes, trajectories, bar, train_index, onehot, priors, optimizer, beta, lam)
+        total = train_epoch(vaes, trajectories, bar, train_index, onehot, priors, optimizer, beta, lam, graphed)
         record = {"epoch": epoch + 1, "loss": total.item() / len(train_index)}
         if on_epoch_end is not None:
             for vae in vaes:
