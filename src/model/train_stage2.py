@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -97,24 +99,33 @@ class GraphedStep:
 
         params = [p for group in optimizer.param_groups for p in group["params"]]
         saved = [p.detach().clone() for p in params]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up on a side stream, as capturing requires
-            for _ in range(3):
-                optimizer.zero_grad(set_to_none=True)
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        with torch.no_grad():
-            for p, value in zip(params, saved):
-                p.copy_(value)
-            for state in optimizer.state.values():
-                for value in state.values():
-                    if isinstance(value, torch.Tensor):
-                        value.zero_()
-        optimizer.zero_grad(set_to_none=True)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.loss = step()
+
+        def undo_updates() -> None:
+            with torch.no_grad():
+                for p, value in zip(params, saved):
+                    p.copy_(value)
+                for state in optimizer.state.values():
+                    for value in state.values():
+                        if isinstance(value, torch.Tensor):
+                            value.zero_()
+            optimizer.zero_grad(set_to_none=True)
+
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up on a side stream, as capturing requires
+                for _ in range(3):
+                    optimizer.zero_grad(set_to_none=True)
+                    step()
+            torch.cuda.current_stream().wait_stream(side)
+            undo_updates()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.loss = step()
+        except Exception:
+            torch.cuda.synchronize()
+            undo_updates()  # leave the weights and optimizer as they were given
+            raise
 
     def __call__(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor]) -> torch.Tensor:
         for buffer, value in zip([*self.z, *self.eps, self.local], [*zs, *eps, local]):
@@ -193,7 +204,10 @@ def train_stage2(
     if cuda_graph:
         for vae in vaes:
             vae.train()
-        graphed = GraphedStep(vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim)
+        try:
+            graphed = GraphedStep(vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim)
+        except RuntimeError as exc:  # no capture here: eager steps train the same way
+            warnings.warn(f"stage 2 runs without a CUDA graph ({type(exc).__name__}: {exc})", stacklevel=2)
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):
