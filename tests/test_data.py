@@ -306,3 +306,17 @@ def test_csv_run_with_unlabelled_and_with_gold_test(tiny_bert, tmp_path):
     write(data / "test.csv", demo_rows("test", 20))
     record = run(parse_config(args))
     assert 0 <= record["accuracy_after"] <= 1 and record["marking"][0] is not None
+
+
+def test_encode_in_chunks_with_cut_texts_equals_tokenising_whole_texts(tokenizer):
+    """Cutting long texts before tokenising, and tokenising in chunks, changes no id."""
+    words = ["what", "is", "the", "how", "who"]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, size=n)) for n in (1, 3, 7, 30, 200)]
+    texts += ["what" + " " * 500 + "is the", "who " * 3 + "x" * 300]  # a cut prefix that is short of tokens
+    whole = tokenizer(texts, truncation=True, max_length=12, padding="max_length", return_tensors="np")
+    for chunk_size in (1, 3, 100):
+        encoded = encode(tokenizer, texts, 12, chars_per_token=2, chunk_size=chunk_size)
+        lengths = whole["attention_mask"].sum(1)
+        np.testing.assert_array_equal(encoded.lengths, lengths)
+        np.testing.assert_array_equal(encoded.input_ids.numpy(), whole["input_ids"][:, : lengths.max()])
