@@ -162,8 +162,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     without the profiler."""
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import accepts_prepared_mask, encode, shuffled_batches, train_epoch
-    from src.utils.common import fused_optimizer
+    from src.model.train_stage1 import accepts_prepared_mask, encode, shuffled_batches, stage1_optimizer, train_epoch
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -176,7 +175,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     texts = encode(load_tokenizer(config.model_name()), splits.train.texts, max_length)
     models = [load_classifier(config.model_name(), splits.num_classes).to(device).train()
               for _ in range(config.n_model)]
-    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(m.parameters())} for m in models], lr=config.lr)
+    optimizer = stage1_optimizer(models, config.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     rng = np.random.default_rng(config.seed)
     batches = []
@@ -265,8 +264,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     randomly initialised bert-base-sized models and random full-length texts."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from src.model.train_stage1 import TokenizedTexts, train_epoch
-    from src.utils.common import fused_optimizer
+    from src.model.train_stage1 import TokenizedTexts, stage1_optimizer, train_epoch
 
     device = resolve_device(device_name)
     if device.type == "cuda":
@@ -277,8 +275,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     for m in range(num_models):
         torch.manual_seed(m)
         models.append(BertForSequenceClassification(config).to(device))
-    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(model.parameters())} for model in models],
-                                lr=1e-5)
+    optimizer = stage1_optimizer(models, 1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     runners = [torch.compile(model, mode=compile_mode) for model in models] if compile_models else models
     dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)

@@ -131,14 +131,14 @@ def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_out
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
     from src.model.network import DirichletVAE
-    from src.model.train_stage1 import accepts_prepared_mask, train_epoch
+    from src.model.train_stage1 import accepts_prepared_mask, stage1_optimizer, train_epoch
     from src.model.train_stage2 import Trajectories
     from src.model.train_stage2 import train_epoch as train_vae_epoch
     from src.utils.common import fused_optimizer
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1).to(cuda).train() for _ in range(2)]
-    optimizer = fused_optimizer(torch.optim.AdamW, [{"params": list(m.parameters())} for m in models], lr=1e-3)
+    optimizer = stage1_optimizer(models, 1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     prepared = accepts_prepared_mask(models[0])
     texts = padded_texts(list(np.random.default_rng(2).integers(2, 12, size=64)), width=12)

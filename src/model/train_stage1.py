@@ -235,13 +235,20 @@ class LastHiddenState:
         self.handle.remove()
 
 
+def stage1_optimizer(models: list[torch.nn.Module], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW over the models, one parameter group per model (`train_epoch` clips each group)."""
+    groups = [{"params": list(model.parameters())} for model in models]
+    return fused_optimizer(torch.optim.AdamW, groups, lr=lr, weight_decay=weight_decay)
+
+
 def train_epoch(
     runners: list, texts: TokenizedTexts, batches, train_labels: np.ndarray, alpha: float,
     optimizer: torch.optim.Optimizer, scheduler, *, device: torch.device, precision: str,
     clip_gradient_norm: float, pad_to_max: bool = False, prepared_mask: bool = False,
     split_batches: bool = False, show_progress: bool = False,
 ) -> tuple[torch.Tensor, float]:
-    """One pass of co-regularised updates over `batches` (arrays of train rows).
+    """One pass of co-regularised updates over `batches` (arrays of train rows), with an
+    optimizer from `stage1_optimizer`.
 
     Returns the summed batch losses (a tensor on `device`) and the seconds spent in the steps.
     Nothing here waits for the GPU (except the progress bar's loss, every 20 steps), so on
@@ -310,10 +317,9 @@ def train_stage1(
     num_models = len(models)
     for model in models:
         model.to(device)
-    param_groups = [{"params": list(model.parameters())} for model in models]
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
-    optimizer = fused_optimizer(torch.optim.AdamW, param_groups, lr=lr, weight_decay=weight_decay)
+    optimizer = stage1_optimizer(models, lr, weight_decay)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))

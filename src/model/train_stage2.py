@@ -69,6 +69,19 @@ def stage2_loss(
     return loss
 
 
+def stage2_update(
+    vaes: list[DirichletVAE], optimizer: torch.optim.Optimizer, zs: list[torch.Tensor], local: torch.Tensor,
+    noisy_onehot: torch.Tensor, priors: list[torch.Tensor], beta: float, lambda_t: float | torch.Tensor,
+    eps: list[torch.Tensor],
+) -> torch.Tensor:
+    """One Adam update on the batch `local` (positions into noisy_onehot and priors, on the
+    device); the gradients are added to what the parameters hold. Returns the detached loss."""
+    loss = stage2_loss(vaes, zs, noisy_onehot[local], [p[local] for p in priors], beta, lambda_t, eps)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 class GraphedStep:
     """The stage-2 update of a full batch (forward, backward, Adam) replayed as one CUDA graph.
 
@@ -91,11 +104,8 @@ class GraphedStep:
         self.lambda_t = torch.zeros((), device=device)
 
         def step() -> torch.Tensor:
-            loss = stage2_loss(vaes, self.z, noisy_onehot[self.local], [p[self.local] for p in priors],
-                               beta, self.lambda_t, self.eps)
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
+            return stage2_update(vaes, optimizer, self.z, self.local, noisy_onehot, priors, beta,
+                                 self.lambda_t, self.eps)
 
         params = [p for group in optimizer.param_groups for p in group["params"]]
         saved = [p.detach().clone() for p in params]
@@ -157,10 +167,7 @@ def train_epoch(
             total += graphed(zs, local_t, eps)
             continue
         optimizer.zero_grad(set_to_none=graphed is None)
-        loss = stage2_loss(vaes, zs, noisy_onehot[local_t], [p[local_t] for p in priors], beta, lambda_t, eps)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
+        total += stage2_update(vaes, optimizer, zs, local_t, noisy_onehot, priors, beta, lambda_t, eps)
     return total
 
 
