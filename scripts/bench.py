@@ -162,7 +162,15 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     without the profiler."""
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import accepts_prepared_mask, encode, shuffled_batches, stage1_optimizer, train_epoch
+    from src.model.train_stage1 import (
+        accepts_prepared_mask,
+        build_graphs,
+        encode,
+        scheduler_updates_tensor_lr,
+        shuffled_batches,
+        stage1_optimizer,
+        train_epoch,
+    )
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -175,19 +183,25 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     texts = encode(load_tokenizer(config.model_name()), splits.train.texts, max_length)
     models = [load_classifier(config.model_name(), splits.num_classes).to(device).train()
               for _ in range(config.n_model)]
-    optimizer = stage1_optimizer(models, config.lr)
+    prepared = all(accepts_prepared_mask(m) for m in models)
+    use_graphs = config.cuda_graphs and device.type == "cuda" and prepared and scheduler_updates_tensor_lr()
+    optimizer = stage1_optimizer(models, config.lr, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     rng = np.random.default_rng(config.seed)
     batches = []
     while len(batches) < warmup + 2 * steps:  # as many epochs' batches as needed
         batches += shuffled_batches(len(texts), config.train_batch_size, rng)
-    prepared = all(accepts_prepared_mask(m) for m in models)
+    batches = batches[: warmup + 2 * steps]
+    graphs = None
+    if use_graphs:
+        graphs = build_graphs(models, optimizer, texts, batches, config.train_batch_size, device=device,
+                              precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run(part):
         train_epoch(models, texts, part, splits.train.noisy, 5.0, optimizer, scheduler, device=device,
                     precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm,
-                    prepared_mask=prepared, split_batches=runtime.split_batches)
+                    prepared_mask=prepared, split_batches=runtime.split_batches, graphs=graphs)
         sync()
 
     run(batches[:warmup])
@@ -196,7 +210,8 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     step_ms = (time.perf_counter() - start) / steps * 1e3
     device_ms = print_profile(lambda: run(batches[warmup + steps : warmup + 2 * steps]), device, steps)
     print(f"{config.n_model} x {config.model_name()} on {device} ({runtime.precision}), batch "
-          f"{config.train_batch_size}, prepared mask {prepared}: {step_ms:.1f} ms/step"
+          f"{config.train_batch_size}, prepared mask {prepared}, CUDA graphs {graphs is not None}: "
+          f"{step_ms:.1f} ms/step"
           + (f", of which {device_ms:.1f} ms of kernels" if device_ms is not None else ""))
     return {"step_ms": step_ms, "device_ms_per_step": device_ms, "peak_host_mb": peak_host_mb(),
             "peak_gpu_mb": peak_gpu_mb()}
@@ -259,12 +274,18 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
 
 def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int,
         compile_models: bool = False, compile_mode: str | None = None, cudnn_attention: bool = False,
-        show_profile: bool = False) -> dict:
+        show_profile: bool = False, cuda_graphs: bool = True) -> dict:
     """Model FLOP utilisation of stage-1 training (`train_epoch`, the pipeline's own loop) on
     randomly initialised bert-base-sized models and random full-length texts."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from src.model.train_stage1 import TokenizedTexts, stage1_optimizer, train_epoch
+    from src.model.train_stage1 import (
+        TokenizedTexts,
+        build_graphs,
+        scheduler_updates_tensor_lr,
+        stage1_optimizer,
+        train_epoch,
+    )
 
     device = resolve_device(device_name)
     if device.type == "cuda":
@@ -275,7 +296,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     for m in range(num_models):
         torch.manual_seed(m)
         models.append(BertForSequenceClassification(config).to(device))
-    optimizer = stage1_optimizer(models, 1e-5)
+    use_graphs = cuda_graphs and device.type == "cuda" and not compile_models and scheduler_updates_tensor_lr()
+    optimizer = stage1_optimizer(models, 1e-5, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     runners = [torch.compile(model, mode=compile_mode) for model in models] if compile_models else models
     dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)
@@ -292,10 +314,12 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     batches = [np.arange(i, i + batch_size) for i in range(0, n, batch_size)]
     for model in models:
         model.train()
+    graphs = build_graphs(runners, optimizer, texts, batches, batch_size, device=device, precision="bf16",
+                          clip_gradient_norm=1.0) if use_graphs else None
 
     def run(part):
         return train_epoch(runners, texts, part, labels, 5.0, optimizer, scheduler, device=device,
-                           precision="bf16", clip_gradient_norm=1.0)
+                           precision="bf16", clip_gradient_norm=1.0, graphs=graphs)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run(batches[:warmup])
@@ -311,6 +335,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
     label = f"bert-base (compiled{', ' + compile_mode if compile_mode else ''})" if compile_models else "bert-base"
     label += ", cuDNN attention" if cudnn_attention else ""
+    label += ", CUDA graph" if graphs is not None else ""
     print(f"{name}: {steps} steps of {num_models} x {label}, batch {batch_size} x {seq_len} tokens: "
           f"{seconds / steps * 1e3:.1f} ms/step, {achieved:.1f} TFLOP/s"
           + (f" = {achieved / peak:.1%} of the {peak} TFLOP/s bf16 peak" if peak else ""))
@@ -335,6 +360,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="with --mfu: torch.compile the models")
     parser.add_argument("--sdpa-cudnn", action="store_true",
                         help="with --mfu: let attention use cuDNN's kernels (off in runs; for comparison)")
+    parser.add_argument("--no-cuda-graphs", action="store_true",
+                        help="with --mfu: eager training steps (runs replay CUDA graphs by default)")
     parser.add_argument("--mfu-profile", action="store_true",
                         help="with --mfu: also profile 5 steps and print the top operators")
     parser.add_argument("--compile-mode", default=None,
@@ -355,7 +382,8 @@ def main() -> None:
     elif args.mfu:
         result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
                      compile_models=args.compile, compile_mode=args.compile_mode,
-                     cudnn_attention=args.sdpa_cudnn, show_profile=args.mfu_profile)
+                     cudnn_attention=args.sdpa_cudnn, show_profile=args.mfu_profile,
+                     cuda_graphs=not args.no_cuda_graphs)
     else:
         result = pipeline(flags)
     print(bench_line(result))

@@ -86,14 +86,14 @@ def test_device_defaults_of_batching():
     assert resolve_eval_batch_size(64, cuda) == 64
 
 
-def tiny_classifier(attn_implementation: str = "sdpa", dropout: float = 0.0):
+def tiny_classifier(attn_implementation: str = "sdpa", dropout: float = 0.0, seed: int = 0):
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, num_labels=3,
                         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     config._attn_implementation = attn_implementation
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return BertForSequenceClassification(config).eval()
 
 
@@ -125,6 +125,77 @@ def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_out
         np.testing.assert_allclose(model(**full).logits, model(**ones).logits, atol=1e-6)
     # eager attention adds the mask as a number: a boolean one would be wrong, and is refused
     assert not accepts_prepared_mask(tiny_classifier("eager"))
+
+
+def test_graph_widths_round_up_and_keep_widths_used_often():
+    from src.model.train_stage1 import graph_widths
+
+    widths = [150] * 10 + [40] * 9 + [33] * 2 + [3] * 7
+    # 150 -> 150 (160 capped), 40 and 33 -> 64 (11 batches), 3 -> 32 (7 batches: too few)
+    assert graph_widths(widths, max_width=150, step=32, min_batches=8) == [64, 150]
+    assert graph_widths(widths, max_width=150, step=32, min_batches=7) == [32, 64, 150]
+    assert graph_widths([], max_width=150) == []
+
+
+def test_a_tensor_alpha_gives_the_same_loss_and_this_torch_schedules_a_tensor_lr():
+    from src.model.train_stage1 import coregularized_loss, scheduler_updates_tensor_lr
+
+    logits = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    for alpha in (0.0, 2.5):
+        torch.testing.assert_close(coregularized_loss(logits, labels, torch.tensor(alpha)),
+                                   coregularized_loss(logits, labels, alpha))
+    assert coregularized_loss(logits, labels, 2.5) > coregularized_loss(logits, labels, 0.0)
+    assert scheduler_updates_tensor_lr()  # else the CUDA graphs would be silently off
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stage1_cuda_graphs_train_like_eager_steps():
+    """Graph replays (two padded widths, masked) plus eager partial batches give the eager
+    training: same losses and weights (no dropout, fp32), and the replays never wait for the GPU."""
+    from src.model.train_stage1 import build_graphs, lr_lambda, stage1_optimizer, train_epoch
+
+    cuda = torch.device("cuda")
+    rng = np.random.default_rng(6)
+    short, long = rng.integers(2, 31, size=64), rng.integers(33, 64, size=72)
+    texts = padded_texts(list(short) + list(long), width=64)
+    labels = rng.integers(0, 3, size=len(texts))
+    epochs, batch_size = 3, 16
+
+    def epoch_batches(epoch: int) -> list[np.ndarray]:  # short and long texts apart: two widths
+        order = np.random.default_rng(epoch).permutation
+        halves = [order(64), 64 + order(72)]
+        return [h[i : i + batch_size] for h in halves for i in range(0, len(h), batch_size)]
+
+    all_batches = [epoch_batches(e) for e in range(epochs)]
+    steps = sum(len(b) for b in all_batches)
+
+    def fit(graph: bool):
+        models = [tiny_classifier("sdpa", seed=m).to(cuda).train() for m in range(2)]
+        optimizer = stage1_optimizer(models, 1e-2, capturable=graph)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, steps // epochs, "linear"))
+        graphs = build_graphs(models, optimizer, texts, [b for bs in all_batches for b in bs], batch_size,
+                              device=cuda, precision="fp32", clip_gradient_norm=1.0) if graph else None
+        losses = []
+        for epoch, batches in enumerate(all_batches):
+            if graph and epoch == epochs - 1:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                total, _ = train_epoch(models, texts, batches, labels, 0.0 if epoch == 0 else 5.0, optimizer,
+                                       scheduler, device=cuda, precision="fp32", clip_gradient_norm=1.0,
+                                       prepared_mask=True, graphs=graphs)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            losses.append(total.item())
+        return models, losses, graphs
+
+    (eager, eager_losses, _), (graphed, graphed_losses, graphs) = fit(False), fit(True)
+    assert sorted(graphs.graphs) == [32, 64] and graphs.replays == epochs * 8  # 8 full batches an epoch
+    assert graphed_losses == pytest.approx(eager_losses, rel=1e-4)
+    for a, b in zip(eager, graphed):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -9,6 +9,7 @@ for inference. Rows are always in the fixed order train, validation, test.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from src.utils.common import autocast, fused_optimizer, host_memory_mb, to_device
+from src.utils.common import autocast, capture_cuda_graph, copy_to, fused_optimizer, host_memory_mb, to_device
 
 
 @dataclass
@@ -52,13 +53,19 @@ class TokenizedTexts:
         """
         lengths = self.lengths[index]
         width = self.input_ids.shape[1] if pad_to_max else int(lengths.max())
-        ids = self.input_ids[torch.as_tensor(index), :width]
+        ids, mask = self.rows(index, width)
         batch = {"input_ids": to_device(ids, device)}
         if lengths.min() < width:
-            mask = torch.arange(width)[None, :] < torch.as_tensor(lengths)[:, None]  # [B, L]
             mask = mask[:, None, None, :] if prepared_mask else mask.long()
             batch["attention_mask"] = to_device(mask, device)
         return batch
+
+    def rows(self, index: np.ndarray, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Host tensors of rows `index` cut to `width` tokens: ids [B, width] and the boolean
+        mask of real tokens [B, width]."""
+        ids = self.input_ids[torch.as_tensor(index), :width]
+        mask = torch.arange(width)[None, :] < torch.as_tensor(self.lengths[index])[:, None]
+        return ids, mask
 
 
 @torch.no_grad()
@@ -155,12 +162,14 @@ def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
-    """mean_m CE(f_m, y) + alpha * mean_m KL(p_mean || p_m).  logits: [M, B, C], labels: [B]."""
+def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """mean_m CE(f_m, y) + alpha * mean_m KL(p_mean || p_m).  logits: [M, B, C], labels: [B].
+
+    alpha may be a tensor (a CUDA graph's input): the KL term is then always computed."""
     logits = logits.float()
     num_models = logits.shape[0]
     ce = F.cross_entropy(logits.flatten(0, 1), labels.repeat(num_models))
-    if alpha == 0 or num_models == 1:
+    if num_models == 1 or (not isinstance(alpha, torch.Tensor) and alpha == 0):
         return ce
     log_p = F.log_softmax(logits, dim=-1)  # [M, B, C]
     log_mean = torch.logsumexp(log_p, dim=0) - np.log(num_models)  # [B, C]
@@ -235,20 +244,148 @@ class LastHiddenState:
         self.handle.remove()
 
 
-def stage1_optimizer(models: list[torch.nn.Module], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """AdamW over the models, one parameter group per model (`train_epoch` clips each group)."""
+def stage1_optimizer(models: list[torch.nn.Module], lr: float, weight_decay: float = 0.0,
+                     capturable: bool = False) -> torch.optim.Optimizer:
+    """AdamW over the models, one parameter group per model (`train_epoch` clips each group).
+
+    `capturable` (CUDA graphs): each group's learning rate is a tensor on the models' device,
+    which the graphs read and the scheduler updates in place."""
     groups = [{"params": list(model.parameters())} for model in models]
+    if capturable:
+        for group in groups:
+            group["lr"] = torch.tensor(float(lr), device=group["params"][0].device)
+        return fused_optimizer(torch.optim.AdamW, groups, lr=lr, weight_decay=weight_decay, capturable=True)
     return fused_optimizer(torch.optim.AdamW, groups, lr=lr, weight_decay=weight_decay)
+
+
+def forward_backward(runners: list, batch: dict, labels: torch.Tensor, alpha: float | torch.Tensor,
+                     weight: float, *, device: torch.device, precision: str, cache: bool = True) -> torch.Tensor:
+    """Co-regularised loss of one (micro-)batch, times `weight`, back-propagated into the
+    models' gradients; returns it detached."""
+    with autocast(device, precision, cache):
+        logits = torch.stack([run(**batch).logits for run in runners])  # [M, B, C]
+    loss = coregularized_loss(logits, labels, alpha) * weight
+    loss.backward()
+    return loss.detach()
+
+
+def clip_and_step(optimizer: torch.optim.Optimizer, clip_gradient_norm: float) -> None:
+    for group in optimizer.param_groups:  # one clip per model: each model is its own group
+        torch.nn.utils.clip_grad_norm_(group["params"], clip_gradient_norm)
+    optimizer.step()
+
+
+# CUDA graphs are captured for training batches padded to a multiple of this many tokens.
+GRAPH_WIDTH_STEP = 32
+# A padded width gets a graph only if at least this many full batches of the run have it
+# (capturing costs a few eager steps).
+GRAPH_MIN_BATCHES = 8
+
+
+def graph_widths(batch_widths: list[int], max_width: int, step: int = GRAPH_WIDTH_STEP,
+                 min_batches: int = GRAPH_MIN_BATCHES) -> list[int]:
+    """The padded widths worth a CUDA graph, given the widths of the run's full batches:
+    each width rounded up to a multiple of `step` (at most `max_width`), kept when at least
+    `min_batches` batches round to it."""
+    padded = [min(-(-w // step) * step, max_width) for w in batch_widths]
+    counts = np.unique(padded, return_counts=True)
+    return [int(w) for w, c in zip(*counts) if c >= min_batches]
+
+
+def scheduler_updates_tensor_lr() -> bool:
+    """Whether this torch's schedulers write a tensor learning rate in place (graphs read the
+    tensor they were captured with; older versions replaced it with a new one)."""
+    param = torch.zeros(1, requires_grad=True)
+    lr = torch.tensor(1.0)
+    optimizer = torch.optim.SGD([{"params": [param], "lr": lr}])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    optimizer.step()
+    scheduler.step()
+    return optimizer.param_groups[0]["lr"] is lr and float(lr) == 0.5 and float(scheduler.base_lrs[0]) == 1.0
+
+
+class GraphedStage1Steps:
+    """Full stage-1 training batches (forward, backward, clipping, AdamW) replayed as CUDA graphs.
+
+    A MiniLM step of two models is ~1,250 kernels for ~18 ms of H100 work, but launching them
+    one by one takes the host ~44 ms: eager training waits on the host. A graph is replayed
+    with one launch. Shapes are fixed in a graph, so there is one per padded width (`widths`,
+    from `graph_widths`): a batch runs in the smallest graph at least as wide as its longest
+    text, the extra positions masked out (the same maths as its own width). All graphs share
+    one memory pool (they never run at once) and get their inputs by copy. The optimizer must
+    come from `stage1_optimizer(..., capturable=True)`; the warm-up updates that capturing needs
+    are undone (`capture_cuda_graph`). The models must take a prepared mask
+    (`accepts_prepared_mask`): the library may not read a mask on the host inside a graph.
+    """
+
+    def __init__(self, runners: list, optimizer: torch.optim.Optimizer, widths: list[int], batch_size: int,
+                 *, device: torch.device, precision: str, clip_gradient_norm: float) -> None:
+        self.batch_size = batch_size
+        self.alpha = torch.zeros((), device=device)
+        self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.inputs, self.graphs, self.losses = {}, {}, {}
+        self.replays = 0
+        pool = torch.cuda.graph_pool_handle()
+        for runner in runners:
+            runner.train()  # dropout is part of what is captured
+        for width in sorted(widths, reverse=True):  # widest first: the others fit in its memory
+            ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
+            mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+
+            def step(ids=ids, mask=mask) -> torch.Tensor:
+                loss = forward_backward(runners, {"input_ids": ids, "attention_mask": mask}, self.labels,
+                                        self.alpha, 1.0, device=device, precision=precision, cache=False)
+                clip_and_step(optimizer, clip_gradient_norm)
+                return loss
+
+            self.graphs[width], self.losses[width] = capture_cuda_graph(step, optimizer, pool=pool)
+            self.inputs[width] = (ids, mask)
+
+    def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
+        """The graph a batch runs in: the narrowest at least as wide as its longest text."""
+        if len(index) != self.batch_size:
+            return None
+        longest = int(lengths[index].max())
+        return min((w for w in self.graphs if w >= longest), default=None)
+
+    def __call__(self, texts: TokenizedTexts, index: np.ndarray, labels: np.ndarray, width: int) -> torch.Tensor:
+        """One update on the rows `index`; returns the loss (rewritten by the next replay)."""
+        ids, mask = texts.rows(index, width)
+        static_ids, static_mask = self.inputs[width]
+        copy_to(static_ids, ids)
+        copy_to(static_mask, mask[:, None, None, :])
+        copy_to(self.labels, torch.as_tensor(labels))
+        self.graphs[width].replay()
+        self.replays += 1
+        return self.losses[width]
+
+
+def build_graphs(runners: list, optimizer: torch.optim.Optimizer, texts: TokenizedTexts, batches: list,
+                 batch_size: int, *, device: torch.device, precision: str,
+                 clip_gradient_norm: float) -> GraphedStage1Steps | None:
+    """The graphs for the widths of the run's `batches` (`graph_widths`); None, with a warning,
+    where capturing fails (training then runs eagerly, the same way)."""
+    full = [int(texts.lengths[b].max()) for b in batches if len(b) == batch_size]
+    widths = graph_widths(full, texts.input_ids.shape[1])
+    if not widths:
+        return None
+    try:
+        return GraphedStage1Steps(runners, optimizer, widths, batch_size, device=device, precision=precision,
+                                  clip_gradient_norm=clip_gradient_norm)
+    except RuntimeError as exc:
+        warnings.warn(f"stage 1 runs without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=2)
+        return None
 
 
 def train_epoch(
     runners: list, texts: TokenizedTexts, batches, train_labels: np.ndarray, alpha: float,
     optimizer: torch.optim.Optimizer, scheduler, *, device: torch.device, precision: str,
     clip_gradient_norm: float, pad_to_max: bool = False, prepared_mask: bool = False,
-    split_batches: bool = False, show_progress: bool = False,
+    split_batches: bool = False, show_progress: bool = False, graphs: GraphedStage1Steps | None = None,
 ) -> tuple[torch.Tensor, float]:
     """One pass of co-regularised updates over `batches` (arrays of train rows), with an
-    optimizer from `stage1_optimizer`.
+    optimizer from `stage1_optimizer`. With `graphs`, the batches they cover replay a CUDA
+    graph and the others run eagerly.
 
     Returns the summed batch losses (a tensor on `device`) and the seconds spent in the steps.
     Nothing here waits for the GPU (except the progress bar's loss, every 20 steps), so on
@@ -256,25 +393,27 @@ def train_epoch(
     """
     total_loss = torch.zeros((), device=device)
     seconds = 0.0
+    if graphs is not None:
+        graphs.alpha.fill_(alpha)
     for step, index in enumerate(batches):
-        groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
-                  if split_batches and not pad_to_max else [index])
         tick = time.perf_counter()
-        loss = torch.zeros((), device=device)
-        for group in groups:
-            batch = texts.batch(group, device, pad_to_max, prepared_mask)
-            with autocast(device, precision):
-                logits = torch.stack([run(**batch).logits for run in runners])  # [M, b, C]
-            labels = to_device(torch.as_tensor(train_labels[group]), device)
-            # The loss is a mean over the batch: each group's share is weighted by its size.
-            part = coregularized_loss(logits, labels, alpha) * (len(group) / len(index))
-            part.backward()
-            loss += part.detach()
-        for group in optimizer.param_groups:  # one clip per model: each model is its own group
-            torch.nn.utils.clip_grad_norm_(group["params"], clip_gradient_norm)
-        optimizer.step()
+        width = None if graphs is None else graphs.width_for(index, texts.lengths)
+        if width is not None:
+            loss = graphs(texts, index, train_labels[index], width)
+        else:
+            groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
+                      if split_batches and not pad_to_max else [index])
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.zeros((), device=device)
+            for group in groups:
+                batch = texts.batch(group, device, pad_to_max, prepared_mask)
+                labels = to_device(torch.as_tensor(train_labels[group]), device)
+                # The loss is a mean over the batch: each group's share is weighted by its size.
+                loss += forward_backward(runners, batch, labels, alpha, len(group) / len(index),
+                                         device=device, precision=precision)
+            clip_and_step(optimizer, clip_gradient_norm)
+            optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         seconds += time.perf_counter() - tick
         total_loss += loss
         if show_progress and step % 20 == 0 and hasattr(batches, "set_postfix"):  # a tqdm bar
@@ -303,6 +442,7 @@ def train_stage1(
     pad_to_max: bool = False,
     split_batches: bool = False,
     compile_models: bool = False,
+    cuda_graphs: bool = False,
 ) -> Stage1Result:
     """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
 
@@ -310,6 +450,8 @@ def train_stage1(
     to the maximum length instead of its longest text (only to measure what dynamic padding saves).
     `split_batches` runs each training batch as length-sorted micro-batches (`split_by_length`)
     and accumulates their gradients: the same batches and updates, with less padding.
+    `cuda_graphs` (on CUDA, without `compile_models`) replays full training batches as CUDA
+    graphs (`GraphedStage1Steps`); where capturing fails, training runs eagerly with a warning.
     """
     device = device or torch.device("cpu")
     n_train, n_val = len(train_labels), len(val_labels)
@@ -319,13 +461,24 @@ def train_stage1(
         model.to(device)
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
-    optimizer = stage1_optimizer(models, lr, weight_decay)
+    prepared_mask = all(accepts_prepared_mask(model) for model in models)
+    cuda_graphs = (cuda_graphs and device.type == "cuda" and not compile_models and prepared_mask
+                   and scheduler_updates_tensor_lr())
+    optimizer = stage1_optimizer(models, lr, weight_decay, capturable=cuda_graphs)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
-    prepared_mask = all(accepts_prepared_mask(model) for model in models)
     eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
     rng = np.random.default_rng([seed, 1])
+    epoch_batches = [shuffled_batches(n_train, batch_size, rng) for _ in range(epochs)]
+    graphs = None
+    if cuda_graphs:
+        tick = time.perf_counter()
+        graphs = build_graphs(runners, optimizer, texts, [b for bs in epoch_batches for b in bs], batch_size,
+                              device=device, precision=precision, clip_gradient_norm=clip_gradient_norm)
+        if graphs is not None:
+            tqdm.write(f"stage 1: CUDA graphs of training batches {sorted(graphs.graphs)} tokens wide, "
+                       f"captured in {time.perf_counter() - tick:.1f}s")
 
     embeddings = None  # [M, E, N, D] allocated after the first embedding pass
     history, plm_seconds = [], 0.0
@@ -335,13 +488,14 @@ def train_stage1(
         alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
         for model in models:
             model.train()
-        batches = shuffled_batches(n_train, batch_size, rng)
+        batches = epoch_batches[epoch]
         bar = tqdm(batches, desc=f"stage 1 epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not show_progress)
         total_loss, seconds = train_epoch(
             runners, texts, bar, train_labels, alpha, optimizer, scheduler, device=device,
             precision=precision, clip_gradient_norm=clip_gradient_norm, pad_to_max=pad_to_max,
-            prepared_mask=prepared_mask, split_batches=split_batches, show_progress=show_progress)
+            prepared_mask=prepared_mask, split_batches=split_batches, show_progress=show_progress,
+            graphs=graphs)
         plm_seconds += seconds
 
         tick = time.perf_counter()

@@ -16,7 +16,7 @@ from src.model.network import (
     reconstruction_loss,
 )
 from src.model.train_stage1 import shuffled_batches
-from src.utils.common import fused_optimizer, to_device
+from src.utils.common import capture_cuda_graph, fused_optimizer, to_device
 
 
 class Trajectories:
@@ -89,8 +89,8 @@ class GraphedStep:
     launching is the cost, not the arithmetic. Each call copies the batch into the graph's
     fixed input buffers and replays it. The uniform draws of the Dirichlet samples are inputs
     drawn outside, in the eager order, so graphed and eager training see the same numbers.
-    The optimizer must be built with capturable=True. The warm-up updates that capturing needs
-    are undone (weights restored, Adam moments and step counts zeroed: a fresh optimizer).
+    The optimizer must be built with capturable=True; the warm-up updates that capturing needs
+    are undone (`capture_cuda_graph`).
     """
 
     def __init__(self, vaes: list[DirichletVAE], optimizer: torch.optim.Optimizer,
@@ -107,35 +107,7 @@ class GraphedStep:
             return stage2_update(vaes, optimizer, self.z, self.local, noisy_onehot, priors, beta,
                                  self.lambda_t, self.eps)
 
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        saved = [p.detach().clone() for p in params]
-
-        def undo_updates() -> None:
-            with torch.no_grad():
-                for p, value in zip(params, saved):
-                    p.copy_(value)
-                for state in optimizer.state.values():
-                    for value in state.values():
-                        if isinstance(value, torch.Tensor):
-                            value.zero_()
-            optimizer.zero_grad(set_to_none=True)
-
-        try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up on a side stream, as capturing requires
-                for _ in range(3):
-                    optimizer.zero_grad(set_to_none=True)
-                    step()
-            torch.cuda.current_stream().wait_stream(side)
-            undo_updates()
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.loss = step()
-        except Exception:
-            torch.cuda.synchronize()
-            undo_updates()  # leave the weights and optimizer as they were given
-            raise
+        self.graph, self.loss = capture_cuda_graph(step, optimizer)
 
     def __call__(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor]) -> torch.Tensor:
         for buffer, value in zip([*self.z, *self.eps, self.local], [*zs, *eps, local]):

@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -84,10 +85,11 @@ def configure_cuda(cudnn_attention: bool = False) -> None:
     torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
 
 
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast when asked for (`--precision bf16`), else a no-op context."""
+def autocast(device: torch.device, precision: str, cache: bool = True):
+    """bf16 autocast when asked for (`--precision bf16`), else a no-op context. `cache=False`
+    inside a CUDA graph capture (autocast's cache of cast weights must not outlive it)."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -112,6 +114,67 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cuda":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def copy_to(buffer: torch.Tensor, host: torch.Tensor) -> None:
+    """Copy a host tensor into a (device) buffer in place, without the host waiting (`to_device`)."""
+    if buffer.device.type == "cuda":
+        buffer.copy_(host.pin_memory(), non_blocking=True)
+    else:
+        buffer.copy_(host)
+
+
+def capture_cuda_graph(step: Callable[[], Any], optimizer: torch.optim.Optimizer, warmup_steps: int = 3,
+                       pool=None) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """One call of `step` (a training update through `optimizer`, built with capturable=True)
+    captured as a CUDA graph; returns the graph and what the captured call returned (its
+    tensors are rewritten by each replay).
+
+    Capturing needs a few eager warm-up calls first (on a side stream: lazy initialisation,
+    the optimizer's state). Their updates are undone: weights and optimizer state are put
+    back as they were (state created by the warm-up is zeroed: a fresh optimizer's), so the
+    graph's first replay is the first update. Afterwards the parameters' .grad are the graph's
+    own buffers: an eager step in between must first set them to None (or zero them). If
+    capturing fails, everything is put back the same way and the error is raised.
+    `pool` lets graphs that never run at the same time share their memory.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {p: {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+                   for p, state in optimizer.state.items()}
+
+    def undo_updates() -> None:
+        with torch.no_grad():
+            for p, value in zip(params, saved_params):
+                p.copy_(value)
+            for p, state in optimizer.state.items():
+                for key, value in state.items():
+                    if not isinstance(value, torch.Tensor):
+                        continue
+                    if p in saved_state:
+                        value.copy_(saved_state[p][key])
+                    else:
+                        value.zero_()
+        optimizer.zero_grad(set_to_none=True)
+
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup_steps):
+                optimizer.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        undo_updates()
+        torch.cuda.empty_cache()  # the side stream's cached blocks are of no use to the others
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool):
+            out = step()
+    except Exception:
+        torch.cuda.synchronize()
+        undo_updates()
+        raise
+    return graph, out
 
 
 def peak_host_mb() -> float:
