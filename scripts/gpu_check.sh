@@ -9,8 +9,9 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
-run() {  # name, limit in seconds, command...
+run() {  # name, limit in seconds, command...  (ONLY="name name ..." runs just those steps)
   name=$1; limit=$2; shift 2
+  [ -z "$ONLY" ] || echo " $ONLY " | grep -q " $name " || return 0
   start=$(date +%s)
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; rc=$?
   echo "$name: rc=$rc $(( $(date +%s) - start ))s wall" | tee -a "$OUT/gpu.txt"
@@ -36,6 +37,7 @@ import transformers; from transformers import AutoConfig; print(f'import transfo
 from src.data import load_dataset, apply_noise; print(f'import src.data {time.perf_counter() - t:.2f}s'); t = time.perf_counter()
 s = load_dataset('20news', '$ASSETS/20news-bydate.tar.gz', 1); print(f'load 20news {time.perf_counter() - t:.2f}s'); t = time.perf_counter()
 apply_noise(s, 'SN', 0.2, 1); print(f'noise {time.perf_counter() - t:.2f}s'); t = time.perf_counter()
+AutoConfig.from_pretrained('$ASSETS/minilm', local_files_only=True); print(f'AutoConfig local_files_only {time.perf_counter() - t:.2f}s'); t = time.perf_counter()
 AutoConfig.from_pretrained('$ASSETS/minilm'); print(f'AutoConfig {time.perf_counter() - t:.2f}s')"
 # 5. Where a MiniLM stage-1 step spends its time (host and device), 20 steps under the profiler.
 run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20news \
@@ -43,8 +45,9 @@ run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20n
 # 6. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
 #    precision (the accuracy bf16 is held to), compiled models, the restarting schedule.
 [ -n "$FULL" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
-[ -n "$FULL" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
+[ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
 [ -n "$FULL" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
 [ -n "$FULL" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
+# ONLY="cuda_tests train_bf16 train_fp32" sh scripts/gpu_check.sh runs just the steps named.
 # One archive of the logs and run records (without the labels files, which hold the texts).
 (cd "$OUT" && tar czf results.tgz --exclude="*-labels.csv" ./*.log cache/runs && rm -rf ./*.log cache)

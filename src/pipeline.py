@@ -43,6 +43,7 @@ from src.utils.common import (
     configure_cuda,
     peak_gpu_mb,
     peak_host_mb,
+    release_freed_host_memory,
     resolve_runtime,
     seed_everything,
 )
@@ -83,6 +84,7 @@ def run(config: Config) -> dict:
         texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
                               reuse=config.saved_dataset == "y", noise_type=config.noise_type,
                               noise_ratio=config.noise_ratio, seed=config.seed)
+        release_freed_host_memory()  # the tokenizer's per-text objects
     n_train, n_val, n_test = len(train), len(val), len(test)
     num_classes = splits.num_classes
     log(f"{splits.name}: {n_train} train / {n_val} validation / {n_test} test, {num_classes} classes, "
@@ -229,6 +231,7 @@ def run(config: Config) -> dict:
                  "train_noise_rate": noise_rate(train), "validation_noise_rate": noise_rate(val)},
         "stage1_cache": stage1_entry,
         "stage1": stage1.history,
+        "stage1_host_mb": stage1.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
         "stage2": stage2_history,
         "marking": marking,
         "noise_ratio_estimate": estimates.get(AUTO_ESTIMATOR),  # None unless --noise_ratio auto

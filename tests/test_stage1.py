@@ -199,6 +199,27 @@ def test_stage1_cuda_graphs_train_like_eager_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_embedding_graphs_give_the_eager_embeddings():
+    """Replayed embedding passes (eval mode: no dropout; padded widths; a filled-up last batch)
+    give the eager [CLS] vectors and probabilities."""
+    from src.model.train_stage1 import build_embedding_graphs, embed, length_sorted_batches
+
+    cuda = torch.device("cuda")
+    models = [tiny_classifier("sdpa", dropout=0.1, seed=m).to(cuda).train() for m in range(2)]
+    texts = padded_texts(list(np.random.default_rng(7).integers(2, 64, size=100)), width=64)
+    batches = length_sorted_batches(texts.lengths, 16)  # 6 of 16 and one of 4
+    graphs = build_embedding_graphs(models, texts, batches, 16, torch.cuda.graph_pool_handle(), device=cuda,
+                                    precision="fp32")
+    assert graphs is not None and len(graphs.graphs) == 2  # 32 and 64 tokens wide
+    eager_cls, eager_probs = embed(models, texts, batches, cuda, "fp32", prepared_mask=True)
+    for model in models:
+        model.train()  # embed must switch dropout off itself
+    graphed_cls, graphed_probs = embed(models, texts, batches, cuda, "fp32", prepared_mask=True, graphs=graphs)
+    torch.testing.assert_close(graphed_cls, eager_cls, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(graphed_probs, eager_probs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
     from src.model.network import DirichletVAE

@@ -34,6 +34,12 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def _local(path: str) -> dict:
+    """from_pretrained's arguments for `path`: a local directory is read without asking the hub
+    for anything (on a machine without network, such a request can wait seconds to fail)."""
+    return {"local_files_only": True} if Path(path).is_dir() else {}
+
+
 def _hub_error(name: str, exc: Exception) -> UserError:
     return UserError(
         f"--bert {name}: could not load the model ({type(exc).__name__}); pass a local directory "
@@ -47,13 +53,14 @@ def load_tokenizer(name: str):
 
     path = resolve_model_path(name)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **_local(path))
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
 
 
 def load_classifier(name: str, num_classes: int):
     """AutoModelForSequenceClassification with a fresh linear head of `num_classes` outputs."""
+    import torch
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
@@ -62,10 +69,10 @@ def load_classifier(name: str, num_classes: int):
     path = resolve_model_path(name)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_classes, ignore_mismatched_sizes=True)
+            path, num_labels=num_classes, ignore_mismatched_sizes=True, dtype=torch.float32, **_local(path))
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
-    return model.float()  # float32 master weights even from a half-precision checkpoint
+    return model  # float32 master weights even from a half-precision checkpoint
 
 
 def max_positions(name: str) -> int | None:
@@ -73,7 +80,8 @@ def max_positions(name: str) -> int | None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(name))
+        path = resolve_model_path(name)
+        config = AutoConfig.from_pretrained(path, **_local(path))
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
     return getattr(config, "max_position_embeddings", None)

@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from src.utils.common import autocast, capture_cuda_graph, copy_to, fused_optimizer, host_memory_mb, to_device
+from src.utils.common import (
+    autocast,
+    capture_cuda_graph,
+    copy_to,
+    fused_optimizer,
+    host_memory_mb,
+    release_freed_host_memory,
+    to_device,
+)
 
 
 @dataclass
@@ -27,6 +35,7 @@ class Stage1Result:
     history: list[dict] = field(default_factory=list)  # per epoch: loss, val accuracy, seconds
     plm_seconds: float = 0.0  # wall time in the language models' passes and optimiser steps
     # (on CUDA, kernels run asynchronously: this counts launch time until the next sync)
+    host_mb: dict = field(default_factory=dict)  # resident host memory at points of the setup
 
 
 @dataclass
@@ -196,29 +205,92 @@ def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_shar
 
 
 @torch.inference_mode()
-def embed(models, texts: TokenizedTexts, batches, device, precision,
-          pad_to_max: bool = False, prepared_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """[CLS] embeddings [M, N, D] and class probabilities [M, N, C] of every example."""
+def embed(models, texts: TokenizedTexts, batches, device, precision, pad_to_max: bool = False,
+          prepared_mask: bool = False, graphs: GraphedEmbedding | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """[CLS] embeddings [M, N, D] and class probabilities [M, N, C] of every example.
+
+    With `graphs`, the batches they cover replay a CUDA graph of all models' forward passes."""
     n = len(texts)
     cls_out, prob_out = None, None
-    for m, model in enumerate(models):
+    lasts = [LastHiddenState(model) for model in models]
+    for model in models:
         model.eval()
-        last = LastHiddenState(model)
-        try:
-            for index in batches:
+    try:
+        for index in batches:
+            width = None if graphs is None else graphs.width_for(index, texts.lengths)
+            if width is not None:
+                outputs = graphs(texts, index, width)
+            else:
                 batch = texts.batch(index, device, pad_to_max, prepared_mask)
-                with autocast(device, precision):
-                    logits = model(**batch).logits
-                cls = last.pop()[:, 0]
-                if cls_out is None:  # allocate once the sizes are known
-                    cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
-                    prob_out = torch.empty(len(models), n, logits.shape[-1], dtype=torch.float32, device=device)
-                where = to_device(torch.as_tensor(index), device)
+                outputs = [forward_cls(model, last, batch, device, precision) for model, last in zip(models, lasts)]
+            if cls_out is None:  # allocate once the sizes are known
+                (cls, logits) = outputs[0]
+                cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
+                prob_out = torch.empty(len(models), n, logits.shape[-1], dtype=torch.float32, device=device)
+            where = to_device(torch.as_tensor(index), device)
+            for m, (cls, logits) in enumerate(outputs):
                 cls_out[m, where] = cls.to(torch.float16)
                 prob_out[m, where] = logits.float().softmax(-1)
-        finally:
+    finally:
+        for last in lasts:
             last.remove()
     return cls_out.cpu(), prob_out.cpu()
+
+
+def forward_cls(model, last: LastHiddenState, batch: dict, device: torch.device, precision: str,
+                cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """One model's [CLS] vectors [B, D] and logits [B, C] on a batch (`last` watches `model`)."""
+    with autocast(device, precision, cache):
+        logits = model(**batch).logits
+    return last.pop()[:, 0], logits
+
+
+class GraphedEmbedding:
+    """The embedding passes' batches (every model's forward, eval mode) replayed as CUDA graphs,
+    one per padded width: `embed`, like training, is otherwise bound by the host's launching.
+    A batch shorter than `batch_size` is filled up with copies of its first row (outputs
+    dropped). `pool`: the training graphs' memory pool, which these share (never run at once).
+    """
+
+    def __init__(self, runners: list, widths: list[int], batch_size: int, *, device: torch.device,
+                 precision: str, pool) -> None:
+        self.batch_size = batch_size
+        self.inputs, self.graphs, self.outputs = {}, {}, {}
+        lasts = [LastHiddenState(runner) for runner in runners]
+        for runner in runners:
+            runner.eval()
+        try:
+            for width in sorted(widths, reverse=True):
+                ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
+                mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+
+                @torch.inference_mode()
+                def forward(ids=ids, mask=mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                    batch = {"input_ids": ids, "attention_mask": mask}
+                    return [forward_cls(runner, last, batch, device, precision, cache=False)
+                            for runner, last in zip(runners, lasts)]
+
+                self.graphs[width], self.outputs[width] = capture_cuda_graph(forward, warmup_steps=2, pool=pool)
+                self.inputs[width] = (ids, mask)
+        finally:
+            for last in lasts:
+                last.remove()
+
+    def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
+        if len(index) > self.batch_size:
+            return None
+        longest = int(lengths[index].max())
+        return min((w for w in self.graphs if w >= longest), default=None)
+
+    def __call__(self, texts: TokenizedTexts, index: np.ndarray, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per model, [CLS] vectors and logits of rows `index` (rewritten by the next replay)."""
+        filled = np.concatenate([index, np.full(self.batch_size - len(index), index[0])])
+        ids, mask = texts.rows(filled, width)
+        static_ids, static_mask = self.inputs[width]
+        copy_to(static_ids, ids)
+        copy_to(static_mask, mask[:, None, None, :])
+        self.graphs[width].replay()
+        return [(cls[: len(index)], logits[: len(index)]) for cls, logits in self.outputs[width]]
 
 
 class LastHiddenState:
@@ -325,7 +397,7 @@ class GraphedStage1Steps:
         self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.inputs, self.graphs, self.losses = {}, {}, {}
         self.replays = 0
-        pool = torch.cuda.graph_pool_handle()
+        self.pool = pool = torch.cuda.graph_pool_handle()
         for runner in runners:
             runner.train()  # dropout is part of what is captured
         for width in sorted(widths, reverse=True):  # widest first: the others fit in its memory
@@ -374,6 +446,18 @@ def build_graphs(runners: list, optimizer: torch.optim.Optimizer, texts: Tokeniz
                                   clip_gradient_norm=clip_gradient_norm)
     except RuntimeError as exc:
         warnings.warn(f"stage 1 runs without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=2)
+        return None
+
+
+def build_embedding_graphs(runners: list, texts: TokenizedTexts, batches: list, batch_size: int, pool, *,
+                           device: torch.device, precision: str) -> GraphedEmbedding | None:
+    """The embedding passes' graphs, one for each padded width of `batches` (all are used every
+    epoch), in `pool`; None, with a warning, where capturing fails."""
+    widths = graph_widths([int(texts.lengths[b].max()) for b in batches], texts.input_ids.shape[1], min_batches=1)
+    try:
+        return GraphedEmbedding(runners, widths, batch_size, device=device, precision=precision, pool=pool)
+    except RuntimeError as exc:
+        warnings.warn(f"embedding passes run without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=2)
         return None
 
 
@@ -450,15 +534,19 @@ def train_stage1(
     to the maximum length instead of its longest text (only to measure what dynamic padding saves).
     `split_batches` runs each training batch as length-sorted micro-batches (`split_by_length`)
     and accumulates their gradients: the same batches and updates, with less padding.
-    `cuda_graphs` (on CUDA, without `compile_models`) replays full training batches as CUDA
-    graphs (`GraphedStage1Steps`); where capturing fails, training runs eagerly with a warning.
+    `cuda_graphs` (on CUDA, without `compile_models`) replays full training batches and the
+    embedding passes as CUDA graphs (`GraphedStage1Steps`, `GraphedEmbedding`); where capturing
+    fails, they run eagerly, with a warning.
     """
     device = device or torch.device("cpu")
     n_train, n_val = len(train_labels), len(val_labels)
     n_all = len(texts)
     num_models = len(models)
+    host_mb = {"models_loaded": host_memory_mb()}
     for model in models:
         model.to(device)
+    release_freed_host_memory()  # the models' host copies
+    host_mb["models_on_device"] = host_memory_mb()
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
     prepared_mask = all(accepts_prepared_mask(model) for model in models)
@@ -471,14 +559,18 @@ def train_stage1(
     eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
     rng = np.random.default_rng([seed, 1])
     epoch_batches = [shuffled_batches(n_train, batch_size, rng) for _ in range(epochs)]
-    graphs = None
+    graphs, eval_graphs = None, None
     if cuda_graphs:
         tick = time.perf_counter()
         graphs = build_graphs(runners, optimizer, texts, [b for bs in epoch_batches for b in bs], batch_size,
                               device=device, precision=precision, clip_gradient_norm=clip_gradient_norm)
         if graphs is not None:
-            tqdm.write(f"stage 1: CUDA graphs of training batches {sorted(graphs.graphs)} tokens wide, "
-                       f"captured in {time.perf_counter() - tick:.1f}s")
+            eval_graphs = build_embedding_graphs(runners, texts, eval_batches, eval_batch_size, graphs.pool,
+                                                 device=device, precision=precision)
+            host_mb["graphs_captured"] = host_memory_mb()
+            tqdm.write(f"stage 1: CUDA graphs of training batches {sorted(graphs.graphs)} and of embedding "
+                       f"batches {sorted(eval_graphs.graphs) if eval_graphs else []} tokens wide, captured in "
+                       f"{time.perf_counter() - tick:.1f}s")
 
     embeddings = None  # [M, E, N, D] allocated after the first embedding pass
     history, plm_seconds = [], 0.0
@@ -499,7 +591,7 @@ def train_stage1(
         plm_seconds += seconds
 
         tick = time.perf_counter()
-        cls, probs = embed(runners, texts, eval_batches, device, precision, pad_to_max, prepared_mask)
+        cls, probs = embed(runners, texts, eval_batches, device, precision, pad_to_max, prepared_mask, eval_graphs)
         sync()
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:
@@ -516,4 +608,4 @@ def train_stage1(
         })
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
-    return Stage1Result(embeddings, probs.numpy(), history, plm_seconds)
+    return Stage1Result(embeddings, probs.numpy(), history, plm_seconds, host_mb)
