@@ -24,7 +24,7 @@ class Config:
     lr: float = 5e-5
     weight_decay: float = 0.0
     train_batch_size: int = 32
-    eval_batch_size: int | None = None  # None = 128 on CPU, 512 on CUDA
+    eval_batch_size: int | None = None  # None = 128 (512 on CUDA without CUDA graphs)
     alpha_t_hi: float = 5.0
     clip_gradient_norm: float = 1.0
     lr_schedule: str = "linear"
@@ -110,9 +110,9 @@ HELP = {
     "lr": "stage-1 learning rate (Adam, linear warm-up 6%% then linear decay)",
     "weight_decay": "stage-1 weight decay",
     "train_batch_size": "stage-1 training batch size",
-    "eval_batch_size": "batch size of the embedding and prediction passes; default 128 on CPU, 512 on "
-                       "CUDA (fewer kernel launches; same embeddings up to float error; lower it if "
-                       "GPU memory is short)",
+    "eval_batch_size": "batch size of the embedding and prediction passes; default 128, or 512 on CUDA "
+                       "with --no-cuda_graphs (fewer kernel launches; same embeddings up to float "
+                       "error; more GPU memory)",
     "alpha_t_hi": "stage-1 co-regularisation weight after the first E/10 epochs",
     "clip_gradient_norm": "stage-1 gradient-norm clip, per model",
     "lr_schedule": "linear: one warm-up/decay over all steps; restart: the reference code's "

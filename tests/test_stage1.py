@@ -82,7 +82,9 @@ def test_device_defaults_of_batching():
     assert resolve_split_batches("auto", cpu, "fp32") and not resolve_split_batches("auto", cuda, "fp32")
     assert not resolve_split_batches("auto", cpu, "bf16")
     assert resolve_split_batches("on", cuda, "bf16") and not resolve_split_batches("off", cpu, "fp32")
-    assert resolve_eval_batch_size(None, cpu) == 128 and resolve_eval_batch_size(None, cuda) == 512
+    assert resolve_eval_batch_size(None, cpu) == 128 and resolve_eval_batch_size(None, cuda) == 128
+    assert resolve_eval_batch_size(None, cuda, cuda_graphs=False) == 512
+    assert resolve_eval_batch_size(None, cpu, cuda_graphs=False) == 128
     assert resolve_eval_batch_size(64, cuda) == 64
 
 
