@@ -151,13 +151,11 @@ def test_a_tensor_alpha_gives_the_same_loss_and_this_torch_schedules_a_tensor_lr
     assert scheduler_updates_tensor_lr()  # else the CUDA graphs would be silently off
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_stage1_cuda_graphs_train_like_eager_steps():
-    """Graph replays (two padded widths, masked) plus eager partial batches give the eager
-    training: same losses and weights (no dropout, fp32), and the replays never wait for the GPU."""
+def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = False):
+    """Stage-1 training of two tiny models, eagerly and with graphs for the full batches (two
+    padded widths; the partial batches eager): (eager models, losses), (graphed ..., graphs)."""
     from src.model.train_stage1 import build_graphs, lr_lambda, stage1_optimizer, train_epoch
 
-    cuda = torch.device("cuda")
     rng = np.random.default_rng(6)
     short, long = rng.integers(2, 31, size=64), rng.integers(33, 64, size=72)
     texts = padded_texts(list(short) + list(long), width=64)
@@ -173,31 +171,102 @@ def test_stage1_cuda_graphs_train_like_eager_steps():
     steps = sum(len(b) for b in all_batches)
 
     def fit(graph: bool):
-        models = [tiny_classifier("sdpa", seed=m).to(cuda).train() for m in range(2)]
+        models = [tiny_classifier("sdpa", seed=m).to(device).train() for m in range(2)]
         optimizer = stage1_optimizer(models, 1e-2, capturable=graph)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, steps // epochs, "linear"))
         graphs = build_graphs(models, optimizer, texts, [b for bs in all_batches for b in bs], batch_size,
-                              device=cuda, precision="fp32", clip_gradient_norm=1.0) if graph else None
+                              device=device, precision="fp32", clip_gradient_norm=1.0) if graph else None
         losses = []
         for epoch, batches in enumerate(all_batches):
-            if graph and epoch == epochs - 1:
+            if graph and check_no_sync and epoch == epochs - 1:
                 torch.cuda.synchronize()
                 torch.cuda.set_sync_debug_mode("error")
             try:
                 total, _ = train_epoch(models, texts, batches, labels, 0.0 if epoch == 0 else 5.0, optimizer,
-                                       scheduler, device=cuda, precision="fp32", clip_gradient_norm=1.0,
+                                       scheduler, device=device, precision="fp32", clip_gradient_norm=1.0,
                                        prepared_mask=True, graphs=graphs)
             finally:
-                torch.cuda.set_sync_debug_mode("default")
+                if check_no_sync:
+                    torch.cuda.set_sync_debug_mode("default")
             losses.append(total.item())
         return models, losses, graphs
 
-    (eager, eager_losses, _), (graphed, graphed_losses, graphs) = fit(False), fit(True)
-    assert sorted(graphs.graphs) == [32, 64] and graphs.replays == epochs * 8  # 8 full batches an epoch
+    return fit(False), fit(True)
+
+
+def assert_same_training(eager, graphed) -> None:
+    (eager_models, eager_losses, _), (graphed_models, graphed_losses, graphs) = eager, graphed
+    assert sorted(graphs.graphs) == [32, 64] and graphs.replays == 3 * 8  # 8 full batches an epoch
     assert graphed_losses == pytest.approx(eager_losses, rel=1e-4)
-    for a, b in zip(eager, graphed):
+    for a, b in zip(eager_models, graphed_models):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
             torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)
+
+
+class RecomputedGraph:
+    """A CUDA graph's stand-in on the CPU: replaying runs the step again and writes its results
+    into the tensors the capture returned, as a graph rewrites its outputs. (A graph's backward
+    writes fresh gradients rather than adding to what is there: they are cleared first.)"""
+
+    def __init__(self, step, out, optimizer) -> None:
+        self.step, self.out, self.optimizer = step, out, optimizer
+
+    def replay(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+        new = self.step()
+        pairs = [(self.out, new)] if isinstance(new, torch.Tensor) else [
+            (a, b) for old, fresh in zip(self.out, new) for a, b in zip(old, fresh)]
+        for old, fresh in pairs:
+            old.copy_(fresh)
+
+
+def capture_on_cpu(step, optimizer=None, warmup_steps=3, pool=None):
+    """`capture_cuda_graph` for the CPU: one call (whose update is undone, as capturing runs
+    nothing) gives the outputs; replays recompute."""
+    params = [] if optimizer is None else [p for g in optimizer.param_groups for p in g["params"]]
+    saved = [p.detach().clone() for p in params]
+    state = {} if optimizer is None else {p: {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
+    out = step()
+    with torch.no_grad():
+        for p, value in zip(params, saved):
+            p.copy_(value)
+        for p, s in ({} if optimizer is None else optimizer.state).items():
+            for k, v in s.items():
+                v.copy_(state[p][k]) if p in state else v.zero_()
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    return RecomputedGraph(step, out, optimizer), out
+
+
+def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
+    """The graphed code paths (padded widths, input buffers, the alpha input, the tensor learning
+    rate, eager partial batches, filled-up embedding batches) with each replay recomputed on the
+    CPU: the same training and embeddings as the eager paths. (The capture itself: CUDA tests.)"""
+    from src.model import train_stage1
+    from src.model.train_stage1 import build_embedding_graphs, embed, length_sorted_batches
+
+    monkeypatch.setattr(train_stage1, "capture_cuda_graph", capture_on_cpu)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    cpu = torch.device("cpu")
+    assert_same_training(*train_with_and_without_graphs(cpu))
+
+    models = [tiny_classifier("sdpa", dropout=0.1, seed=m).train() for m in range(2)]
+    texts = padded_texts(list(np.random.default_rng(7).integers(2, 64, size=100)), width=64)
+    batches = length_sorted_batches(texts.lengths, 16)
+    graphs = build_embedding_graphs(models, texts, batches, 16, None, device=cpu, precision="fp32")
+    assert sorted(graphs.graphs) == [32, 64]
+    eager = embed(models, texts, batches, cpu, "fp32", prepared_mask=True)
+    graphed = embed(models, texts, batches, cpu, "fp32", prepared_mask=True, graphs=graphs)
+    for a, b in zip(graphed, eager):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stage1_cuda_graphs_train_like_eager_steps():
+    """Graph replays (two padded widths, masked) plus eager partial batches give the eager
+    training: same losses and weights (no dropout, fp32), and the replays never wait for the GPU."""
+    assert_same_training(*train_with_and_without_graphs(torch.device("cuda"), check_no_sync=True))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

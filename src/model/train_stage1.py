@@ -212,36 +212,35 @@ def embed(models, texts: TokenizedTexts, batches, device, precision, pad_to_max:
     With `graphs`, the batches they cover replay a CUDA graph of all models' forward passes."""
     n = len(texts)
     cls_out, prob_out = None, None
-    lasts = [LastHiddenState(model) for model in models]
     for model in models:
         model.eval()
-    try:
-        for index in batches:
-            width = None if graphs is None else graphs.width_for(index, texts.lengths)
-            if width is not None:
-                outputs = graphs(texts, index, width)
-            else:
-                batch = texts.batch(index, device, pad_to_max, prepared_mask)
-                outputs = [forward_cls(model, last, batch, device, precision) for model, last in zip(models, lasts)]
-            if cls_out is None:  # allocate once the sizes are known
-                (cls, logits) = outputs[0]
-                cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
-                prob_out = torch.empty(len(models), n, logits.shape[-1], dtype=torch.float32, device=device)
-            where = to_device(torch.as_tensor(index), device)
-            for m, (cls, logits) in enumerate(outputs):
-                cls_out[m, where] = cls.to(torch.float16)
-                prob_out[m, where] = logits.float().softmax(-1)
-    finally:
-        for last in lasts:
-            last.remove()
+    for index in batches:
+        width = None if graphs is None else graphs.width_for(index, texts.lengths)
+        if width is not None:
+            outputs = graphs(texts, index, width)
+        else:
+            batch = texts.batch(index, device, pad_to_max, prepared_mask)
+            outputs = [forward_cls(model, batch, device, precision) for model in models]
+        if cls_out is None:  # allocate once the sizes are known
+            (cls, logits) = outputs[0]
+            cls_out = torch.empty(len(models), n, cls.shape[-1], dtype=torch.float16, device=device)
+            prob_out = torch.empty(len(models), n, logits.shape[-1], dtype=torch.float32, device=device)
+        where = to_device(torch.as_tensor(index), device)
+        for m, (cls, logits) in enumerate(outputs):
+            cls_out[m, where] = cls.to(torch.float16)
+            prob_out[m, where] = logits.float().softmax(-1)
     return cls_out.cpu(), prob_out.cpu()
 
 
-def forward_cls(model, last: LastHiddenState, batch: dict, device: torch.device, precision: str,
+def forward_cls(model, batch: dict, device: torch.device, precision: str,
                 cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """One model's [CLS] vectors [B, D] and logits [B, C] on a batch (`last` watches `model`)."""
-    with autocast(device, precision, cache):
-        logits = model(**batch).logits
+    """One model's [CLS] vectors [B, D] and logits [B, C] on a batch."""
+    last = LastHiddenState(model)
+    try:
+        with autocast(device, precision, cache):
+            logits = model(**batch).logits
+    finally:
+        last.remove()
     return last.pop()[:, 0], logits
 
 
@@ -256,39 +255,27 @@ class GraphedEmbedding:
                  precision: str, pool) -> None:
         self.batch_size = batch_size
         self.inputs, self.graphs, self.outputs = {}, {}, {}
-        lasts = [LastHiddenState(runner) for runner in runners]
         for runner in runners:
             runner.eval()
-        try:
-            for width in sorted(widths, reverse=True):
-                ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
-                mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+        for width in sorted(widths, reverse=True):
+            ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
+            mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
 
-                @torch.inference_mode()
-                def forward(ids=ids, mask=mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
-                    batch = {"input_ids": ids, "attention_mask": mask}
-                    return [forward_cls(runner, last, batch, device, precision, cache=False)
-                            for runner, last in zip(runners, lasts)]
+            @torch.inference_mode()
+            def forward(ids=ids, mask=mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                batch = {"input_ids": ids, "attention_mask": mask}
+                return [forward_cls(runner, batch, device, precision, cache=False) for runner in runners]
 
-                self.graphs[width], self.outputs[width] = capture_cuda_graph(forward, warmup_steps=2, pool=pool)
-                self.inputs[width] = (ids, mask)
-        finally:
-            for last in lasts:
-                last.remove()
+            self.graphs[width], self.outputs[width] = capture_cuda_graph(forward, warmup_steps=2, pool=pool)
+            self.inputs[width] = (ids, mask)
 
     def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
-        if len(index) > self.batch_size:
-            return None
-        longest = int(lengths[index].max())
-        return min((w for w in self.graphs if w >= longest), default=None)
+        return None if len(index) > self.batch_size else narrowest_graph(self.graphs, lengths[index])
 
     def __call__(self, texts: TokenizedTexts, index: np.ndarray, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per model, [CLS] vectors and logits of rows `index` (rewritten by the next replay)."""
         filled = np.concatenate([index, np.full(self.batch_size - len(index), index[0])])
-        ids, mask = texts.rows(filled, width)
-        static_ids, static_mask = self.inputs[width]
-        copy_to(static_ids, ids)
-        copy_to(static_mask, mask[:, None, None, :])
+        load_rows(texts, filled, *self.inputs[width])
         self.graphs[width].replay()
         return [(cls[: len(index)], logits[: len(index)]) for cls, logits in self.outputs[width]]
 
@@ -364,6 +351,19 @@ def graph_widths(batch_widths: list[int], max_width: int, step: int = GRAPH_WIDT
     return [int(w) for w, c in zip(*counts) if c >= min_batches]
 
 
+def narrowest_graph(widths, lengths: np.ndarray) -> int | None:
+    """The narrowest of `widths` that holds the longest of `lengths` (None if none does)."""
+    longest = int(lengths.max())
+    return min((w for w in widths if w >= longest), default=None)
+
+
+def load_rows(texts: TokenizedTexts, index: np.ndarray, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    """Rows `index` into a graph's input buffers: ids [B, W] and the prepared mask [B, 1, 1, W]."""
+    host_ids, host_mask = texts.rows(index, ids.shape[1])
+    copy_to(ids, host_ids)
+    copy_to(mask, host_mask[:, None, None, :])
+
+
 def scheduler_updates_tensor_lr() -> bool:
     """Whether this torch's schedulers write a tensor learning rate in place (graphs read the
     tensor they were captured with; older versions replaced it with a new one)."""
@@ -414,18 +414,12 @@ class GraphedStage1Steps:
             self.inputs[width] = (ids, mask)
 
     def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
-        """The graph a batch runs in: the narrowest at least as wide as its longest text."""
-        if len(index) != self.batch_size:
-            return None
-        longest = int(lengths[index].max())
-        return min((w for w in self.graphs if w >= longest), default=None)
+        """The graph a batch runs in (None: eagerly)."""
+        return None if len(index) != self.batch_size else narrowest_graph(self.graphs, lengths[index])
 
     def __call__(self, texts: TokenizedTexts, index: np.ndarray, labels: np.ndarray, width: int) -> torch.Tensor:
         """One update on the rows `index`; returns the loss (rewritten by the next replay)."""
-        ids, mask = texts.rows(index, width)
-        static_ids, static_mask = self.inputs[width]
-        copy_to(static_ids, ids)
-        copy_to(static_mask, mask[:, None, None, :])
+        load_rows(texts, index, *self.inputs[width])
         copy_to(self.labels, torch.as_tensor(labels))
         self.graphs[width].replay()
         self.replays += 1
