@@ -544,8 +544,16 @@ def train_stage1(
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
     prepared_mask = all(accepts_prepared_mask(model) for model in models)
-    cuda_graphs = (cuda_graphs and device.type == "cuda" and not compile_models and prepared_mask
-                   and scheduler_updates_tensor_lr())
+    if cuda_graphs and device.type == "cuda":
+        why_not = ("--compile" if compile_models else
+                   "the model does not take a prepared attention mask" if not prepared_mask else
+                   "this torch's scheduler replaces a tensor learning rate" if not scheduler_updates_tensor_lr()
+                   else None)
+        if why_not:
+            tqdm.write(f"stage 1: eager steps, no CUDA graphs ({why_not})")
+        cuda_graphs = why_not is None
+    else:
+        cuda_graphs = False
     optimizer = stage1_optimizer(models, lr, weight_decay, capturable=cuda_graphs)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
