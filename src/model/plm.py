@@ -35,8 +35,8 @@ def resolve_model_path(name: str) -> str:
 
 
 def _local(path: str) -> dict:
-    """from_pretrained's arguments for `path`: a local directory is read without asking the hub
-    for anything (on a machine without network, such a request can wait seconds to fail)."""
+    """from_pretrained's arguments for `path`: a local directory is read as it is, with no
+    lookup on the hub (none is needed, and offline machines have none)."""
     return {"local_files_only": True} if Path(path).is_dir() else {}
 
 
