@@ -610,4 +610,5 @@ def train_stage1(
         })
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
+    optimizer.zero_grad(set_to_none=True)  # gradients may be views of the graphs' pool: let it go
     return Stage1Result(embeddings, probs.numpy(), history, plm_seconds, host_mb)
