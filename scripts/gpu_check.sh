@@ -44,10 +44,10 @@ run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20n
   --path "$ASSETS/20news-bydate.tar.gz" --bert "$ASSETS/minilm" --train_batch_size 64 --lr 1e-4
 # 6. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
 #    precision (the accuracy bf16 is held to), compiled models, the restarting schedule.
-[ -n "$FULL" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
+[ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
-[ -n "$FULL" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
-[ -n "$FULL" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
+[ -n "$FULL$ONLY" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
+[ -n "$FULL$ONLY" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
 # ONLY="cuda_tests train_bf16 train_fp32" sh scripts/gpu_check.sh runs just the steps named.
 # One archive of the logs and run records (without the labels files, which hold the texts).
 (cd "$OUT" && tar czf results.tgz --exclude="*-labels.csv" ./*.log cache/runs && rm -rf ./*.log cache)
