@@ -43,9 +43,11 @@ AutoConfig.from_pretrained('$ASSETS/minilm'); print(f'AutoConfig {time.perf_coun
 run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20news \
   --path "$ASSETS/20news-bydate.tar.gz" --bert "$ASSETS/minilm" --train_batch_size 64 --lr 1e-4
 # 6. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
-#    precision (the accuracy bf16 is held to), compiled models, the restarting schedule.
+#    precision (the accuracy bf16 is held to), compiled models (MFU: compiled and replayed as a
+#    graph), the restarting schedule.
 [ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
+[ -n "$FULL$ONLY" ] && run mfu_compiled 180 python3 scripts/bench.py --mfu --device cuda --compile
 [ -n "$FULL$ONLY" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
 # ONLY="cuda_tests train_bf16 train_fp32" sh scripts/gpu_check.sh runs just the steps named.
