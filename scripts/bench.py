@@ -165,8 +165,8 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     from src.model.train_stage1 import (
         accepts_prepared_mask,
         build_graphs,
+        cuda_graphs_blocker,
         encode,
-        scheduler_updates_tensor_lr,
         shuffled_batches,
         stage1_optimizer,
         train_epoch,
@@ -184,7 +184,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     models = [load_classifier(config.model_name(), splits.num_classes).to(device).train()
               for _ in range(config.n_model)]
     prepared = all(accepts_prepared_mask(m) for m in models)
-    use_graphs = config.cuda_graphs and device.type == "cuda" and prepared and scheduler_updates_tensor_lr()
+    use_graphs = runtime.cuda_graphs and cuda_graphs_blocker(device, prepared) is None
     optimizer = stage1_optimizer(models, config.lr, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     rng = np.random.default_rng(config.seed)
@@ -281,8 +281,9 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
 
     from src.model.train_stage1 import (
         TokenizedTexts,
+        accepts_prepared_mask,
         build_graphs,
-        scheduler_updates_tensor_lr,
+        cuda_graphs_blocker,
         stage1_optimizer,
         train_epoch,
     )
@@ -298,7 +299,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
         models.append(BertForSequenceClassification(config).to(device))
     # Compiled models are captured too (the warm-up compiles them; unmeasured as of 2026-11-27):
     # compiling fuses the kernels, the graph removes their launches.
-    use_graphs = cuda_graphs and device.type == "cuda" and scheduler_updates_tensor_lr()
+    use_graphs = cuda_graphs and cuda_graphs_blocker(device, accepts_prepared_mask(models[0])) is None
     optimizer = stage1_optimizer(models, 1e-5, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     runners = [torch.compile(model, mode=compile_mode) for model in models] if compile_models else models

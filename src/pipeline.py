@@ -101,7 +101,7 @@ def run(config: Config) -> dict:
             "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
             "precision": precision, "seed": config.seed,
             "split_batches": runtime.split_batches,
-            "cuda_graphs": config.cuda_graphs and device.type == "cuda",
+            "cuda_graphs": runtime.cuda_graphs,
         }
         key_parts = {
             "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": n_train, "n_val": n_val,
@@ -197,7 +197,7 @@ def run(config: Config) -> dict:
                 total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
                 beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
                 softplus_beta=config.softplus_beta, seed=config.seed, on_epoch_end=test_accuracy,
-                show_progress=config.progress, cuda_graph=config.cuda_graphs and device.type == "cuda",
+                show_progress=config.progress, cuda_graph=runtime.cuda_graphs,
             )
             for record in stage2_history:
                 log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "

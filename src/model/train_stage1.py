@@ -258,8 +258,7 @@ class GraphedEmbedding:
         for runner in runners:
             runner.eval()
         for width in sorted(widths, reverse=True):
-            ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
-            mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+            ids, mask = input_buffers(batch_size, width, device)
 
             @torch.inference_mode()
             def forward(ids=ids, mask=mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -376,6 +375,24 @@ def scheduler_updates_tensor_lr() -> bool:
     return optimizer.param_groups[0]["lr"] is lr and float(lr) == 0.5 and float(scheduler.base_lrs[0]) == 1.0
 
 
+def cuda_graphs_blocker(device: torch.device, prepared_mask: bool) -> str | None:
+    """Why stage-1 CUDA graphs cannot be used here, or None when they can. `prepared_mask`:
+    whether the models take one (`accepts_prepared_mask`)."""
+    if device.type != "cuda":
+        return "not on CUDA"
+    if not prepared_mask:
+        return "the model does not take a prepared attention mask"
+    if not scheduler_updates_tensor_lr():
+        return "this torch's scheduler replaces a tensor learning rate"
+    return None
+
+
+def input_buffers(batch_size: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A graph's input buffers: ids [B, W] and the prepared mask [B, 1, 1, W] (`load_rows`)."""
+    return (torch.zeros(batch_size, width, dtype=torch.long, device=device),
+            torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device))
+
+
 class GraphedStage1Steps:
     """Full stage-1 training batches (forward, backward, clipping, AdamW) replayed as CUDA graphs.
 
@@ -401,8 +418,7 @@ class GraphedStage1Steps:
         for runner in runners:
             runner.train()  # dropout is part of what is captured
         for width in sorted(widths, reverse=True):  # widest first: the others fit in its memory
-            ids = torch.zeros(batch_size, width, dtype=torch.long, device=device)
-            mask = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+            ids, mask = input_buffers(batch_size, width, device)
 
             def step(ids=ids, mask=mask) -> torch.Tensor:
                 loss = forward_backward(runners, {"input_ids": ids, "attention_mask": mask}, self.labels,
@@ -544,16 +560,11 @@ def train_stage1(
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
     runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
     prepared_mask = all(accepts_prepared_mask(model) for model in models)
-    if cuda_graphs and device.type == "cuda":
-        why_not = ("--compile" if compile_models else
-                   "the model does not take a prepared attention mask" if not prepared_mask else
-                   "this torch's scheduler replaces a tensor learning rate" if not scheduler_updates_tensor_lr()
-                   else None)
-        if why_not:
+    if cuda_graphs:
+        why_not = cuda_graphs_blocker(device, prepared_mask) or ("--compile" if compile_models else None)
+        if why_not and device.type == "cuda":
             tqdm.write(f"stage 1: eager steps, no CUDA graphs ({why_not})")
         cuda_graphs = why_not is None
-    else:
-        cuda_graphs = False
     optimizer = stage1_optimizer(models, lr, weight_decay, capturable=cuda_graphs)
     steps_per_epoch = -(-n_train // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

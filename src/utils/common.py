@@ -68,14 +68,17 @@ class Runtime:
     precision: str
     eval_batch_size: int
     split_batches: bool
+    cuda_graphs: bool  # asked for, and on CUDA
 
 
 def resolve_runtime(config) -> Runtime:
-    """--device, --precision, --eval_batch_size and --split_batches of a Config, resolved."""
+    """--device, --precision, --eval_batch_size, --split_batches and --cuda_graphs of a Config,
+    resolved."""
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    return Runtime(device, precision, resolve_eval_batch_size(config.eval_batch_size, device, config.cuda_graphs),
-                   resolve_split_batches(config.split_batches, device, precision))
+    cuda_graphs = config.cuda_graphs and device.type == "cuda"
+    return Runtime(device, precision, resolve_eval_batch_size(config.eval_batch_size, device, cuda_graphs),
+                   resolve_split_batches(config.split_batches, device, precision), cuda_graphs)
 
 
 def configure_cuda(cudnn_attention: bool = False) -> None:
