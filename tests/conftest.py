@@ -52,3 +52,15 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")
     return path
+
+
+@pytest.fixture(params=["fp32", "bf16"])
+def screening(request, monkeypatch):
+    """The neighbour search's screening product in each precision, whatever this CPU would pick."""
+    import torch
+
+    import src.utils.neighbours as neighbours
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[request.param]
+    monkeypatch.setattr(neighbours, "_fast_matmul_dtype", lambda: dtype)
+    return dtype

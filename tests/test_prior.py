@@ -6,7 +6,17 @@ from src.errors import UserError
 from src.model.generate_prior import dirichlet_prior, knn_predict_proba
 
 
-def test_knn_fitted_on_unmarked_only():
+def test_exact_matches_outweigh_the_rest_as_in_sklearn(screening):
+    # Two fit rows at the query's own position with different labels: 1/2 each, the rest 0.
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(40, 6))
+    emb[1] = emb[0]
+    labels = np.arange(40) % 3
+    proba = knn_predict_proba(emb, labels, np.zeros(40, bool), 3, k=5)
+    assert np.allclose(proba[0], [0.5, 0.5, 0.0])
+
+
+def test_knn_fitted_on_unmarked_only(screening):
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(80, 5))
     labels = rng.integers(0, 3, 80)
