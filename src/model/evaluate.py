@@ -30,8 +30,8 @@ def denoise(
 
     noisy_probs [M, len(index), C]: the stage-1 classifiers' softmax on those rows.
     """
-    out = []
     probs = torch.as_tensor(noisy_probs, dtype=torch.float32)
+    out = torch.empty(len(index), vaes[0].num_classes)  # filled in place: no small tensors pinning the heap
     for start in range(0, len(index), batch_size):
         rows = index[start : start + batch_size]
         total = 0.0
@@ -39,8 +39,8 @@ def denoise(
             alpha_all = vae.alpha_all_labels(trajectories(m, rows))[None]
             p = probs[m : m + 1, start : start + batch_size].to(alpha_all.device)
             total = total + true_label_probs(alpha_all, p)
-        out.append((total / len(vaes)).cpu())
-    return torch.cat(out).numpy()
+        out[start : start + len(rows)] = total / len(vaes)
+    return out.numpy()
 
 
 @torch.no_grad()
@@ -49,15 +49,15 @@ def posterior_given_label(
     batch_size: int = 1024,
 ) -> np.ndarray:
     """P(y | x, observed ỹ) averaged over the models: the cleaned-label distribution [N, C]."""
-    out = []
     num_classes = vaes[0].num_classes
+    out = torch.empty(len(index), num_classes)
     for start in range(0, len(index), batch_size):
         rows = index[start : start + batch_size]
         onehot = F.one_hot(torch.as_tensor(noisy_labels[start : start + batch_size]), num_classes).float()
         per_model = [dirichlet_mean(vae.alpha(trajectories(m, rows), onehot.to(trajectories.device)))
                      for m, vae in enumerate(vaes)]
-        out.append(torch.stack(per_model).mean(0).cpu())
-    return torch.cat(out).numpy()
+        out[start : start + len(rows)] = torch.stack(per_model).mean(0)
+    return out.numpy()
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
