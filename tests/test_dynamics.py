@@ -1,6 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
+from src.dynamics import euclidean_dist
 from src.dynamics.euclidean_dist import (
     centroid_distances,
     class_centroids,
@@ -31,7 +33,9 @@ def test_centroid_distances_equal_brute_force():
     assert np.allclose(own.numpy(), expected[np.arange(60), labels], atol=1e-5)
 
 
-def test_score_is_mean_plus_std_over_epochs():
+@pytest.mark.parametrize("chunk", [7, 1024])  # rows in chunks (7: uneven) or at once
+def test_score_is_mean_plus_std_over_epochs(chunk, monkeypatch):
+    monkeypatch.setattr(euclidean_dist, "ROW_CHUNK", chunk)
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(5, 30, 4)).astype(np.float16)  # [E, N, D]
     labels = rng.integers(0, 3, 30)

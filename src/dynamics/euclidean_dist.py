@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import torch
 
+# Rows widened to float32 at a time: a half-precision [N, D] is never copied whole.
+ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator
+
 
 def class_centroids(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean embedding per class. embeddings [N, D], labels [N] -> [C, D] (zeros for empty classes)."""
-    embeddings = embeddings.float()
-    sums = torch.zeros(num_classes, embeddings.shape[1], dtype=embeddings.dtype, device=embeddings.device)
-    sums.index_add_(0, labels, embeddings)
-    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).to(embeddings.dtype)
+    """Mean embedding per class. embeddings [N, D], labels [N] -> [C, D] float32 (zeros for empty classes)."""
+    sums = torch.zeros(num_classes, embeddings.shape[1], device=embeddings.device)
+    for rows, row_labels in zip(embeddings.split(ROW_CHUNK), labels.split(ROW_CHUNK)):
+        sums.index_add_(0, row_labels, rows.float())
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
     return sums / counts[:, None]
 
 
@@ -26,16 +29,21 @@ def centroid_distances(embeddings: torch.Tensor, centroids: torch.Tensor) -> tor
 def label_centroid_distance(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Distance of each example to the centroid of its own (noisy) label: [N]."""
     centroids = class_centroids(embeddings, labels, num_classes)
-    return (embeddings.float() - centroids[labels]).norm(dim=1)
+    out = torch.empty(len(embeddings), device=embeddings.device)
+    for start in range(0, len(embeddings), ROW_CHUNK):
+        rows = slice(start, start + ROW_CHUNK)
+        out[rows] = (embeddings[rows].float() - centroids[labels[rows]]).norm(dim=1)
+    return out
 
 
 def distance_trajectories(embeddings, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-epoch own-label distances. embeddings [E, N, D] (array or tensor) -> [E, N].
 
-    Converts one epoch at a time so a half-precision host buffer is never copied whole.
+    One epoch at a time, a chunk of rows at a time: a half-precision host buffer is never
+    copied whole.
     """
     return torch.stack([
-        label_centroid_distance(torch.as_tensor(embeddings[e]).float(), labels, num_classes)
+        label_centroid_distance(torch.as_tensor(embeddings[e]), labels, num_classes)
         for e in range(len(embeddings))
     ])
 

@@ -21,10 +21,14 @@ def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3
     count = min(screen * k, len(fit))
     dtype = _fast_matmul_dtype()
     centre = fit.mean(0, dtype=torch.float32)
-    blocks = [(block.float() - centre) for block in fit.split(4096)]  # no full-size fp32 copy
-    fit_t = torch.cat([b.to(dtype) for b in blocks]).T  # [D, F]
-    half_sq = torch.cat([(b * b).sum(1) for b in blocks]).mul_(0.5).to(dtype)  # [F]
-    del blocks
+    screen_rows = torch.empty(fit.shape, dtype=dtype)  # centred rows, [F, D]
+    sq_norms = torch.empty(len(fit))
+    for start in range(0, len(fit), chunk):  # widened a chunk at a time: no float32 copy of fit
+        block = fit[start : start + chunk].float() - centre
+        screen_rows[start : start + chunk] = block
+        sq_norms[start : start + chunk] = (block * block).sum(1)
+    fit_t = screen_rows.T  # [D, F]
+    half_sq = sq_norms.mul_(0.5).to(dtype)  # [F]
     # results go straight into their place: small tensors kept between the chunks' large
     # temporaries would fragment the heap (resident memory grew by ~20 MB a chunk)
     distances = torch.empty(len(query), k)
