@@ -30,9 +30,8 @@ def label_centroid_distance(embeddings: torch.Tensor, labels: torch.Tensor, num_
     """Distance of each example to the centroid of its own (noisy) label: [N]."""
     centroids = class_centroids(embeddings, labels, num_classes)
     out = torch.empty(len(embeddings), device=embeddings.device)
-    for start in range(0, len(embeddings), ROW_CHUNK):
-        rows = slice(start, start + ROW_CHUNK)
-        out[rows] = (embeddings[rows].float() - centroids[labels[rows]]).norm(dim=1)
+    for rows, row_labels, row_out in zip(embeddings.split(ROW_CHUNK), labels.split(ROW_CHUNK), out.split(ROW_CHUNK)):
+        row_out.copy_((rows.float() - centroids[row_labels]).norm(dim=1))
     return out
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
-from sklearn.neighbors import KNeighborsClassifier
 
 from src.errors import UserError
-from src.utils.neighbours import nearest_rows
+from src.utils.neighbours import nearest_rows, weighted_vote
 
 
 def knn_predict_proba(
@@ -19,25 +17,17 @@ def knn_predict_proba(
     examples (all by default: a prior is needed only for the rows stage 2 trains on).
 
     embeddings [N, D], labels [N] (noisy), marked [N] bool -> [rows, C].
-    The neighbour search is `nearest_rows`; scikit-learn's KNeighborsClassifier takes the
-    neighbours as a sparse distance graph ("precomputed") and does the rest: the 1/distance
-    weights (an exact match outweighs all others) and the class probabilities.
+    The neighbours come from `nearest_rows`, the probabilities from `weighted_vote` (sklearn's
+    classifier: 1/distance weights, an exact match outweighing all others).
     """
     keep = ~np.asarray(marked, dtype=bool)
     if keep.sum() < k:
         raise UserError(f"only {int(keep.sum())} unmarked examples, but the kNN prior needs k={k}; "
                         f"lower --noise_ratio or use more data")
-    fit = torch.as_tensor(np.asarray(embeddings)[keep])  # [F, D] in the stored dtype (float16)
-    query = torch.as_tensor(np.asarray(embeddings)[:rows])  # a view
-    distances, indices = nearest_rows(query, fit, k)
-    graph = sp.csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, distances.size + 1, k)),
-                          shape=(len(query), len(fit)))  # explicit zeros (exact matches) stay neighbours
-    knn = KNeighborsClassifier(n_neighbors=k, weights="distance", metric="precomputed")
-    # with a precomputed query graph only the number of fitted rows is read from the fit matrix
-    knn.fit(sp.eye(len(fit), format="csr"), labels[keep])
-    proba = np.zeros((len(query), num_classes))
-    proba[:, knn.classes_] = knn.predict_proba(graph)
-    return proba
+    embeddings = np.asarray(embeddings)
+    fit = torch.as_tensor(embeddings[keep])  # [F, D] in the stored dtype (float16)
+    distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k)
+    return weighted_vote(distances, indices, np.asarray(labels)[keep], num_classes)
 
 
 def dirichlet_prior(

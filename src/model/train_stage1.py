@@ -497,7 +497,7 @@ def train_epoch(
         else:
             groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
                       if split_batches and not pad_to_max else [index])
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)  # after a replay .grad are the graph's buffers
             loss = torch.zeros((), device=device)
             for group in groups:
                 batch = texts.batch(group, device, pad_to_max, prepared_mask)
@@ -506,7 +506,7 @@ def train_epoch(
                 loss += forward_backward(runners, batch, labels, alpha, len(group) / len(index),
                                          device=device, precision=precision)
             clip_and_step(optimizer, clip_gradient_norm)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)  # no gradients held between steps
         scheduler.step()
         seconds += time.perf_counter() - tick
         total_loss += loss

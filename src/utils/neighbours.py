@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from sklearn.neighbors import KNeighborsClassifier
 
 
 def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3,
@@ -43,6 +45,23 @@ def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3
         distances[start : start + len(q)] = dist
         indices[start : start + len(q)] = idx.gather(1, order)
     return distances.numpy(), indices.numpy()
+
+
+def weighted_vote(distances: np.ndarray, indices: np.ndarray, labels: np.ndarray,
+                  num_classes: int) -> np.ndarray:
+    """Distance-weighted class probabilities [Q, C] from each query's neighbours (distances and
+    indices [Q, k] into `labels`, the neighbours' labels), by scikit-learn's
+    KNeighborsClassifier on the neighbour graph ("precomputed"): 1/distance weights, an exact
+    match outweighing all others; zero columns for classes absent from `labels`."""
+    queries, k = indices.shape
+    graph = sp.csr_matrix((distances.ravel(), indices.ravel(), np.arange(0, queries * k + 1, k)),
+                          shape=(queries, len(labels)))  # explicit zeros (exact matches) stay neighbours
+    knn = KNeighborsClassifier(n_neighbors=k, weights="distance", metric="precomputed")
+    # with a precomputed query graph only the number of fitted rows is read from the fit matrix
+    knn.fit(sp.eye(len(labels), format="csr"), labels)
+    proba = np.zeros((queries, num_classes))
+    proba[:, knn.classes_] = knn.predict_proba(graph)
+    return proba
 
 
 def _fast_matmul_dtype() -> torch.dtype:
