@@ -42,7 +42,9 @@ AutoConfig.from_pretrained('$ASSETS/minilm'); print(f'AutoConfig {time.perf_coun
 # 5. Where a MiniLM stage-1 step spends its time (host and device), 20 steps under the profiler.
 run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20news \
   --path "$ASSETS/20news-bydate.tar.gz" --bert "$ASSETS/minilm" --train_batch_size 64 --lr 1e-4
-# 6. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
+# 6. Host memory after the first use of each kernel family (CUDA keeps host memory per loaded module).
+run host_memory 60 python3 scripts/cuda_host_memory.py "$ASSETS/minilm"
+# 7. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
 #    precision (the accuracy bf16 is held to), compiled models (MFU: compiled and replayed as a
 #    graph), the restarting schedule.
 [ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
