@@ -15,7 +15,7 @@ run() {  # name, limit in seconds, command...  (ONLY="name name ..." runs just t
   start=$(date +%s)
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; rc=$?
   echo "$name: rc=$rc $(( $(date +%s) - start ))s wall" | tee -a "$OUT/gpu.txt"
-  grep -E "test accuracy|^seconds:|^BENCH|ms/step|passed|failed|rror|Warn|^import|^load|^noise|^AutoConfig" "$OUT/$name.log" | tail -7 | tee -a "$OUT/gpu.txt"
+  grep -E "\( *[+-] *[0-9]+\)|test accuracy|^seconds:|^BENCH|ms/step|passed|failed|rror|Warn|^import|^load|^noise|^AutoConfig" "$OUT/$name.log" | tail -7 | tee -a "$OUT/gpu.txt"
 }
 T="env DATA=$ASSETS/20news-bydate.tar.gz BERT=$ASSETS/minilm sh scripts/train.sh --no-progress"
 # 1. The CUDA-only tests (steps never wait for the GPU; the stage-1 and stage-2 CUDA graphs train
