@@ -254,19 +254,18 @@ class GraphedEmbedding:
     def __init__(self, runners: list, widths: list[int], batch_size: int, *, device: torch.device,
                  precision: str, pool) -> None:
         self.batch_size = batch_size
-        self.inputs, self.graphs, self.outputs = {}, {}, {}
         for runner in runners:
             runner.eval()
-        for width in sorted(widths, reverse=True):
-            ids, mask = input_buffers(batch_size, width, device)
 
+        def forward_of(ids: torch.Tensor, mask: torch.Tensor):
             @torch.inference_mode()
-            def forward(ids=ids, mask=mask) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            def forward() -> list[tuple[torch.Tensor, torch.Tensor]]:
                 batch = {"input_ids": ids, "attention_mask": mask}
                 return [forward_cls(runner, batch, device, precision, cache=False) for runner in runners]
+            return forward
 
-            self.graphs[width], self.outputs[width] = capture_cuda_graph(forward, warmup_steps=2, pool=pool)
-            self.inputs[width] = (ids, mask)
+        self.inputs, self.graphs, self.outputs = capture_by_width(widths, batch_size, device, forward_of,
+                                                                  warmup_steps=2, pool=pool)
 
     def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
         return None if len(index) > self.batch_size else narrowest_graph(self.graphs, lengths[index])
@@ -393,6 +392,29 @@ def input_buffers(batch_size: int, width: int, device: torch.device) -> tuple[to
             torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device))
 
 
+def capture_by_width(widths: list[int], batch_size: int, device: torch.device, call_of,
+                     **capture_options) -> tuple[dict, dict, dict]:
+    """One CUDA graph per padded width, each reading its own input buffers (`input_buffers`,
+    filled by `load_rows`): `call_of(ids, mask)` gives the call to capture (`capture_cuda_graph`
+    with `capture_options`). Widest first: the others fit in its memory. Returns the input
+    buffers, the graphs and what each captured call returned, by width."""
+    inputs, graphs, outputs = {}, {}, {}
+    for width in sorted(widths, reverse=True):
+        inputs[width] = input_buffers(batch_size, width, device)
+        graphs[width], outputs[width] = capture_cuda_graph(call_of(*inputs[width]), **capture_options)
+    return inputs, graphs, outputs
+
+
+def captured_or_none(what: str, build):
+    """`build()`, or None with a warning that `what` runs without CUDA graphs where capturing
+    fails (the caller then runs those steps eagerly, the same way)."""
+    try:
+        return build()
+    except RuntimeError as exc:
+        warnings.warn(f"{what} without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=3)
+        return None
+
+
 class GraphedStage1Steps:
     """Full stage-1 training batches (forward, backward, clipping, AdamW) replayed as CUDA graphs.
 
@@ -412,22 +434,21 @@ class GraphedStage1Steps:
         self.batch_size = batch_size
         self.alpha = torch.zeros((), device=device)
         self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.inputs, self.graphs, self.losses = {}, {}, {}
         self.replays = 0
-        self.pool = pool = torch.cuda.graph_pool_handle()
+        self.pool = torch.cuda.graph_pool_handle()
         for runner in runners:
             runner.train()  # dropout is part of what is captured
-        for width in sorted(widths, reverse=True):  # widest first: the others fit in its memory
-            ids, mask = input_buffers(batch_size, width, device)
 
-            def step(ids=ids, mask=mask) -> torch.Tensor:
+        def step_of(ids: torch.Tensor, mask: torch.Tensor):
+            def step() -> torch.Tensor:
                 loss = forward_backward(runners, {"input_ids": ids, "attention_mask": mask}, self.labels,
                                         self.alpha, 1.0, device=device, precision=precision, cache=False)
                 clip_and_step(optimizer, clip_gradient_norm)
                 return loss
+            return step
 
-            self.graphs[width], self.losses[width] = capture_cuda_graph(step, optimizer, pool=pool)
-            self.inputs[width] = (ids, mask)
+        self.inputs, self.graphs, self.losses = capture_by_width(widths, batch_size, device, step_of,
+                                                                 optimizer=optimizer, pool=self.pool)
 
     def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
         """The graph a batch runs in (None: eagerly)."""
@@ -451,12 +472,9 @@ def build_graphs(runners: list, optimizer: torch.optim.Optimizer, texts: Tokeniz
     widths = graph_widths(full, texts.input_ids.shape[1])
     if not widths:
         return None
-    try:
-        return GraphedStage1Steps(runners, optimizer, widths, batch_size, device=device, precision=precision,
-                                  clip_gradient_norm=clip_gradient_norm)
-    except RuntimeError as exc:
-        warnings.warn(f"stage 1 runs without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=2)
-        return None
+    return captured_or_none("stage 1 runs", lambda: GraphedStage1Steps(
+        runners, optimizer, widths, batch_size, device=device, precision=precision,
+        clip_gradient_norm=clip_gradient_norm))
 
 
 def build_embedding_graphs(runners: list, texts: TokenizedTexts, batches: list, batch_size: int, pool, *,
@@ -464,11 +482,8 @@ def build_embedding_graphs(runners: list, texts: TokenizedTexts, batches: list, 
     """The embedding passes' graphs, one for each padded width of `batches` (all are used every
     epoch), in `pool`; None, with a warning, where capturing fails."""
     widths = graph_widths([int(texts.lengths[b].max()) for b in batches], texts.input_ids.shape[1], min_batches=1)
-    try:
-        return GraphedEmbedding(runners, widths, batch_size, device=device, precision=precision, pool=pool)
-    except RuntimeError as exc:
-        warnings.warn(f"embedding passes run without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=2)
-        return None
+    return captured_or_none("embedding passes run", lambda: GraphedEmbedding(
+        runners, widths, batch_size, device=device, precision=precision, pool=pool))
 
 
 def train_epoch(
