@@ -12,20 +12,20 @@ model directory, last: two classifiers loaded, moved to the GPU, and one bf16 tr
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.utils.common import host_memory_mb, release_freed_host_memory  # noqa: E402
+
 
 def resident_mb() -> tuple[int, int]:
-    """(RssAnon, RssFile) of this process in MB (Linux)."""
-    fields = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("RssAnon", "RssFile"):
-                fields[key] = int(value.split()[0]) // 1024
-    return fields["RssAnon"], fields["RssFile"]
+    """(own data, mapped files) resident now, in MB."""
+    now = host_memory_mb()
+    return round(now["anon"]), round(now["file"])
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         print(f"{name:36s} {now[0]:6d} ({now[0] - last[0]:+5d}) {now[1]:6d} ({now[1] - last[1]:+5d})", flush=True)
         last = now
 
-    report("import torch")
+    report("import torch (and the project's helpers)")
     x = torch.ones(4, device="cuda")
     report("CUDA context, first tensor")
     x = x + 1
@@ -84,9 +84,7 @@ def main() -> None:
     torch.optim.AdamW(params, lr=torch.tensor(1e-3, device="cuda"), fused=True, capturable=True).step()
     report("fused AdamW (capturable)")
     if len(sys.argv) > 1:
-        sys.path.insert(0, ".")
         from src.model.plm import load_classifier
-        from src.utils.common import release_freed_host_memory
 
         models = [load_classifier(sys.argv[1], 20) for _ in range(2)]
         report("2 classifiers loaded (transformers)")
