@@ -48,6 +48,7 @@ from src.utils.common import (
     seed_everything,
 )
 from src.utils.labels_file import cleaning_quality, label_rows, write_labels_csv
+from src.utils.row_file import column
 
 
 def log(message: str) -> None:
@@ -113,12 +114,13 @@ def run(config: Config) -> dict:
         }
         models = []
 
-        def fine_tune():
+        def fine_tune(trajectory_dir):
             for m in range(settings.n_model):
                 torch.manual_seed(config.seed * 1000 + m)  # a different head for each model
                 models.append(load_classifier(model_name, num_classes))
             return train_stage1(models, texts, train.noisy, val.noisy, device=device,
-                                show_progress=config.progress, compile_models=config.compile, **options)
+                                show_progress=config.progress, compile_models=config.compile,
+                                trajectory_dir=trajectory_dir, **options)
 
         # --save_model needs the classifiers themselves, so it always trains.
         stage1, stage1_entry = stage1_cache.load_or_train(
@@ -138,7 +140,7 @@ def run(config: Config) -> dict:
         labels_t = torch.as_tensor(fit_labels)
         distances, scores = [], []
         for m in range(n_model):
-            d = distance_trajectories(stage1.embeddings[m][:, : n_train + n_val], labels_t, num_classes)
+            d = distance_trajectories(stage1.embeddings[m], labels_t, num_classes)  # train + validation rows
             distances.append(d.numpy())  # [E, N_train + N_val]
             scores.append(dynamics_score(d).numpy())  # [N_train + N_val]
         scores = np.stack(scores)  # [M, N_train + N_val]
@@ -147,8 +149,7 @@ def run(config: Config) -> dict:
         # leave-one-out kNN searches cost more than the rest of this stage at WOS size.
         estimates = {}
         if config.noise_ratio == "auto":
-            estimates = estimate_noise_rates(stage1.embeddings[:, :, : n_train + n_val],
-                                             stage1.probs[:, : n_train + n_val], scores, fit_labels,
+            estimates = estimate_noise_rates(stage1.embeddings, stage1.probs[:, : n_train + n_val], scores, fit_labels,
                                              num_classes, seed=config.seed)
             log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR})")
         ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
@@ -174,7 +175,7 @@ def run(config: Config) -> dict:
         knn_epoch = 0 if settings.knn_epoch == "first" else -1
         priors = []
         for m in range(n_model):
-            embedded = stage1.embeddings[m, knn_epoch, : n_train + n_val]
+            embedded = column(stage1.embeddings[m], knn_epoch, n_train + n_val)  # [N_train + N_val, D]
             # fitted on train + validation, asked only for the train split that stage 2 trains on
             proba = knn_predict_proba(embedded, fit_labels, marks[m], num_classes, rows=n_train)
             priors.append(dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class))
@@ -183,8 +184,8 @@ def run(config: Config) -> dict:
     vaes, stage2_history, accuracy_after = [], [], None
     if settings.stage2:
         with timer("stage2"):
-            z = stage1.embeddings if settings.trajectory == "all" else stage1.embeddings[:, -1:]
-            trajectories = Trajectories(z, device)  # [M, E or 1, N, D]
+            epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
+            trajectories = Trajectories(stage1.embeddings, device, epochs)  # z: every epoch, or the last
 
             def test_accuracy(epoch, vaes):
                 if n_test == 0 or test.gold is None:  # no labelled test split: nothing to report

@@ -11,6 +11,7 @@ from src.dynamics.euclidean_dist import (
     label_centroid_distance,
     mark_noisy,
 )
+from src.utils.row_file import RowFile
 
 
 def brute_force(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -34,12 +35,16 @@ def test_centroid_distances_equal_brute_force():
 
 
 @pytest.mark.parametrize("chunk", [7, 1024])  # rows in chunks (7: uneven) or at once
-def test_score_is_mean_plus_std_over_epochs(chunk, monkeypatch):
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_score_is_mean_plus_std_over_epochs(chunk, on_disk, monkeypatch, tmp_path):
     monkeypatch.setattr(euclidean_dist, "ROW_CHUNK", chunk)
     rng = np.random.default_rng(1)
     emb = rng.normal(size=(5, 30, 4)).astype(np.float16)  # [E, N, D]
     labels = rng.integers(0, 3, 30)
-    distances = distance_trajectories(emb, torch.tensor(labels), 3)
+    trajectory = np.concatenate([emb.transpose(1, 0, 2), np.ones((6, 5, 4), np.float16)])  # [N + 6, E, D]
+    if on_disk:
+        trajectory = RowFile.from_array(tmp_path / "t.npy", trajectory)
+    distances = distance_trajectories(trajectory, torch.tensor(labels), 3)  # the first 30 rows only
     expected = np.stack([brute_force(emb[e].astype(np.float32), labels, 3)[np.arange(30), labels] for e in range(5)])
     assert np.allclose(distances.numpy(), expected, atol=1e-4)
     score = dynamics_score(distances).numpy()
@@ -60,7 +65,7 @@ def test_noisy_examples_score_higher_on_separable_data():
     gold = rng.integers(0, 3, 300)
     noisy = gold.copy()
     noisy[:60] = (gold[:60] + 1) % 3
-    emb = np.stack([centres[gold] + rng.normal(size=(300, 8)) for _ in range(4)])
+    emb = np.stack([centres[gold] + rng.normal(size=(300, 8)) for _ in range(4)], 1)  # [N, E, D]
     score = dynamics_score(distance_trajectories(emb, torch.tensor(noisy), 3))
     marked = mark_noisy(score, 0.2).numpy()
     assert marked[:60].mean() > 0.9

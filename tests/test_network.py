@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from scipy.special import digamma, gammaln
@@ -96,14 +97,19 @@ def test_stage1_coregularization_zero_when_models_agree():
     assert different.item() > 0 and no_reg.item() > 0
 
 
-def test_trajectories_gather_rows_without_building_the_whole_matrix():
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_trajectories_gather_rows_without_building_the_whole_matrix(on_disk, tmp_path):
     from src.model.train_stage2 import Trajectories
+    from src.utils.row_file import RowFile
 
     rng = torch.Generator().manual_seed(0)
-    buffer = torch.randn(2, 3, 10, 4, generator=rng).half()  # [M, E, N, D] as stage 1 stores it
-    view = Trajectories(buffer.numpy(), torch.device("cpu"))
-    assert view.buffer.dtype == torch.float16 and view.buffer.device.type == "cpu"  # kept as stored
-    assert view.input_dim == 12
+    buffer = torch.randn(2, 10, 3, 4, generator=rng).half()  # per model [N, E, D], as stage 1 stores it
+    models = ([RowFile.from_array(tmp_path / f"t{m}.npy", buffer[m].numpy()) for m in range(2)] if on_disk
+              else list(buffer.numpy()))
+    view = Trajectories(models, torch.device("cpu"))
+    assert view.input_dim == 12 and view.num_models == 2
     z = view(1, [7, 2])  # z^m = [h^1; h^2; h^3] of rows 7 and 2 -> [2, E*D] float32
-    expected = torch.stack([torch.cat([buffer[1, e, i] for e in range(3)]) for i in (7, 2)]).float()
+    expected = torch.stack([torch.cat([buffer[1, i, e] for e in range(3)]) for i in (7, 2)]).float()
     assert z.dtype == torch.float32 and torch.equal(z, expected)
+    last = Trajectories(models, torch.device("cpu"), slice(-1, None))  # the "last epoch only" ablation
+    assert last.input_dim == 4 and torch.equal(last(0, [3]), buffer[0, 3, 2][None].float())

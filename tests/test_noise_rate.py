@@ -75,7 +75,7 @@ def test_disagreement_rate_counts_argmax_mismatches():
 
 def test_estimate_noise_rates_averages_models_and_names_every_candidate():
     x, noisy, gold = clusters(1200, 0.3, seed=3)
-    embeddings = np.stack([np.stack([x, x]), np.stack([x + 0.01, x])])  # [M=2, E=2, N, D]
+    embeddings = [np.stack([x, x], 1), np.stack([x + 0.01, x], 1)]  # M=2 models, each [N, E=2, D]
     probs = np.stack([np.eye(C)[noisy]] * 2)  # [M, N, C]: classifiers that memorised the labels
     scores = np.stack([(noisy != gold) * 3.0 + np.random.default_rng(0).normal(0, 0.3, len(x))] * 2)
     estimates = estimate_noise_rates(embeddings, probs, scores, noisy, C)

@@ -69,8 +69,9 @@ def test_split_batches_trains_like_whole_batches():
     assert [h["train_loss"] for h in split.history] == pytest.approx([h["train_loss"] for h in whole.history],
                                                                       rel=1e-4)
     np.testing.assert_allclose(split.probs, whole.probs, atol=1e-4)
-    np.testing.assert_allclose(split.embeddings.astype(np.float32), whole.embeddings.astype(np.float32),
-                               atol=2e-3)
+    for ours, theirs in zip(split.embeddings, whole.embeddings, strict=True):
+        assert ours.shape == (len(texts), 2, config.hidden_size)  # [N, E, D]
+        np.testing.assert_allclose(ours.astype(np.float32), theirs.astype(np.float32), atol=2e-3)
     # and splitting really happens on lengths like these
     assert len(split_by_length(lengths[:16], MICROBATCH_COST_TOKENS)) > 1
 
@@ -313,7 +314,7 @@ def test_training_steps_never_wait_for_the_gpu():
                            precision="bf16", clip_gradient_norm=1.0, prepared_mask=prepared)
 
     stage1_epoch()  # warm-up: lazy initialisation may synchronise once
-    trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 3, 64, 8)).astype(np.float16), cuda)
+    trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 64, 3, 8)).astype(np.float16), cuda)
     vaes = [DirichletVAE(trajectories.input_dim, 3).to(cuda) for _ in range(2)]
     vae_optimizer = fused_optimizer(torch.optim.Adam, [p for v in vaes for p in v.parameters()], lr=1e-3)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float().to(cuda)
@@ -341,7 +342,7 @@ def test_stage2_cuda_graph_trains_like_eager_steps():
     cuda = torch.device("cuda")
     rng = np.random.default_rng(5)
     n, classes = 100, 4  # 3 full batches of 32 and one of 4 (eager) per epoch
-    trajectories = Trajectories(rng.standard_normal((2, 3, n, 8)).astype(np.float16), cuda)
+    trajectories = Trajectories(rng.standard_normal((2, n, 3, 8)).astype(np.float16), cuda)  # M x [N, E, D]
     labels = rng.integers(0, classes, size=n)
     priors = [np.full((n, classes), 1.5) + rng.random((n, classes)) for _ in range(2)]
 

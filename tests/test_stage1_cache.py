@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -9,28 +11,31 @@ from src import pipeline
 from src.config import parse_config
 from src.model import stage1_cache
 from src.model.train_stage1 import Stage1Result
+from src.utils.row_file import RowFile
 
 FAST = ["--epochs", "2", "--total_iter", "1", "--train_batch_size", "16", "--no-progress"]
 
 
 def fake_result(seed: int = 0) -> Stage1Result:
     rng = np.random.default_rng(seed)
-    return Stage1Result(rng.normal(size=(2, 3, 10, 4)).astype(np.float16),
+    return Stage1Result(list(rng.normal(size=(2, 10, 3, 4)).astype(np.float16)),  # M x [N, E, D]
                         rng.random((2, 10, 5)).astype(np.float32), [{"epoch": 1, "train_loss": 0.5}], 1.5)
 
 
 def test_load_or_train_stores_then_reuses(tmp_path):
     calls = []
 
-    def train():
-        calls.append(1)
+    def train(directory):
+        calls.append(directory)
         return fake_result()
 
     parts = {"lr": 1e-4, "ids": "abc"}
     first, entry = stage1_cache.load_or_train(tmp_path, parts, train)
     second, entry2 = stage1_cache.load_or_train(tmp_path, dict(reversed(parts.items())), train)
     assert len(calls) == 1 and not entry["hit"] and entry2["hit"] and entry["key"] == entry2["key"]
-    np.testing.assert_array_equal(first.embeddings, second.embeddings)  # fp16 stored exactly
+    for ours, stored in zip(fake_result().embeddings, second.embeddings, strict=True):
+        assert isinstance(stored, RowFile)  # read back by rows, not loaded whole
+        np.testing.assert_array_equal(stored[:], ours)  # fp16 stored exactly
     np.testing.assert_array_equal(first.probs, second.probs)
     assert second.history == first.history and second.plm_seconds == 1.5
     _, entry3 = stage1_cache.load_or_train(tmp_path, {**parts, "lr": 2e-4}, train)
@@ -97,3 +102,42 @@ def test_save_model_always_trains(tiny_bert, tmp_path, flag):
     record = pipeline.run(parse_config([*args, flag]))
     assert not record["stage1_cache"]["hit"]
     assert any((tmp_path / "m").rglob("classifier_1/config.json"))
+
+
+def test_trajectories_written_in_staging_become_the_entry(tmp_path):
+    """Stage 1 writes its trajectory files into the staging directory it is given; they become
+    the entry in a rename, and a failed stage 1 leaves neither an entry nor its staging files."""
+    expected = fake_result()
+
+    def train(directory):
+        for m, trajectory in enumerate(expected.embeddings):
+            RowFile.from_array(stage1_cache.trajectory_path(directory, m), trajectory)
+        on_disk = [RowFile(stage1_cache.trajectory_path(directory, m)) for m in range(2)]
+        return Stage1Result(on_disk, expected.probs, expected.history, expected.plm_seconds)
+
+    result, entry = stage1_cache.load_or_train(tmp_path, {"a": 1}, train)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [entry["key"]]  # no staging left
+    for ours, stored in zip(expected.embeddings, result.embeddings, strict=True):
+        assert stored.path.parent == tmp_path / entry["key"]
+        np.testing.assert_array_equal(stored[:], ours)
+
+    def failing(directory):
+        (directory / "trajectories_0.npy").write_bytes(b"half written")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stage1_cache.load_or_train(tmp_path, {"a": 2}, failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [entry["key"]]
+
+
+def test_staging_of_a_dead_run_is_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    key = stage1_cache.cache_key({"a": 1})
+    (tmp_path / f"{key}.partial-{dead}").mkdir()
+    (tmp_path / f"{key}.partial-{os.getppid()}").mkdir()  # a live process: left alone
+    stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory: fake_result())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([key, f"{key}.partial-{os.getppid()}"])

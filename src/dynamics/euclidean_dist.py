@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-# Rows widened to float32 at a time: a half-precision [N, D] is never copied whole.
+# Rows read and widened to float32 at a time: a half-precision [N, D] is never copied whole.
 ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator
 
 
@@ -17,8 +17,11 @@ def class_centroids(embeddings: torch.Tensor, labels: torch.Tensor, num_classes:
     sums = torch.zeros(num_classes, embeddings.shape[1], device=embeddings.device)
     for rows, row_labels in zip(embeddings.split(ROW_CHUNK), labels.split(ROW_CHUNK)):
         sums.index_add_(0, row_labels, rows.float())
-    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
-    return sums / counts[:, None]
+    return sums / _class_counts(labels, num_classes)[:, None]
+
+
+def _class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
 
 
 def centroid_distances(embeddings: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -35,16 +38,29 @@ def label_centroid_distance(embeddings: torch.Tensor, labels: torch.Tensor, num_
     return out
 
 
-def distance_trajectories(embeddings, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-epoch own-label distances. embeddings [E, N, D] (array or tensor) -> [E, N].
+def distance_trajectories(trajectory, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-epoch own-label distances of the first len(labels) rows: trajectory [N, E, D] -> [E, N].
 
-    One epoch at a time, a chunk of rows at a time: a half-precision host buffer is never
-    copied whole.
+    `trajectory` is an array or a `RowFile`, read ROW_CHUNK rows at a time in two passes (the
+    centroids of every epoch, then the distances), so neither it nor a float copy of it is
+    held whole.
     """
-    return torch.stack([
-        label_centroid_distance(torch.as_tensor(embeddings[e]), labels, num_classes)
-        for e in range(len(embeddings))
-    ])
+    n = len(labels)
+    epochs, dim = trajectory.shape[1:]
+    sums = torch.zeros(epochs, num_classes, dim)
+    for start in range(0, n, ROW_CHUNK):
+        rows = torch.as_tensor(trajectory[start : min(n, start + ROW_CHUNK)])  # [R, E, D]
+        row_labels = labels[start : start + len(rows)]
+        for e in range(epochs):
+            sums[e].index_add_(0, row_labels, rows[:, e].float())
+    centroids = sums / _class_counts(labels, num_classes)[:, None]  # [E, C, D]
+    out = torch.empty(epochs, n)
+    for start in range(0, n, ROW_CHUNK):
+        rows = torch.as_tensor(trajectory[start : min(n, start + ROW_CHUNK)])
+        row_labels = labels[start : start + len(rows)]
+        for e in range(epochs):
+            out[e, start : start + len(rows)] = (rows[:, e].float() - centroids[e, row_labels]).norm(dim=1)
+    return out
 
 
 def dynamics_score(distances: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from src.utils.neighbours import nearest_rows, weighted_vote
+from src.utils.row_file import column
 
 # Within 0.08 of the true rate on 5 of 6 measured settings (demo SN 20/40%, ASN 40%, SemEval SN 40%
 # and real; not WRENCH TREC, whose systematic noise the models learn), the only candidate that was.
@@ -91,20 +92,21 @@ def confident_joint_rate(proba: np.ndarray, labels: np.ndarray) -> float:
 
 
 def estimate_noise_rates(
-    embeddings: np.ndarray, probs: np.ndarray, scores: np.ndarray, labels: np.ndarray,
+    embeddings, probs: np.ndarray, scores: np.ndarray, labels: np.ndarray,
     num_classes: int, k: int = 10, seed: int = 0,
 ) -> dict[str, float]:
     """Every candidate estimate, each averaged over the M models.
 
-    embeddings [M, E, N, D] and probs [M, N, C] restricted to the N train+validation rows,
-    scores [M, N] dynamics scores, labels [N] noisy labels.
+    embeddings: per model [N' >= N, E, D] (arrays or `RowFile`s), of which the first N rows are
+    train+validation; probs [M, N, C] restricted to those rows, scores [M, N] dynamics scores,
+    labels [N] noisy labels.
     """
     num_models = len(embeddings)
     out: dict[str, list[float]] = {}
     for m in range(num_models):
         out.setdefault("gmm", []).append(gmm_noise_rate(scores[m], seed))
         for name, epoch in (("first", 0), ("last", -1)):
-            proba = loo_knn_proba(embeddings[m][epoch], labels, num_classes, k)
+            proba = loo_knn_proba(column(embeddings[m], epoch, len(labels)), labels, num_classes, k)
             out.setdefault(f"knn_{name}", []).append(disagreement_rate(proba, labels))
             out.setdefault(f"cj_{name}", []).append(confident_joint_rate(proba, labels))
     estimates = {name: float(np.mean(values)) for name, values in out.items()}

@@ -1,25 +1,31 @@
 """Reuse of stage-1 results: every stage-2 variant on the same data, noise and seed shares one run.
 
-A result lives in `<root>/<key>/` as embeddings.npy ([M, E, N, D] float16), probs.npy
-([M, N, C] float32) and result.json (history, timings, and the settings the key was made
-from). The key is a hash of everything that changes stage 1's output: the token ids (data set,
-files, max length, tokenizer), the noisy train/validation labels (noise type, rate, seed), the
-model's identity, the training settings, the device type, the library versions and the source
-of the stage-1 code itself. Each file is written atomically and result.json last, so a run
-killed mid-write leaves no entry, and a run started again reuses every stage 1 that finished.
+A result lives in `<root>/<key>/` as trajectories_<m>.npy (model m's embeddings, [N, E, D]
+float16, read by rows: `RowFile`), probs.npy ([M, N, C] float32) and result.json (history,
+timings, and the settings the key was made from). The key is a hash of everything that changes
+stage 1's output: the token ids (data set, files, max length, tokenizer), the noisy
+train/validation labels (noise type, rate, seed), the model's identity, the training settings,
+the device type, the library versions and the source of the stage-1 code itself. Stage 1 writes
+into a staging directory `<key>.partial-<pid>`, result.json last, which then replaces the entry
+in one rename: a run killed mid-way leaves no entry (its staging directory is removed by the
+next run with the same key), and a run started again reuses every stage 1 that finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from src.model.train_stage1 import Stage1Result
-from src.utils.common import atomic_save_npy, atomic_write_json
+from src.utils.common import atomic_write_json
+from src.utils.row_file import RowFile
 
 SRC = Path(__file__).resolve().parents[1]
 # Code whose edits change stage 1's numbers: an edit there makes every old entry a miss.
@@ -68,41 +74,92 @@ def cache_key(parts: dict) -> str:
     return _sha(json.dumps(parts, sort_keys=True, default=str).encode())[:24]
 
 
+def trajectory_path(entry: str | Path, model: int) -> Path:
+    return Path(entry) / f"trajectories_{model}.npy"
+
+
 def load(root: str | Path, key: str) -> Stage1Result | None:
-    """The stored result for `key`, or None when there is none (or it cannot be read)."""
+    """The stored result for `key`, or None when there is none (or it cannot be read).
+    The trajectories stay on disk: the result holds a `RowFile` per model."""
     entry = Path(root) / key
     try:
         meta = json.loads((entry / "result.json").read_text())
-        embeddings = np.load(entry / "embeddings.npy")
         probs = np.load(entry / "probs.npy")
-    except (OSError, ValueError):
+        embeddings = [RowFile(trajectory_path(entry, m)) for m in range(len(probs))]
+    except (OSError, ValueError, KeyError):
         return None
-    if meta.get("key") != key or embeddings.shape[:3] != tuple(meta["shape"][:3]):
+    if meta.get("key") != key or any(list(t.shape) != meta.get("shape") for t in embeddings):
         return None
     return Stage1Result(embeddings, probs, meta["history"], meta["plm_seconds"])
 
 
-def save(root: str | Path, key: str, result: Stage1Result, parts: dict) -> None:
-    entry = Path(root) / key
-    atomic_save_npy(entry / "embeddings.npy", result.embeddings)
-    atomic_save_npy(entry / "probs.npy", result.probs)
-    atomic_write_json(entry / "result.json", {  # last: its presence marks a complete entry
-        "key": key, "shape": list(result.embeddings.shape), "history": result.history,
+def save(root: str | Path, key: str, result: Stage1Result, parts: dict, staging: str | Path | None = None) -> None:
+    """Store `result` as the entry `key`, replacing any entry there.
+
+    `staging` is the directory the result's trajectory files were written to by stage 1
+    (`load_or_train`); trajectories held elsewhere (arrays) are written into it first.
+    """
+    root = Path(root)
+    staging = Path(staging) if staging is not None else _staging_dir(root, key)
+    staging.mkdir(parents=True, exist_ok=True)
+    for m, trajectory in enumerate(result.embeddings):
+        target = trajectory_path(staging, m)
+        if isinstance(trajectory, RowFile) and trajectory.path == target:
+            trajectory.close()  # written in place; closed before the directory is renamed
+        else:
+            RowFile.from_array(target, trajectory[:]).close()
+    np.save(staging / "probs.npy", result.probs)
+    atomic_write_json(staging / "result.json", {  # last: its presence marks a complete entry
+        "key": key, "shape": list(result.embeddings[0].shape), "history": result.history,
         "plm_seconds": result.plm_seconds, "parts": parts,
     })
+    entry = root / key
+    old = root / f"{key}.old-{uuid.uuid4().hex[:8]}"
+    if entry.exists():
+        entry.rename(old)
+    staging.rename(entry)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _staging_dir(root: Path, key: str) -> Path:
+    return root / f"{key}.partial-{os.getpid()}"
+
+
+def _remove_dead_staging(root: Path, key: str) -> None:
+    """Staging directories of runs with this key that died before finishing."""
+    for path in root.glob(f"{key}.partial-*"):
+        try:
+            os.kill(int(path.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, OSError):
+            pass  # not ours to judge: a live process, or a name we did not make
 
 
 def load_or_train(
-    root: str | Path, parts: dict, train: Callable[[], Stage1Result], reuse: bool = True
+    root: str | Path, parts: dict, train: Callable[[Path], Stage1Result], reuse: bool = True
 ) -> tuple[Stage1Result, dict]:
     """Stage 1 from the cache when `reuse` and an entry matches `parts`; else train and store.
 
-    Returns the result and {"key", "hit"} for the run record.
+    `train(directory)` writes its trajectory files into `directory` (a staging directory that
+    becomes the entry). Returns the result, read back from the entry, and {"key", "hit"}.
     """
+    root = Path(root)
     key = cache_key(parts)
     result = load(root, key) if reuse else None
     if result is not None:
         return result, {"key": key, "hit": True}
-    result = train()
-    save(root, key, result, parts)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(root, key)
+    staging = _staging_dir(root, key)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        save(root, key, train(staging), parts, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result = load(root, key)
+    if result is None:
+        raise OSError(f"stage 1: the result just stored in {root / key} cannot be read back")
     return result, {"key": key, "hit": False}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,11 +27,14 @@ from src.utils.common import (
     release_freed_host_memory,
     to_device,
 )
+from src.utils.row_file import RowFile
 
 
 @dataclass
 class Stage1Result:
-    embeddings: np.ndarray  # [M, E, N, D] float16, rows train | validation | test
+    # per model, [N, E, D] float16 (rows train | validation | test): each example's [CLS]
+    # embedding at every epoch, an array or a RowFile on disk (`trajectory_dir`)
+    embeddings: list
     probs: np.ndarray  # [M, N, C] float32, softmax of the last-epoch classifiers
     history: list[dict] = field(default_factory=list)  # per epoch: loss, val accuracy, seconds
     plm_seconds: float = 0.0  # wall time in the language models' passes and optimiser steps
@@ -552,8 +556,12 @@ def train_stage1(
     split_batches: bool = False,
     compile_models: bool = False,
     cuda_graphs: bool = False,
+    trajectory_dir: str | Path | None = None,
 ) -> Stage1Result:
     """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
+
+    With `trajectory_dir`, the embeddings go to one file per model there (trajectories_<m>.npy,
+    `RowFile`), written as each epoch ends, so the process does not hold them; else to arrays.
 
     `texts` holds train, validation and test rows in that order. `pad_to_max` pads every batch
     to the maximum length instead of its longest text (only to measure what dynamic padding saves).
@@ -600,7 +608,7 @@ def train_stage1(
                        f"batches {sorted(eval_graphs.graphs) if eval_graphs else []} tokens wide, captured in "
                        f"{time.perf_counter() - tick:.1f}s")
 
-    embeddings = None  # [M, E, N, D] allocated after the first embedding pass
+    embeddings = None  # per model [N, E, D], made after the first embedding pass (which gives D)
     history, plm_seconds = [], 0.0
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for epoch in range(epochs):
@@ -623,8 +631,12 @@ def train_stage1(
         sync()
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:
-            embeddings = np.empty((num_models, epochs, n_all, cls.shape[-1]), dtype=np.float16)
-        embeddings[:, epoch] = cls.numpy()
+            shape = (n_all, epochs, cls.shape[-1])
+            embeddings = [np.empty(shape, np.float16) if trajectory_dir is None
+                          else RowFile.create(Path(trajectory_dir) / f"trajectories_{m}.npy", shape)
+                          for m in range(num_models)]
+        for m, trajectory in enumerate(embeddings):
+            trajectory[:, epoch] = cls[m].numpy()
         val_pred = probs[:, n_train : n_train + n_val].mean(0).argmax(-1).numpy()
         seconds = time.perf_counter() - start
         history.append({

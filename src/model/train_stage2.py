@@ -20,16 +20,20 @@ from src.utils.common import capture_cuda_graph, fused_optimizer, to_device
 
 
 class Trajectories:
-    """Per-batch view of the [M, E, N, D] buffer as z^m = [h^1; ...; h^E] -> [B, E*D] float32.
+    """Batches of z^m = [h^1; ...; h^E] -> [B, E*D] float32 on `device`, read from stage 1's
+    per-model trajectories ([N, E, D] float16: arrays, or `RowFile`s on disk).
 
-    The buffer stays on the host in its own dtype (float16 from stage 1); only the rows asked
-    for are gathered and sent to `device`, so the N x E*D matrices are never built whole and the
-    GPU holds one batch of trajectories at a time.
+    Only the rows asked for are read (the E x D of an example lie together on disk) and sent to
+    `device` in half precision, so neither the host nor the GPU holds the N x E*D matrices.
+    `epochs` picks the epochs that make up z (all by default; slice(-1, None): the last only).
     """
 
-    def __init__(self, embeddings: np.ndarray | torch.Tensor, device: torch.device) -> None:
-        self.buffer = torch.as_tensor(embeddings, device="cpu")
-        self.num_models, self.epochs, self.n, self.dim = self.buffer.shape
+    def __init__(self, embeddings, device: torch.device, epochs: slice = slice(None)) -> None:
+        self.models = list(embeddings)
+        self.num_models = len(self.models)
+        _, all_epochs, self.dim = self.models[0].shape
+        self.epochs = len(range(all_epochs)[epochs])
+        self.epoch_slice = epochs
         self.device = device  # where the batches go (the VAEs' device)
 
     @property
@@ -37,10 +41,11 @@ class Trajectories:
         return self.epochs * self.dim
 
     def __call__(self, model: int, index) -> torch.Tensor:
-        index = torch.as_tensor(index)
-        rows = self.buffer[model].index_select(1, index)  # [E, B, D], on the host (3x faster than [:, index])
+        rows = self.models[model][np.asarray(index)]  # [B, E, D] on the host
+        if self.epoch_slice != slice(None):
+            rows = np.ascontiguousarray(rows[:, self.epoch_slice])
         # transfer in the stored (half) precision without waiting for the GPU, widen there
-        return to_device(rows, self.device).permute(1, 0, 2).reshape(len(index), -1).float()
+        return to_device(torch.from_numpy(rows), self.device).reshape(len(rows), -1).float()
 
 
 def stage2_loss(
