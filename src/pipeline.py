@@ -33,7 +33,7 @@ from src.model.plm import (
     resolve_model_path,
 )
 from src.model.train_stage1 import encode, train_stage1
-from src.model.train_stage2 import Trajectories, train_stage2
+from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
 from src.utils.common import (
     StageTimer,
     append_line,
@@ -185,7 +185,8 @@ def run(config: Config) -> dict:
     if settings.stage2:
         with timer("stage2"):
             epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
-            trajectories = Trajectories(stage1.embeddings, device, epochs)  # z: every epoch, or the last
+            trajectories = Trajectories(stage1.embeddings, device, epochs,  # z: every epoch, or the last
+                                        dtype=stage2_z_dtype(device, precision))
 
             def test_accuracy(epoch, vaes):
                 if n_test == 0 or test.gold is None:  # no labelled test split: nothing to report

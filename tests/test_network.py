@@ -113,3 +113,54 @@ def test_trajectories_gather_rows_without_building_the_whole_matrix(on_disk, tmp
     assert z.dtype == torch.float32 and torch.equal(z, expected)
     last = Trajectories(models, torch.device("cpu"), slice(-1, None))  # the "last epoch only" ablation
     assert last.input_dim == 4 and torch.equal(last(0, [3]), buffer[0, 3, 2][None].float())
+
+
+def test_bf16_z_products_give_float32_outputs_and_weight_gradients():
+    """ConstantInputLinear: the products of bf16-rounded z and W, accumulated in float32; the
+    weight gradient is that of those products, returned in float32 for Adam; z gets none."""
+    from src.model.network import ConstantInputLinear
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 300, generator=gen).half()  # stored half precision, as stage 1 writes it
+    layer = torch.nn.Linear(300, 7)
+    grad_out = torch.randn(16, 7, generator=gen)
+
+    out = ConstantInputLinear.apply(z.bfloat16(), layer.weight, layer.bias)
+    out.backward(grad_out)
+    assert out.dtype == torch.float32 and layer.weight.grad.dtype == torch.float32
+    w_bf16 = layer.weight.detach().bfloat16().float()
+    expected = z.bfloat16().float() @ w_bf16.T + layer.bias.detach()
+    assert torch.allclose(out, expected, rtol=1e-2, atol=1e-2)  # bf16 output rounding only
+    expected_grad = grad_out.bfloat16().float().T @ z.bfloat16().float()
+    assert torch.allclose(layer.weight.grad, expected_grad, rtol=1e-2, atol=1e-2)
+    assert torch.allclose(layer.bias.grad, grad_out.sum(0))
+    # and close to the float32 layer itself
+    reference = torch.nn.functional.linear(z.float(), layer.weight.detach(), layer.bias.detach())
+    assert (out - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_vae_with_bf16_z_trains_like_float32():
+    """Stage 2 with bf16 z products (a CPU run with --precision bf16) follows the float32 run."""
+    import numpy as np
+
+    from src.model.train_stage2 import Trajectories, train_stage2
+
+    rng = np.random.default_rng(0)
+    n, classes = 96, 4
+    labels = rng.integers(0, classes, n)
+    centres = rng.normal(size=(classes, 3, 16))
+    embeddings = [(centres[labels] + rng.normal(size=(n, 3, 16))).astype(np.float16) for _ in range(2)]
+    priors = [np.full((n, classes), 1.25) + 5 * np.eye(classes)[labels] for _ in range(2)]
+
+    def fit(dtype):
+        trajectories = Trajectories(embeddings, torch.device("cpu"), dtype=dtype)
+        vaes, history = train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=4,
+                                     batch_size=32, lr=1e-2, seed=0, show_progress=False)
+        with torch.no_grad():
+            alpha = vaes[0].alpha_all_labels(trajectories(0, np.arange(n)))
+        return [h["loss"] for h in history], alpha
+
+    loss32, alpha32 = fit(torch.float32)
+    loss16, alpha16 = fit(torch.bfloat16)
+    assert loss16 == pytest.approx(loss32, rel=2e-2)
+    assert torch.allclose(alpha16, alpha32, rtol=5e-2, atol=5e-2)
