@@ -132,7 +132,7 @@ HELP = {
     "warmup_epochs": "share of stage-2 epochs without co-regularisation",
     "seed": "seed of noise, splits, initialisation and batch order",
     "device": "auto (cuda when available), cpu or cuda",
-    "precision": "auto (bf16 autocast on cuda, fp32 on cpu), fp32 or bf16",
+    "precision": "auto (bf16 autocast on cuda, fp32 on cpu), fp32 or bf16 (on cpu also stage 2's products)",
     "compile": "torch.compile the language models (faster on GPU after a warm-up; same maths)",
     "cuda_graphs": "on cuda, replay the full training batches of both stages as CUDA graphs (one "
                    "launch instead of ~1,000 per step; the same updates up to float error; "
