@@ -127,6 +127,8 @@ def _staging_dir(root: Path, key: str) -> Path:
 
 def _remove_dead_staging(root: Path, key: str) -> None:
     """Staging directories of runs with this key that died before finishing."""
+    if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX (on Windows it terminates)
+        return
     for path in root.glob(f"{key}.partial-*"):
         try:
             os.kill(int(path.name.rsplit("-", 1)[1]), 0)
