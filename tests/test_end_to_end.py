@@ -56,6 +56,19 @@ def test_same_seed_same_result(tiny_bert, tmp_path):
     assert first["accuracy_after"] == second["accuracy_after"]
 
 
+def test_cpu_bf16_run_takes_the_bf16_stage2_products(tiny_bert, tmp_path, monkeypatch):
+    from src.model import network
+
+    calls, original = [], network.ConstantInputLinear.apply
+    monkeypatch.setattr(network.ConstantInputLinear, "apply", lambda *args: calls.append(1) or original(*args))
+    args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--total_iter", "1", "--device", "cpu"]
+    record = run(parse_config([*args, "--precision", "bf16", "--cache_dir", str(tmp_path / "a")]))
+    assert record["resolved"]["precision"] == "bf16" and 0 <= record["accuracy_after"] <= 1 and calls
+    calls.clear()
+    run(parse_config([*args, "--precision", "fp32", "--cache_dir", str(tmp_path / "b")]))
+    assert not calls  # fp32 runs keep stage 2 in float32
+
+
 def write_trec_slice(directory, train=300, valid=60, test=100, permute_gold_seed=None):
     """A slice of the real WRENCH TREC files; optionally with the gold train/valid labels permuted."""
     write_slice(shared_data("trec", "wrench"), directory,
