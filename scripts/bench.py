@@ -297,9 +297,13 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
 
 def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models: int,
         compile_models: bool = False, compile_mode: str | None = None, cudnn_attention: bool = False,
-        show_profile: bool = False, cuda_graphs: bool = True) -> dict:
+        show_profile: bool = False, cuda_graphs: bool = True, attention_dropout: float = 0.1) -> dict:
     """Model FLOP utilisation of stage-1 training (`train_epoch`, the pipeline's own loop) on
-    randomly initialised bert-base-sized models and random full-length texts."""
+    randomly initialised bert-base-sized models and random full-length texts.
+
+    `attention_dropout` is BERT's 0.1 by default (as in runs); 0 is there to test whether the
+    dropout is what sends the compiled attention to SDPA's math path (a diagnosis, not a run's
+    setting)."""
     from transformers import BertConfig, BertForSequenceClassification
 
     from src.model.train_stage1 import (
@@ -315,7 +319,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     if device.type == "cuda":
         configure_cuda(cudnn_attention)  # as a run does (cuDNN attention only when asked)
     config = BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, max_position_embeddings=512, num_labels=20)
+                        intermediate_size=3072, max_position_embeddings=512, num_labels=20,
+                        attention_probs_dropout_prob=attention_dropout)
     models = []
     for m in range(num_models):
         torch.manual_seed(m)
@@ -392,6 +397,9 @@ def main() -> None:
                         help="with --mfu: eager training steps (runs replay CUDA graphs by default)")
     parser.add_argument("--mfu-profile", action="store_true",
                         help="with --mfu: also profile 5 steps and print the top operators")
+    parser.add_argument("--attention-dropout", type=float, default=0.1,
+                        help="with --mfu: the models' attention dropout (BERT's 0.1; 0 to diagnose the compiled "
+                             "attention's kernel choice)")
     parser.add_argument("--compile-mode", default=None,
                         help="with --mfu --compile: torch.compile's mode (e.g. max-autotune-no-cudagraphs)")
     parser.add_argument("--repeat", type=int, default=1,
@@ -411,7 +419,7 @@ def main() -> None:
         result = mfu(args.device, args.mfu_batch, args.mfu_seq, args.mfu_steps, num_models=2,
                      compile_models=args.compile, compile_mode=args.compile_mode,
                      cudnn_attention=args.sdpa_cudnn, show_profile=args.mfu_profile,
-                     cuda_graphs=not args.no_cuda_graphs)
+                     cuda_graphs=not args.no_cuda_graphs, attention_dropout=args.attention_dropout)
     else:
         result = pipeline(flags)
     print(bench_line(result))

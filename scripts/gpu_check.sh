@@ -50,6 +50,10 @@ run host_memory 60 python3 scripts/cuda_host_memory.py "$ASSETS/minilm"
 [ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run mfu_compiled 180 python3 scripts/bench.py --mfu --device cuda --compile
+# Is attention dropout what sends the compiled attention to SDPA's math path? (A diagnosis: runs
+# keep BERT's 0.1.) The profile's batched products (bmm) show the math path.
+[ -n "$FULL$ONLY" ] && run mfu_compiled_no_attention_dropout 240 python3 scripts/bench.py --mfu --device cuda \
+  --compile --no-cuda-graphs --mfu-profile --attention-dropout 0
 [ -n "$FULL$ONLY" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
 # ONLY="cuda_tests train_bf16 train_fp32" sh scripts/gpu_check.sh runs just the steps named.
