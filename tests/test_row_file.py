@@ -48,6 +48,10 @@ def test_bad_use_is_refused(array, tmp_path):
     (tmp_path / "d.npy").write_bytes(b"not an array")
     with pytest.raises(ValueError, match="not a .npy"):
         RowFile(tmp_path / "d.npy")
+    whole = (tmp_path / "c.npy").read_bytes()
+    (tmp_path / "e.npy").write_bytes(whole[:-30])  # the last row cut off
+    with pytest.raises(ValueError, match="shorter"):
+        RowFile(tmp_path / "e.npy")
 
 
 @pytest.mark.skipif(host_memory_mb() is None, reason="reads /proc/self/status (Linux)")

@@ -15,7 +15,7 @@ class DirichletVAE(nn.Module):
     stored as two blocks (the z columns with the bias, and the C label/sample columns) so that no
     [B, F + C] concatenation is built and no gradient is computed for the constant z; the blocks
     are cut from one nn.Linear(F + C, C), so the initial weights are those of the joint layer.
-    A bfloat16 z runs the z blocks' products in bfloat16 (`constant_input_linear`); the weights,
+    A bfloat16 z runs the z blocks' products in bfloat16 (`ConstantInputLinear`); the weights,
     their gradients and everything after the products stay float32.
     """
 

@@ -43,6 +43,9 @@ class RowFile:
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        if self.path.stat().st_size < self.offset + len(self) * self.row_bytes:
+            self._file.close()
+            raise ValueError(f"{self.path}: shorter than its {self.shape} array (cut off while written?)")
 
     @classmethod
     def create(cls, path: str | Path, shape: tuple[int, ...], dtype=np.float16) -> RowFile:
