@@ -23,6 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import atexit
 import shutil
 import sys
 import tempfile
@@ -245,7 +246,8 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     n_fit = n - n_test  # train + validation
     n_train = int(0.8 * n_fit)
     timer = StageTimer()  # seconds, and host memory when each stage ended
-    work = Path(tempfile.mkdtemp(prefix="bench-wos-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-wos-"))  # 1.4 GB of trajectory files
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when the bench fails
     with timer("synthetic"):  # not part of the total
         centres = rng.standard_normal((num_classes, dim)).astype(np.float32)
         embeddings = [RowFile.create(work / f"trajectories_{m}.npy", (n, epochs, dim))  # [N, E, D] on disk
@@ -283,7 +285,6 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     with timer("check"):  # not part of the total: what the VAEs learnt, without the stand-in probs
         train_rows = np.arange(n_train)
         cleaned = accuracy(posterior_given_label(vaes, trajectories, train_rows, noisy[:n_train]), gold[:n_train])
-    shutil.rmtree(work)
     total = sum(seconds for name, seconds in timer.seconds.items() if name not in ("synthetic", "check"))
     extra = {"peak_host_mb": peak_host_mb(), "peak_gpu_mb": None, "peak_host_mb_after": timer.peak_host_mb,
              "host_mb_after": timer.host_mb}

@@ -1,12 +1,15 @@
 """Training dynamics: Euclidean distance of each embedding to its noisy label's class centroid.
 
 Nothing here builds an N x C x D tensor: centroids are a scatter-add, distances are cdist
-([N, C]) or a gather of one centroid per example ([N]).
+([N, C]) or a gather of one centroid per example ([N]). Embeddings are read a chunk of rows at
+a time, so a half-precision buffer (or a trajectory file) is never widened whole.
 """
 
 from __future__ import annotations
 
 import torch
+
+from src.utils.row_file import row_chunks
 
 # Rows read and widened to float32 at a time: a half-precision [N, D] is never copied whole.
 ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator
@@ -14,14 +17,7 @@ ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused
 
 def class_centroids(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean embedding per class. embeddings [N, D], labels [N] -> [C, D] float32 (zeros for empty classes)."""
-    sums = torch.zeros(num_classes, embeddings.shape[1], device=embeddings.device)
-    for rows, row_labels in zip(embeddings.split(ROW_CHUNK), labels.split(ROW_CHUNK)):
-        sums.index_add_(0, row_labels, rows.float())
-    return sums / _class_counts(labels, num_classes)[:, None]
-
-
-def _class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    return torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    return trajectory_centroids(embeddings[:, None], labels, num_classes)[0]
 
 
 def centroid_distances(embeddings: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -31,35 +27,34 @@ def centroid_distances(embeddings: torch.Tensor, centroids: torch.Tensor) -> tor
 
 def label_centroid_distance(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Distance of each example to the centroid of its own (noisy) label: [N]."""
-    centroids = class_centroids(embeddings, labels, num_classes)
-    out = torch.empty(len(embeddings), device=embeddings.device)
-    for rows, row_labels, row_out in zip(embeddings.split(ROW_CHUNK), labels.split(ROW_CHUNK), out.split(ROW_CHUNK)):
-        row_out.copy_((rows.float() - centroids[row_labels]).norm(dim=1))
-    return out
+    return distance_trajectories(embeddings[:, None], labels, num_classes)[0]
+
+
+def trajectory_centroids(trajectory, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Every epoch's class centroids from the first len(labels) rows: [N, E, D] -> [E, C, D]
+    float32 (zeros for empty classes)."""
+    sums = torch.zeros(trajectory.shape[1], num_classes, trajectory.shape[2])
+    for start, rows in row_chunks(trajectory, len(labels), ROW_CHUNK):
+        rows, row_labels = torch.as_tensor(rows), labels[start : start + len(rows)]  # [R, E, D], [R]
+        for e, epoch_sums in enumerate(sums):
+            epoch_sums.index_add_(0, row_labels, rows[:, e].float())
+    counts = torch.bincount(labels, minlength=num_classes).clamp(min=1).float()
+    return sums / counts[:, None]
 
 
 def distance_trajectories(trajectory, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-epoch own-label distances of the first len(labels) rows: trajectory [N, E, D] -> [E, N].
 
-    `trajectory` is an array or a `RowFile`, read ROW_CHUNK rows at a time in two passes (the
-    centroids of every epoch, then the distances), so neither it nor a float copy of it is
-    held whole.
+    `trajectory` is an array, a tensor or a `RowFile`, read ROW_CHUNK rows at a time in two
+    passes (the centroids of every epoch, then the distances), so neither it nor a float copy of
+    it is held whole.
     """
-    n = len(labels)
-    epochs, dim = trajectory.shape[1:]
-    sums = torch.zeros(epochs, num_classes, dim)
-    for start in range(0, n, ROW_CHUNK):
-        rows = torch.as_tensor(trajectory[start : min(n, start + ROW_CHUNK)])  # [R, E, D]
-        row_labels = labels[start : start + len(rows)]
-        for e in range(epochs):
-            sums[e].index_add_(0, row_labels, rows[:, e].float())
-    centroids = sums / _class_counts(labels, num_classes)[:, None]  # [E, C, D]
-    out = torch.empty(epochs, n)
-    for start in range(0, n, ROW_CHUNK):
-        rows = torch.as_tensor(trajectory[start : min(n, start + ROW_CHUNK)])
-        row_labels = labels[start : start + len(rows)]
-        for e in range(epochs):
-            out[e, start : start + len(rows)] = (rows[:, e].float() - centroids[e, row_labels]).norm(dim=1)
+    centroids = trajectory_centroids(trajectory, labels, num_classes)  # [E, C, D]
+    out = torch.empty(len(centroids), len(labels))
+    for start, rows in row_chunks(trajectory, len(labels), ROW_CHUNK):
+        rows, row_labels = torch.as_tensor(rows), labels[start : start + len(rows)]
+        for e, epoch_centroids in enumerate(centroids):
+            out[e, start : start + len(rows)] = (rows[:, e].float() - epoch_centroids[row_labels]).norm(dim=1)
     return out
 
 

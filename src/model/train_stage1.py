@@ -9,7 +9,6 @@ for inference. Rows are always in the fixed order train, validation, test.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 from src.utils.common import (
     autocast,
     capture_cuda_graph,
+    captured_or_none,
     copy_to,
     fused_optimizer,
     host_memory_mb,
@@ -407,16 +407,6 @@ def capture_by_width(widths: list[int], batch_size: int, device: torch.device, c
         inputs[width] = input_buffers(batch_size, width, device)
         graphs[width], outputs[width] = capture_cuda_graph(call_of(*inputs[width]), **capture_options)
     return inputs, graphs, outputs
-
-
-def captured_or_none(what: str, build):
-    """`build()`, or None with a warning that `what` runs without CUDA graphs where capturing
-    fails (the caller then runs those steps eagerly, the same way)."""
-    try:
-        return build()
-    except RuntimeError as exc:
-        warnings.warn(f"{what} without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=3)
-        return None
 
 
 class GraphedStage1Steps:

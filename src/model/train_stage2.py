@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -16,11 +14,11 @@ from src.model.network import (
     reconstruction_loss,
 )
 from src.model.train_stage1 import shuffled_batches
-from src.utils.common import capture_cuda_graph, fused_optimizer, to_device
+from src.utils.common import capture_cuda_graph, captured_or_none, fused_optimizer, to_device
 
 
 class Trajectories:
-    """Batches of z^m = [h^1; ...; h^E] -> [B, E*D] float32 on `device`, read from stage 1's
+    """Batches of z^m = [h^1; ...; h^E] -> [B, E*D] (float32) on `device`, read from stage 1's
     per-model trajectories ([N, E, D] float16: arrays, or `RowFile`s on disk).
 
     Only the rows asked for are read (the E x D of an example lie together on disk) and sent to
@@ -33,20 +31,14 @@ class Trajectories:
                  dtype: torch.dtype = torch.float32) -> None:
         self.models = list(embeddings)
         self.num_models = len(self.models)
-        _, all_epochs, self.dim = self.models[0].shape
-        self.epochs = len(range(all_epochs)[epochs])
-        self.epoch_slice = epochs
+        self.epochs = epochs
+        _, all_epochs, dim = self.models[0].shape
+        self.input_dim = len(range(all_epochs)[epochs]) * dim  # F = E' * D
         self.device = device  # where the batches go (the VAEs' device)
         self.dtype = dtype
 
-    @property
-    def input_dim(self) -> int:
-        return self.epochs * self.dim
-
     def __call__(self, model: int, index) -> torch.Tensor:
-        rows = self.models[model][np.asarray(index)]  # [B, E, D] on the host
-        if self.epoch_slice != slice(None):
-            rows = np.ascontiguousarray(rows[:, self.epoch_slice])
+        rows = np.ascontiguousarray(self.models[model][np.asarray(index)][:, self.epochs])  # [B, E', D]
         # transfer in the stored (half) precision without waiting for the GPU, widen there
         return to_device(torch.from_numpy(rows), self.device).reshape(len(rows), -1).to(self.dtype)
 
@@ -201,11 +193,8 @@ def train_stage2(
     if cuda_graph:
         for vae in vaes:
             vae.train()
-        try:
-            graphed = GraphedStep(vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim,
-                                  trajectories.dtype)
-        except RuntimeError as exc:  # no capture here: eager steps train the same way
-            warnings.warn(f"stage 2 runs without a CUDA graph ({type(exc).__name__}: {exc})", stacklevel=2)
+        graphed = captured_or_none("stage 2 runs", lambda: GraphedStep(
+            vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim, trajectories.dtype))
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):

@@ -11,6 +11,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -190,6 +191,16 @@ def capture_cuda_graph(step: Callable[[], Any], optimizer: torch.optim.Optimizer
     with torch.cuda.graph(graph, pool=pool):
         out = step()
     return graph, out
+
+
+def captured_or_none(what: str, build):
+    """`build()`, or None with a warning that `what` runs without CUDA graphs where capturing
+    fails (the caller then runs those steps eagerly, the same way)."""
+    try:
+        return build()
+    except RuntimeError as exc:
+        warnings.warn(f"{what} without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=3)
+        return None
 
 
 def peak_host_mb() -> float:

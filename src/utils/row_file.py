@@ -133,13 +133,22 @@ class RowFile:
         return f"RowFile({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
 
 
+def row_chunks(rows, stop: int | None = None, chunk_rows: int | None = None):
+    """(start, rows[start : start + chunk]) for the first `stop` rows of a RowFile or an array,
+    `chunk_rows` at a time (by default about CHUNK_BYTES of rows)."""
+    stop = len(rows) if stop is None else stop
+    if chunk_rows is None:
+        row_bytes = int(np.prod(rows.shape[1:], dtype=np.int64)) * rows.dtype.itemsize
+        chunk_rows = max(1, CHUNK_BYTES // max(1, row_bytes))
+    for start in range(0, stop, chunk_rows):
+        yield start, rows[start : min(stop, start + chunk_rows)]
+
+
 def column(rows, index: int, stop: int | None = None) -> np.ndarray:
     """`rows[:stop, index]` as a new array, read a chunk of rows at a time (a RowFile or an array):
     e.g. one epoch's embeddings [stop, D] out of a trajectory file [N, E, D]."""
     stop = len(rows) if stop is None else stop
-    first = rows[0:1][:, index]
-    out = np.empty((stop, *first.shape[1:]), first.dtype)
-    step = max(1, CHUNK_BYTES // max(1, rows[0:1].nbytes))
-    for start in range(0, stop, step):
-        out[start : start + step] = rows[start : min(stop, start + step)][:, index]
+    out = np.empty((stop, *rows.shape[2:]), rows.dtype)
+    for start, chunk in row_chunks(rows, stop):
+        out[start : start + len(chunk)] = chunk[:, index]
     return out
