@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from conftest import minilm_available, shared_data
 
 from main import main
@@ -59,14 +60,16 @@ def test_same_seed_same_result(tiny_bert, tmp_path):
 def test_cpu_bf16_run_takes_the_bf16_stage2_products(tiny_bert, tmp_path, monkeypatch):
     from src.model import network
 
-    calls, original = [], network.ConstantInputLinear.apply
-    monkeypatch.setattr(network.ConstantInputLinear, "apply", lambda *args: calls.append(1) or original(*args))
+    z_dtypes, original = [], network.ConstantInputLinear.apply
+    monkeypatch.setattr(network.ConstantInputLinear, "apply",
+                        lambda z, *rest: z_dtypes.append(z.dtype) or original(z, *rest))
     args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--total_iter", "1", "--device", "cpu"]
     record = run(parse_config([*args, "--precision", "bf16", "--cache_dir", str(tmp_path / "a")]))
-    assert record["resolved"]["precision"] == "bf16" and 0 <= record["accuracy_after"] <= 1 and calls
-    calls.clear()
+    assert record["resolved"]["precision"] == "bf16" and 0 <= record["accuracy_after"] <= 1
+    assert z_dtypes and set(z_dtypes) == {torch.bfloat16}
+    z_dtypes.clear()
     run(parse_config([*args, "--precision", "fp32", "--cache_dir", str(tmp_path / "b")]))
-    assert not calls  # fp32 runs keep stage 2 in float32
+    assert z_dtypes and set(z_dtypes) == {torch.float32}  # fp32 runs keep stage 2 in float32
 
 
 def write_trec_slice(directory, train=300, valid=60, test=100, permute_gold_seed=None):
