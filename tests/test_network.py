@@ -87,6 +87,34 @@ def test_coregularization_zero_when_models_agree_positive_otherwise():
     assert reg.item() > 0 and abs(reg.item() - expected.item()) < 1e-5
 
 
+def test_stage2_loss_is_the_spec_loss_model_by_model():
+    """Stage 2's loss, written out from the spec: mean_m (recon_m + beta * KL_m) +
+    lambda_t * sum_m KL(a || abar_m) / M, each model with its own z, prior and draws."""
+    from src.model.train_stage2 import stage2_loss
+
+    torch.manual_seed(0)
+    vaes = [DirichletVAE(input_dim=10, num_classes=4) for _ in range(2)]
+    zs = [torch.randn(6, 10) for _ in vaes]
+    onehot = F.one_hot(torch.tensor([0, 3, 1, 1, 2, 0]), 4).float()
+    priors = 1.25 + 5 * torch.rand(2, 6, 4)
+    eps = torch.rand(2, 6, 4)
+    beta, lambda_t = 0.7, 2.0
+    alphas, terms = [], []
+    for m, (vae, z) in enumerate(zip(vaes, zs)):
+        alpha, logits = vae(z, onehot, eps[m])
+        alphas.append(alpha)
+        terms.append(reconstruction_loss(logits, onehot) + beta * kl_dirichlet(alpha, priors[m]))
+    abar = [(a - 1) / (a - 1).sum(-1, keepdim=True) for a in alphas]
+    mean = (abar[0] + abar[1]) / 2
+    coreg = sum((mean * (mean / b).log()).sum() for b in abar)
+    expected = (terms[0] + terms[1]) / 2 + lambda_t * coreg / 2
+    loss = stage2_loss(vaes, zs, onehot, list(priors), beta, lambda_t, list(eps))
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    # before the co-regularisation starts (lambda_t = 0) only the models' own terms count
+    loss = stage2_loss(vaes, zs, onehot, list(priors), beta, 0.0, list(eps))
+    assert torch.allclose(loss, expected - lambda_t * coreg / 2, rtol=1e-5)
+
+
 def test_stage1_coregularization_zero_when_models_agree():
     logits = torch.randn(8, 5)
     labels = torch.randint(0, 5, (8,))
