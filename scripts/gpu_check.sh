@@ -15,7 +15,7 @@ run() {  # name, limit in seconds, command...  (ONLY="name name ..." runs just t
   start=$(date +%s)
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; rc=$?
   echo "$name: rc=$rc $(( $(date +%s) - start ))s wall" | tee -a "$OUT/gpu.txt"
-  grep -E "\( *[+-] *[0-9]+\)|test accuracy|^seconds:|^BENCH|ms/step|passed|failed|rror|Warn|^import|^load|^noise|^AutoConfig" "$OUT/$name.log" | tail -7 | tee -a "$OUT/gpu.txt"
+  grep -E "\( *[+-] *[0-9]+\)|test accuracy|^seconds:|^BENCH|ms/step|passed|failed|rror|Warn|^import|^load|^noise|^AutoConfig|^eager ran|^compiled|^---" "$OUT/$name.log" | tail -10 | tee -a "$OUT/gpu.txt"
 }
 T="env DATA=$ASSETS/20news-bydate.tar.gz BERT=$ASSETS/minilm sh scripts/train.sh --no-progress"
 # 1. The CUDA-only tests (steps never wait for the GPU; the stage-1 and stage-2 CUDA graphs train
@@ -29,6 +29,10 @@ run train_eager 150 $T --no-cuda_graphs --cache_dir "$OUT/cache"
 #    graph and eager (with a profile of the operators).
 run mfu 60 python3 scripts/bench.py --mfu --device cuda
 run mfu_eager 60 python3 scripts/bench.py --mfu --device cuda --no-cuda-graphs --mfu-profile
+#    Which attention kernel the eager and the compiled step take, with attention dropout 0.1 and
+#    0 (seconds: the compiled graphs are traced, not generated), and torch's reasons where the
+#    compiled one cannot take the flash or memory-efficient kernel.
+run trace_attention 90 python3 scripts/trace_attention.py --device cuda
 # 4. Where the data stage's seconds go (imports, reading the archive, noise).
 run data_stage 60 python3 -c "
 import time; t = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Small helper scripts: the WRENCH slice used by the padding benchmark."""
+"""Small helper scripts: the WRENCH slice used by the padding benchmark, the attention tracer."""
 
 import json
 
@@ -31,3 +31,16 @@ def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
     out = capsys.readouterr().out
     assert "dynamic+split vs padded" in out and "default on cpu (fp32): dynamic+split" in out
     assert bench.bench_line(result).startswith("BENCH stage1_s=")
+
+
+def test_attention_tracer_names_the_kernels_of_eager_and_compiled_steps(capsys):
+    """On a CPU without dropout SDPA takes its CPU flash kernel, eager and compiled alike; the
+    tracer must find it in the profile and in both traced graphs, and the restricted run works."""
+    from scripts import trace_attention
+
+    trace_attention.main(["--device", "cpu", "--dropout", "0", "--batch", "1", "--seq", "8"])
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines() if ":" in line}
+    for part in ("eager ran", "compiled forward", "compiled backward"):
+        assert "_scaled_dot_product_flash_attention_for_cpu" in lines[part]
+    assert "bfloat16" in lines["compiled forward"]  # autocast reaches the traced attention
+    assert lines["compiled, flash / memory-efficient only"].endswith("ran")

@@ -1,0 +1,134 @@
+"""Which attention kernel SDPA takes in a stage-1 training step, eager and under torch.compile.
+
+A diagnosis for the MFU work: the compiled bert-base step was measured running SDPA's math path
+(batched products) where the eager step runs the flash kernel. For each attention dropout given,
+a small BERT (bert-base width, 2 layers, random initialisation) runs one training forward and
+backward under bf16 autocast, as stage 1 does:
+  eager       the attention operators that ran (torch.profiler), with their call counts;
+  compiled    the attention operators of the traced forward and backward graphs (a recording
+              backend: nothing is generated, so this takes seconds), with their input dtypes;
+  restricted  the compiled step again with SDPA limited to the flash and memory-efficient
+              kernels: where neither applies, torch's warnings say why.
+
+python scripts/trace_attention.py --device cuda [--dropout 0.1 0] [--batch 8] [--seq 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.utils.common import autocast, configure_cuda, resolve_device  # noqa: E402
+
+ATTENTION_WORDS = ("attention", "bmm", "baddbmm", "softmax")
+
+
+def small_bert(dropout: float, device: torch.device) -> torch.nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(hidden_size=768, num_hidden_layers=2, num_attention_heads=12, intermediate_size=3072,
+                        num_labels=20, attention_probs_dropout_prob=dropout, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return BertForSequenceClassification(config).to(device).train()
+
+
+def training_step(model, device: torch.device, batch: int, seq: int) -> None:
+    ids = torch.randint(1000, 30000, (batch, seq), device=device)
+    labels = torch.randint(0, 20, (batch,), device=device)
+    with autocast(device, "bf16"):
+        loss = model(input_ids=ids, labels=labels).loss
+    loss.backward()
+
+
+def attention_nodes(graph: torch.fx.Graph) -> list[str]:
+    """The attention-related calls of a traced graph, with the dtypes of their tensor inputs."""
+    found = []
+    for node in graph.nodes:
+        if node.op == "call_function" and any(word in str(node.target) for word in ATTENTION_WORDS):
+            dtypes = [str(arg.meta["val"].dtype).replace("torch.", "") for arg in node.args
+                      if isinstance(arg, torch.fx.Node) and hasattr(arg.meta.get("val"), "dtype")]
+            found.append(f"{node.target}({', '.join(dtypes)})")
+    return found
+
+
+def recording_backend(record: dict):
+    from functorch.compile import make_boxed_func
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    def compiler(part: str):
+        def compile_graph(graph_module, example_inputs):
+            record.setdefault(part, []).extend(attention_nodes(graph_module.graph))
+            return make_boxed_func(graph_module.forward)
+        return compile_graph
+
+    def backend(graph_module, example_inputs):
+        return aot_module_simplified(graph_module, example_inputs, fw_compiler=compiler("forward"),
+                                     bw_compiler=compiler("backward"))
+    return backend
+
+
+def summary(calls: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call] = counts.get(call, 0) + 1
+    return "; ".join(f"{call} x{n}" for call, n in counts.items()) or "none"
+
+
+def trace(dropout: float, device: torch.device, batch: int, seq: int) -> None:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.profiler import profile
+
+    print(f"--- attention dropout {dropout}, batch {batch} x {seq} tokens, bf16 autocast, {device}")
+    model = small_bert(dropout, device)
+    training_step(model, device, batch, seq)  # warm-up
+    with profile() as prof:
+        training_step(model, device, batch, seq)
+    ran = {event.key: event.count for event in prof.key_averages()
+           if event.key.startswith("aten::") and any(word in event.key for word in ATTENTION_WORDS)}
+    print("eager ran:", "; ".join(f"{key} x{count}" for key, count in ran.items()) or "none")
+
+    torch._dynamo.reset()
+    record: dict[str, list[str]] = {}
+    training_step(torch.compile(small_bert(dropout, device), backend=recording_backend(record)), device, batch, seq)
+    for part in ("forward", "backward"):
+        print(f"compiled {part}:", summary(record.get(part, [])))
+
+    torch._dynamo.reset()
+    with warnings.catch_warnings(record=True) as caught, \
+            sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+        warnings.simplefilter("always")
+        try:
+            training_step(torch.compile(small_bert(dropout, device), backend="aot_eager"), device, batch, seq)
+            outcome = "ran"
+        except Exception as error:  # noqa: BLE001 - the reason is the finding
+            outcome = f"failed: {str(error).splitlines()[0][:300]}"
+    print("compiled, flash / memory-efficient only:", outcome)
+    for warning in caught:
+        text = str(warning.message)
+        if "kernel" in text.lower() or "attention" in text.lower():
+            print("  warning:", text.splitlines()[0][:300])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=150)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        configure_cuda()  # as a run does
+    print("torch", torch.__version__)
+    for dropout in args.dropout:
+        trace(dropout, device, args.batch, args.seq)
+
+
+if __name__ == "__main__":
+    main()
