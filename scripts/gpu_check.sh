@@ -30,9 +30,9 @@ run train_eager 150 $T --no-cuda_graphs --cache_dir "$OUT/cache"
 run mfu 60 python3 scripts/bench.py --mfu --device cuda
 run mfu_eager 60 python3 scripts/bench.py --mfu --device cuda --no-cuda-graphs --mfu-profile
 #    Which attention kernel the eager and the compiled step take, with attention dropout 0.1 and
-#    0 (seconds: the compiled graphs are traced, not generated), and torch's reasons where the
-#    compiled one cannot take the flash or memory-efficient kernel.
-run trace_attention 90 python3 scripts/trace_attention.py --device cuda
+#    0, without and with padding (the compiled graphs are traced, not generated: seconds each),
+#    and torch's reasons where the compiled one cannot take the flash or memory-efficient kernel.
+run trace_attention 150 python3 scripts/trace_attention.py --device cuda --masked
 # 4. Where the data stage's seconds go (imports, reading the archive, noise).
 run data_stage 60 python3 -c "
 import time; t = time.perf_counter()

@@ -3,14 +3,16 @@
 A diagnosis for the MFU work: the compiled bert-base step was measured running SDPA's math path
 (batched products) where the eager step runs the flash kernel. For each attention dropout given,
 a small BERT (bert-base width, 2 layers, random initialisation) runs one training forward and
-backward under bf16 autocast, as stage 1 does:
+backward under bf16 autocast, as stage 1 does, on a batch without padding (no mask: what the MFU
+bench and full batches pass) and, with --masked, also on a padded one (the prepared [B, 1, 1, L]
+boolean mask that runs pass):
   eager       the attention operators that ran (torch.profiler), with their call counts;
   compiled    the attention operators of the traced forward and backward graphs (a recording
               backend: nothing is generated, so this takes seconds), with their input dtypes;
   restricted  the compiled step again with SDPA limited to the flash and memory-efficient
               kernels: where neither applies, torch's warnings say why.
 
-python scripts/trace_attention.py --device cuda [--dropout 0.1 0] [--batch 8] [--seq 150]
+python scripts/trace_attention.py --device cuda [--dropout 0.1 0] [--masked] [--batch 8] [--seq 150]
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ def small_bert(dropout: float, device: torch.device) -> torch.nn.Module:
     return BertForSequenceClassification(config).to(device).train()
 
 
-def training_step(model, device: torch.device, batch: int, seq: int) -> None:
+def training_step(model, device: torch.device, batch: int, seq: int, masked: bool) -> None:
     ids = torch.randint(1000, 30000, (batch, seq), device=device)
     labels = torch.randint(0, 20, (batch,), device=device)
+    inputs = {"input_ids": ids, "labels": labels}
+    if masked:  # every other text half as long, masked as runs mask padded batches
+        lengths = torch.where(torch.arange(batch, device=device) % 2 == 0, seq, seq // 2)
+        inputs["attention_mask"] = (torch.arange(seq, device=device)[None, :] < lengths[:, None])[:, None, None, :]
     with autocast(device, "bf16"):
-        loss = model(input_ids=ids, labels=labels).loss
+        loss = model(**inputs).loss
     loss.backward()
 
 
@@ -80,22 +86,24 @@ def summary(calls: list[str]) -> str:
     return "; ".join(f"{call} x{n}" for call, n in counts.items()) or "none"
 
 
-def trace(dropout: float, device: torch.device, batch: int, seq: int) -> None:
+def trace(dropout: float, device: torch.device, batch: int, seq: int, masked: bool) -> None:
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.profiler import profile
 
-    print(f"--- attention dropout {dropout}, batch {batch} x {seq} tokens, bf16 autocast, {device}")
+    print(f"--- attention dropout {dropout}, batch {batch} x {seq} tokens{', padded (mask)' if masked else ''}, "
+          f"bf16 autocast, {device}")
     model = small_bert(dropout, device)
-    training_step(model, device, batch, seq)  # warm-up
+    training_step(model, device, batch, seq, masked)  # warm-up
     with profile() as prof:
-        training_step(model, device, batch, seq)
+        training_step(model, device, batch, seq, masked)
     ran = {event.key: event.count for event in prof.key_averages()
            if event.key.startswith("aten::") and any(word in event.key for word in ATTENTION_WORDS)}
     print("eager ran:", "; ".join(f"{key} x{count}" for key, count in ran.items()) or "none")
 
     torch._dynamo.reset()
     record: dict[str, list[str]] = {}
-    training_step(torch.compile(small_bert(dropout, device), backend=recording_backend(record)), device, batch, seq)
+    compiled = torch.compile(small_bert(dropout, device), backend=recording_backend(record))
+    training_step(compiled, device, batch, seq, masked)
     for part in ("forward", "backward"):
         print(f"compiled {part}:", summary(record.get(part, [])))
 
@@ -104,21 +112,21 @@ def trace(dropout: float, device: torch.device, batch: int, seq: int) -> None:
             sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
         warnings.simplefilter("always")
         try:
-            training_step(torch.compile(small_bert(dropout, device), backend="aot_eager"), device, batch, seq)
+            training_step(torch.compile(small_bert(dropout, device), backend="aot_eager"), device, batch, seq, masked)
             outcome = "ran"
         except Exception as error:  # noqa: BLE001 - the reason is the finding
             outcome = f"failed: {str(error).splitlines()[0][:300]}"
     print("compiled, flash / memory-efficient only:", outcome)
-    for warning in caught:
-        text = str(warning.message)
-        if "kernel" in text.lower() or "attention" in text.lower():
-            print("  warning:", text.splitlines()[0][:300])
+    reasons = dict.fromkeys(str(warning.message).splitlines()[0][:300] for warning in caught)
+    for reason in list(reasons)[:12]:  # torch gives one warning per failed check, after a heading
+        print("  warning:", reason)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0])
+    parser.add_argument("--masked", action="store_true", help="also trace a padded batch (with a mask)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=150)
     args = parser.parse_args(argv)
@@ -126,8 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         configure_cuda()  # as a run does
     print("torch", torch.__version__)
-    for dropout in args.dropout:
-        trace(dropout, device, args.batch, args.seq)
+    for masked in (False, True) if args.masked else (False,):
+        for dropout in args.dropout:
+            trace(dropout, device, args.batch, args.seq, masked)
 
 
 if __name__ == "__main__":
