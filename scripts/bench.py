@@ -235,6 +235,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
     from src.model.evaluate import accuracy, denoise, posterior_given_label
     from src.model.generate_prior import dirichlet_prior, knn_predict_proba
+    from src.model.train_stage1 import trajectory_path
     from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
     from src.utils.noise import symmetric_noise
     from src.utils.row_file import RowFile, column
@@ -250,7 +251,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     atexit.register(shutil.rmtree, work, ignore_errors=True)  # also when the bench fails
     with timer("synthetic"):  # not part of the total
         centres = rng.standard_normal((num_classes, dim)).astype(np.float32)
-        embeddings = [RowFile.create(work / f"trajectories_{m}.npy", (n, epochs, dim))  # [N, E, D] on disk
+        embeddings = [RowFile.create(trajectory_path(work, m), (n, epochs, dim))  # [N, E, D] on disk
                       for m in range(num_models)]
         for trajectory in embeddings:
             for e in range(epochs):  # classes separate as "training" goes on

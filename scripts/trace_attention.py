@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.model.train_stage1 import TokenizedTexts  # noqa: E402
 from src.utils.common import autocast, configure_cuda, resolve_device  # noqa: E402
 
 ATTENTION_WORDS = ("attention", "bmm", "baddbmm", "softmax")
@@ -41,14 +43,13 @@ def small_bert(dropout: float, device: torch.device) -> torch.nn.Module:
 
 
 def training_step(model, device: torch.device, batch: int, seq: int, masked: bool) -> None:
-    ids = torch.randint(1000, 30000, (batch, seq), device=device)
-    labels = torch.randint(0, 20, (batch,), device=device)
-    inputs = {"input_ids": ids, "labels": labels}
-    if masked:  # every other text half as long, masked as runs mask padded batches
-        lengths = torch.where(torch.arange(batch, device=device) % 2 == 0, seq, seq // 2)
-        inputs["attention_mask"] = (torch.arange(seq, device=device)[None, :] < lengths[:, None])[:, None, None, :]
+    """One bf16 forward and backward; `masked`: every other text half as long, so the batch gets
+    the prepared mask a run passes (`TokenizedTexts.batch`), else no mask at all."""
+    lengths = [seq if i % 2 == 0 or not masked else seq // 2 for i in range(batch)]
+    texts = TokenizedTexts(torch.randint(1000, 30000, (batch, seq)), torch.tensor(lengths).numpy())
+    inputs = texts.batch(torch.arange(batch).numpy(), device, prepared_mask=True)
     with autocast(device, "bf16"):
-        loss = model(**inputs).loss
+        loss = model(**inputs, labels=torch.randint(0, 20, (batch,), device=device)).loss
     loss.backward()
 
 
@@ -79,10 +80,7 @@ def recording_backend(record: dict):
     return backend
 
 
-def summary(calls: list[str]) -> str:
-    counts: dict[str, int] = {}
-    for call in calls:
-        counts[call] = counts.get(call, 0) + 1
+def summary(counts: dict[str, int]) -> str:
     return "; ".join(f"{call} x{n}" for call, n in counts.items()) or "none"
 
 
@@ -92,27 +90,26 @@ def trace(dropout: float, device: torch.device, batch: int, seq: int, masked: bo
 
     print(f"--- attention dropout {dropout}, batch {batch} x {seq} tokens{', padded (mask)' if masked else ''}, "
           f"bf16 autocast, {device}")
-    model = small_bert(dropout, device)
+    model = small_bert(dropout, device)  # no optimiser step: every pass below sees the same weights
     training_step(model, device, batch, seq, masked)  # warm-up
     with profile() as prof:
         training_step(model, device, batch, seq, masked)
-    ran = {event.key: event.count for event in prof.key_averages()
-           if event.key.startswith("aten::") and any(word in event.key for word in ATTENTION_WORDS)}
-    print("eager ran:", "; ".join(f"{key} x{count}" for key, count in ran.items()) or "none")
+    print("eager ran:", summary({event.key: event.count for event in prof.key_averages()
+                                 if event.key.startswith("aten::")
+                                 and any(word in event.key for word in ATTENTION_WORDS)}))
 
     torch._dynamo.reset()
     record: dict[str, list[str]] = {}
-    compiled = torch.compile(small_bert(dropout, device), backend=recording_backend(record))
-    training_step(compiled, device, batch, seq, masked)
+    training_step(torch.compile(model, backend=recording_backend(record)), device, batch, seq, masked)
     for part in ("forward", "backward"):
-        print(f"compiled {part}:", summary(record.get(part, [])))
+        print(f"compiled {part}:", summary(Counter(record.get(part, []))))
 
     torch._dynamo.reset()
     with warnings.catch_warnings(record=True) as caught, \
             sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
         warnings.simplefilter("always")
         try:
-            training_step(torch.compile(small_bert(dropout, device), backend="aot_eager"), device, batch, seq, masked)
+            training_step(torch.compile(model, backend="aot_eager"), device, batch, seq, masked)
             outcome = "ran"
         except Exception as error:  # noqa: BLE001 - the reason is the finding
             outcome = f"failed: {str(error).splitlines()[0][:300]}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.model.train_stage1 import Stage1Result
+from src.model.train_stage1 import Stage1Result, trajectory_path
 from src.utils.common import atomic_write_json
 from src.utils.row_file import RowFile
 
@@ -72,10 +72,6 @@ def code_identity() -> dict:
 def cache_key(parts: dict) -> str:
     """A short stable hash of the JSON-serialisable `parts` (dict order does not matter)."""
     return _sha(json.dumps(parts, sort_keys=True, default=str).encode())[:24]
-
-
-def trajectory_path(entry: str | Path, model: int) -> Path:
-    return Path(entry) / f"trajectories_{model}.npy"
 
 
 def load(root: str | Path, key: str) -> Stage1Result | None:

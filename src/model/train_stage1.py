@@ -30,6 +30,11 @@ from src.utils.common import (
 from src.utils.row_file import RowFile
 
 
+def trajectory_path(directory: str | Path, model: int) -> Path:
+    """Where model `model`'s trajectory file ([N, E, D] float16, `RowFile`) lives in `directory`."""
+    return Path(directory) / f"trajectories_{model}.npy"
+
+
 @dataclass
 class Stage1Result:
     # per model, [N, E, D] float16 (rows train | validation | test): each example's [CLS]
@@ -623,7 +628,7 @@ def train_stage1(
         if embeddings is None:
             shape = (n_all, epochs, cls.shape[-1])
             embeddings = [np.empty(shape, np.float16) if trajectory_dir is None
-                          else RowFile.create(Path(trajectory_dir) / f"trajectories_{m}.npy", shape)
+                          else RowFile.create(trajectory_path(trajectory_dir, m), shape)
                           for m in range(num_models)]
         for m, trajectory in enumerate(embeddings):
             trajectory[:, epoch] = cls[m].numpy()

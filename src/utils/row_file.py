@@ -21,6 +21,12 @@ import numpy as np
 CHUNK_BYTES = 8 << 20
 
 
+def rows_per_chunk(rows) -> int:
+    """How many rows of `rows` (a RowFile or an array) make about CHUNK_BYTES."""
+    row_bytes = int(np.prod(rows.shape[1:], dtype=np.int64)) * np.dtype(rows.dtype).itemsize
+    return max(1, CHUNK_BYTES // max(1, row_bytes))
+
+
 class RowFile:
     """A [N, *row_shape] array in the .npy file `path`, read and written by rows."""
 
@@ -59,7 +65,7 @@ class RowFile:
     def from_array(cls, path: str | Path, array: np.ndarray) -> RowFile:
         """The file for `array`, written a chunk of rows at a time; open for reading."""
         rows = cls.create(path, array.shape, array.dtype)
-        step = rows._chunk_rows()
+        step = rows_per_chunk(rows)
         for start in range(0, len(array), step):
             rows._file.seek(rows.offset + start * rows.row_bytes)
             rows._file.write(np.ascontiguousarray(array[start : start + step]).data)
@@ -72,9 +78,6 @@ class RowFile:
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    def _chunk_rows(self) -> int:
-        return max(1, CHUNK_BYTES // max(1, self.row_bytes))
 
     def _read_into(self, out: np.ndarray, start: int) -> None:
         """Rows start .. start + len(out) into `out` (C-contiguous)."""
@@ -116,7 +119,7 @@ class RowFile:
                 and isinstance(key[1], (int, np.integer))):
             raise TypeError("RowFile: only `rows[:, j] = values` on a file opened for writing")
         values = np.asarray(values, dtype=self.dtype)
-        step = self._chunk_rows()
+        step = rows_per_chunk(self)
         for start in range(0, len(self), step):
             stop = min(len(self), start + step)
             # A map of just these rows: only their pages are touched, and unmapping (del)
@@ -137,9 +140,7 @@ def row_chunks(rows, stop: int | None = None, chunk_rows: int | None = None):
     """(start, rows[start : start + chunk]) for the first `stop` rows of a RowFile or an array,
     `chunk_rows` at a time (by default about CHUNK_BYTES of rows)."""
     stop = len(rows) if stop is None else stop
-    if chunk_rows is None:
-        row_bytes = int(np.prod(rows.shape[1:], dtype=np.int64)) * rows.dtype.itemsize
-        chunk_rows = max(1, CHUNK_BYTES // max(1, row_bytes))
+    chunk_rows = chunk_rows or rows_per_chunk(rows)
     for start in range(0, stop, chunk_rows):
         yield start, rows[start : min(stop, start + chunk_rows)]
 
