@@ -303,11 +303,12 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     """Model FLOP utilisation of stage-1 training (`train_epoch`, the pipeline's own loop) on
     randomly initialised bert-base-sized models and random full-length texts.
 
-    `attention_dropout` is BERT's 0.1 by default (as in runs); 0 is there to test whether the
-    dropout is what sends the compiled attention to SDPA's math path (a diagnosis, not a run's
-    setting)."""
+    `attention_dropout` is BERT's 0.1 by default (as in runs); 0 was there to test whether the
+    dropout sent the compiled attention to SDPA's math path (it did not: an all-ones mask did;
+    `compile_model`). A diagnosis, not a run's setting."""
     from transformers import BertConfig, BertForSequenceClassification
 
+    from src.model.plm import compile_model
     from src.model.train_stage1 import (
         TokenizedTexts,
         accepts_prepared_mask,
@@ -327,12 +328,12 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     for m in range(num_models):
         torch.manual_seed(m)
         models.append(BertForSequenceClassification(config).to(device))
-    # Compiled models are captured too (the warm-up compiles them; unmeasured as of 2026-11-27):
-    # compiling fuses the kernels, the graph removes their launches.
+    # Compiled models are captured too (the warm-up compiles them): compiling fuses the kernels,
+    # the graph removes their launches (the best MFU measured, 27.2% on an H200, 2026-11-27 (g)).
     use_graphs = cuda_graphs and cuda_graphs_blocker(device, accepts_prepared_mask(models[0])) is None
     optimizer = stage1_optimizer(models, 1e-5, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    runners = [torch.compile(model, mode=compile_mode) for model in models] if compile_models else models
+    runners = [compile_model(model, mode=compile_mode) for model in models] if compile_models else models
     dense = sum(p.numel() for n, p in models[0].named_parameters() if "embeddings" not in n)
     # Per token: 6 x dense params (forward 2, backward 4) + attention scores and values
     # (forward 2 matmuls x 2 x seq x hidden per layer, x3 for training).

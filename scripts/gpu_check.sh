@@ -54,8 +54,9 @@ run host_memory 60 python3 scripts/cuda_host_memory.py "$ASSETS/minilm"
 [ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run mfu_compiled 180 python3 scripts/bench.py --mfu --device cuda --compile
-# Is attention dropout what sends the compiled attention to SDPA's math path? (A diagnosis: runs
-# keep BERT's 0.1.) The profile's batched products (bmm) show the math path.
+# Was attention dropout what sent the compiled attention to SDPA's math path? (A diagnosis: runs
+# keep BERT's 0.1. Answered on an H200, 2026-11-27 (g): no, an all-ones mask built by transformers
+# while tracing was; see compile_model.) The profile's batched products (bmm) show the math path.
 [ -n "$FULL$ONLY" ] && run mfu_compiled_no_attention_dropout 240 python3 scripts/bench.py --mfu --device cuda \
   --compile --no-cuda-graphs --mfu-profile --attention-dropout 0
 [ -n "$FULL$ONLY" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"

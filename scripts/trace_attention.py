@@ -1,7 +1,10 @@
 """Which attention kernel SDPA takes in a stage-1 training step, eager and under torch.compile.
 
 A diagnosis for the MFU work: the compiled bert-base step was measured running SDPA's math path
-(batched products) where the eager step runs the flash kernel. For each attention dropout given,
+(batched products) where the eager step runs the flash kernel. The cause (H200, transformers
+5.17): under torch.compile transformers built an all-ones mask for unpadded batches, which the
+fused CUDA kernels refuse; the compiled models here go through `compile_model`, as runs do,
+which passes no mask there. For each attention dropout given,
 a small BERT (bert-base width, 2 layers, random initialisation) runs one training forward and
 backward under bf16 autocast, as stage 1 does, on a batch without padding (no mask: what the MFU
 bench and full batches pass) and, with --masked, also on a padded one (the prepared [B, 1, 1, L]
@@ -27,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.model.plm import compile_model  # noqa: E402
 from src.model.train_stage1 import TokenizedTexts  # noqa: E402
 from src.utils.common import autocast, configure_cuda, resolve_device  # noqa: E402
 
@@ -54,11 +58,13 @@ def training_step(model, device: torch.device, batch: int, seq: int, masked: boo
 
 
 def attention_nodes(graph: torch.fx.Graph) -> list[str]:
-    """The attention-related calls of a traced graph, with the dtypes of their tensor inputs."""
+    """The attention-related calls of a traced graph, with the dtypes of their tensor inputs
+    (positional, then keyword)."""
     found = []
     for node in graph.nodes:
         if node.op == "call_function" and any(word in str(node.target) for word in ATTENTION_WORDS):
-            dtypes = [str(arg.meta["val"].dtype).replace("torch.", "") for arg in node.args
+            inputs = [*node.args, *node.kwargs.values()]  # a mask may be a keyword (CPU flash)
+            dtypes = [str(arg.meta["val"].dtype).replace("torch.", "") for arg in inputs
                       if isinstance(arg, torch.fx.Node) and hasattr(arg.meta.get("val"), "dtype")]
             found.append(f"{node.target}({', '.join(dtypes)})")
     return found
@@ -100,7 +106,7 @@ def trace(dropout: float, device: torch.device, batch: int, seq: int, masked: bo
 
     torch._dynamo.reset()
     record: dict[str, list[str]] = {}
-    training_step(torch.compile(model, backend=recording_backend(record)), device, batch, seq, masked)
+    training_step(compile_model(model, backend=recording_backend(record)), device, batch, seq, masked)
     for part in ("forward", "backward"):
         print(f"compiled {part}:", summary(Counter(record.get(part, []))))
 
@@ -109,7 +115,7 @@ def trace(dropout: float, device: torch.device, batch: int, seq: int, masked: bo
             sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
         warnings.simplefilter("always")
         try:
-            training_step(torch.compile(model, backend="aot_eager"), device, batch, seq, masked)
+            training_step(compile_model(model, backend="aot_eager"), device, batch, seq, masked)
             outcome = "ran"
         except Exception as error:  # noqa: BLE001 - the reason is the finding
             outcome = f"failed: {str(error).splitlines()[0][:300]}"

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+import torch
 from conftest import shared_data
 
 from scripts import wrench_slice
@@ -44,3 +46,35 @@ def test_attention_tracer_names_the_kernels_of_eager_and_compiled_steps(capsys):
         assert "_scaled_dot_product_flash_attention_for_cpu" in lines[part]
     assert "bfloat16" in lines["compiled forward"]  # autocast reaches the traced attention
     assert lines["compiled, flash / memory-efficient only"].endswith("ran")
+
+
+def test_compiled_unpadded_batches_pass_no_attention_mask(monkeypatch):
+    """transformers 5.17 (not 5.24) built an all-ones mask while torch.compile traced (so the
+    CUDA attention fell back to the math path). With that behaviour put back, a plain
+    torch.compile traces the attention with a mask (4 tensor inputs) and `compile_model` without
+    (q, k, v)."""
+    masking_utils = pytest.importorskip("transformers.masking_utils")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from scripts.trace_attention import recording_backend
+    from src.model.plm import compile_model
+
+    original = masking_utils._ignore_bidirectional_mask_sdpa
+    monkeypatch.setattr(masking_utils, "_ignore_bidirectional_mask_sdpa",
+                        lambda *a, **k: not torch.compiler.is_compiling() and original(*a, **k))
+    monkeypatch.setitem(masking_utils.AttentionMaskInterface._global_mapping, "sdpa", masking_utils.sdpa_mask)
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=16, num_labels=3, attention_probs_dropout_prob=0.0,
+                        attn_implementation="sdpa")  # no dropout: the CPU's fused kernel, not the math path
+    model = BertForSequenceClassification(config)
+
+    def traced_attention_inputs(compile_fn) -> list[int]:
+        torch._dynamo.reset()
+        record: dict[str, list[str]] = {}
+        compiled = compile_fn(model, backend=recording_backend(record))
+        compiled(input_ids=torch.ones(2, 6, dtype=torch.long)).logits.sum().backward()  # no padding
+        return [call.count(",") + 1 for call in record["forward"] if "scaled_dot_product" in call]
+
+    assert traced_attention_inputs(torch.compile) == [4]
+    assert traced_attention_inputs(compile_model) == [3]
+    torch._dynamo.reset()

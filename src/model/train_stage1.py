@@ -9,6 +9,7 @@ for inference. Rows are always in the fixed order train, validation, test.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from src.model.plm import compile_model, pass_no_mask_without_padding
 from src.utils.common import (
     autocast,
     capture_cuda_graph,
@@ -224,9 +226,9 @@ def embed(models, texts: TokenizedTexts, batches, device, precision, pad_to_max:
     for model in models:
         model.eval()
     for index in batches:
-        width = None if graphs is None else graphs.width_for(index, texts.lengths)
-        if width is not None:
-            outputs = graphs(texts, index, width)
+        key = None if graphs is None else graphs.key_for(index, texts.lengths)
+        if key is not None:
+            outputs = graphs(texts, index, key)
         else:
             batch = texts.batch(index, device, pad_to_max, prepared_mask)
             outputs = [forward_cls(model, batch, device, precision) for model in models]
@@ -255,36 +257,37 @@ def forward_cls(model, batch: dict, device: torch.device, precision: str,
 
 class GraphedEmbedding:
     """The embedding passes' batches (every model's forward, eval mode) replayed as CUDA graphs,
-    one per padded width: `embed`, like training, is otherwise bound by the host's launching.
+    one per graph key (`graph_keys`): `embed`, like training, is otherwise bound by the host's
+    launching.
     A batch shorter than `batch_size` is filled up with copies of its first row (outputs
     dropped). `pool`: the training graphs' memory pool, which these share (never run at once).
     """
 
-    def __init__(self, runners: list, widths: list[int], batch_size: int, *, device: torch.device,
+    def __init__(self, runners: list, keys: list[GraphKey], batch_size: int, *, device: torch.device,
                  precision: str, pool) -> None:
         self.batch_size = batch_size
         for runner in runners:
             runner.eval()
 
-        def forward_of(ids: torch.Tensor, mask: torch.Tensor):
+        def forward_of(batch: dict):
             @torch.inference_mode()
             def forward() -> list[tuple[torch.Tensor, torch.Tensor]]:
-                batch = {"input_ids": ids, "attention_mask": mask}
                 return [forward_cls(runner, batch, device, precision, cache=False) for runner in runners]
             return forward
 
-        self.inputs, self.graphs, self.outputs = capture_by_width(widths, batch_size, device, forward_of,
-                                                                  warmup_steps=2, pool=pool)
+        self.inputs, self.graphs, self.outputs = capture_by_key(keys, batch_size, device, forward_of,
+                                                                warmup_steps=2, pool=pool)
 
-    def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
-        return None if len(index) > self.batch_size else narrowest_graph(self.graphs, lengths[index])
+    def key_for(self, index: np.ndarray, lengths: np.ndarray) -> GraphKey | None:
+        return None if len(index) > self.batch_size else graph_for(self.graphs, lengths[index])
 
-    def __call__(self, texts: TokenizedTexts, index: np.ndarray, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __call__(self, texts: TokenizedTexts, index: np.ndarray,
+                 key: GraphKey) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per model, [CLS] vectors and logits of rows `index` (rewritten by the next replay)."""
         filled = np.concatenate([index, np.full(self.batch_size - len(index), index[0])])
-        load_rows(texts, filled, *self.inputs[width])
-        self.graphs[width].replay()
-        return [(cls[: len(index)], logits[: len(index)]) for cls, logits in self.outputs[width]]
+        load_rows(texts, filled, self.inputs[key])
+        self.graphs[key].replay()
+        return [(cls[: len(index)], logits[: len(index)]) for cls, logits in self.outputs[key]]
 
 
 class LastHiddenState:
@@ -348,27 +351,46 @@ GRAPH_WIDTH_STEP = 32
 GRAPH_MIN_BATCHES = 8
 
 
-def graph_widths(batch_widths: list[int], max_width: int, step: int = GRAPH_WIDTH_STEP,
-                 min_batches: int = GRAPH_MIN_BATCHES) -> list[int]:
-    """The padded widths worth a CUDA graph, given the widths of the run's full batches:
-    each width rounded up to a multiple of `step` (at most `max_width`), kept when at least
-    `min_batches` batches round to it."""
-    padded = [min(-(-w // step) * step, max_width) for w in batch_widths]
-    counts = np.unique(padded, return_counts=True)
-    return [int(w) for w, c in zip(*counts) if c >= min_batches]
+# A CUDA graph's key: (width, masked). A masked graph takes batches padded up to its width; an
+# unmasked one only batches whose every text has exactly its width (texts cut at the maximum
+# length), which then run without a mask, as eager steps do: the flash attention kernel, where a
+# mask sends SDPA to the slower memory-efficient one.
+GraphKey = tuple[int, bool]
 
 
-def narrowest_graph(widths, lengths: np.ndarray) -> int | None:
-    """The narrowest of `widths` that holds the longest of `lengths` (None if none does)."""
+def graph_keys(batch_lengths: list[np.ndarray], max_width: int, step: int = GRAPH_WIDTH_STEP,
+               min_batches: int = GRAPH_MIN_BATCHES) -> list[GraphKey]:
+    """The graphs worth capturing, given the lengths of the texts of each of the run's batches:
+    a batch whose texts all have `max_width` tokens counts for the unmasked graph of that width,
+    any other for the masked graph of its longest text rounded up to a multiple of `step` (at
+    most `max_width`); a key is kept when at least `min_batches` batches count for it."""
+    keys = [(max_width, False) if int(lengths.min()) == max_width
+            else (min(-(-int(lengths.max()) // step) * step, max_width), True) for lengths in batch_lengths]
+    counts = Counter(keys)
+    return sorted(key for key, count in counts.items() if count >= min_batches)
+
+
+def graph_for(keys, lengths: np.ndarray) -> GraphKey | None:
+    """The graph of `keys` for a batch of texts of `lengths`: the unmasked one of their width if
+    none is padded, else the narrowest masked one that holds the longest (None if none does)."""
     longest = int(lengths.max())
-    return min((w for w in widths if w >= longest), default=None)
+    if int(lengths.min()) == longest and (longest, False) in keys:
+        return longest, False
+    return min(((width, True) for width, masked in keys if masked and width >= longest), default=None)
 
 
-def load_rows(texts: TokenizedTexts, index: np.ndarray, ids: torch.Tensor, mask: torch.Tensor) -> None:
-    """Rows `index` into a graph's input buffers: ids [B, W] and the prepared mask [B, 1, 1, W]."""
-    host_ids, host_mask = texts.rows(index, ids.shape[1])
-    copy_to(ids, host_ids)
-    copy_to(mask, host_mask[:, None, None, :])
+def describe_keys(keys) -> str:
+    """Graph keys for a log line: widths, an unmasked graph's marked "(no mask)"."""
+    return "[" + ", ".join(f"{w}{'' if masked else ' (no mask)'}" for w, masked in sorted(keys)) + "]"
+
+
+def load_rows(texts: TokenizedTexts, index: np.ndarray, buffers: dict) -> None:
+    """Rows `index` into a graph's input buffers (`input_buffers`): ids [B, W] and, in a masked
+    graph, the prepared mask [B, 1, 1, W]."""
+    host_ids, host_mask = texts.rows(index, buffers["input_ids"].shape[1])
+    copy_to(buffers["input_ids"], host_ids)
+    if "attention_mask" in buffers:
+        copy_to(buffers["attention_mask"], host_mask[:, None, None, :])
 
 
 def scheduler_updates_tensor_lr() -> bool:
@@ -395,22 +417,28 @@ def cuda_graphs_blocker(device: torch.device, prepared_mask: bool) -> str | None
     return None
 
 
-def input_buffers(batch_size: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A graph's input buffers: ids [B, W] and the prepared mask [B, 1, 1, W] (`load_rows`)."""
-    return (torch.zeros(batch_size, width, dtype=torch.long, device=device),
-            torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device))
+def input_buffers(batch_size: int, key: GraphKey, device: torch.device) -> dict:
+    """A graph's input buffers, the model's keyword arguments: ids [B, W] and, in a masked graph,
+    the prepared mask [B, 1, 1, W] (`load_rows` fills them)."""
+    width, masked = key
+    buffers = {"input_ids": torch.zeros(batch_size, width, dtype=torch.long, device=device)}
+    if masked:
+        buffers["attention_mask"] = torch.ones(batch_size, 1, 1, width, dtype=torch.bool, device=device)
+    return buffers
 
 
-def capture_by_width(widths: list[int], batch_size: int, device: torch.device, call_of,
-                     **capture_options) -> tuple[dict, dict, dict]:
-    """One CUDA graph per padded width, each reading its own input buffers (`input_buffers`,
-    filled by `load_rows`): `call_of(ids, mask)` gives the call to capture (`capture_cuda_graph`
-    with `capture_options`). Widest first: the others fit in its memory. Returns the input
-    buffers, the graphs and what each captured call returned, by width."""
+def capture_by_key(keys: list[GraphKey], batch_size: int, device: torch.device, call_of,
+                   **capture_options) -> tuple[dict, dict, dict]:
+    """One CUDA graph per key, each reading its own input buffers (`input_buffers`, filled by
+    `load_rows`): `call_of(buffers)` gives the call to capture (`capture_cuda_graph` with
+    `capture_options`). Widest first: the others fit in its memory. Returns the input buffers,
+    the graphs and what each captured call returned, by key."""
+    if not all(masked for _, masked in keys):
+        pass_no_mask_without_padding()  # else transformers may build a mask while capturing
     inputs, graphs, outputs = {}, {}, {}
-    for width in sorted(widths, reverse=True):
-        inputs[width] = input_buffers(batch_size, width, device)
-        graphs[width], outputs[width] = capture_cuda_graph(call_of(*inputs[width]), **capture_options)
+    for key in sorted(keys, reverse=True):
+        inputs[key] = input_buffers(batch_size, key, device)
+        graphs[key], outputs[key] = capture_cuda_graph(call_of(inputs[key]), **capture_options)
     return inputs, graphs, outputs
 
 
@@ -419,16 +447,17 @@ class GraphedStage1Steps:
 
     A MiniLM step of two models is ~1,250 kernels for ~18 ms of H100 work, but launching them
     one by one takes the host ~44 ms: eager training waits on the host. A graph is replayed
-    with one launch. Shapes are fixed in a graph, so there is one per padded width (`widths`,
-    from `graph_widths`): a batch runs in the smallest graph at least as wide as its longest
-    text, the extra positions masked out (the same maths as its own width). All graphs share
+    with one launch. Shapes are fixed in a graph, so there is one per padded width (`keys`, from
+    `graph_keys`): a batch runs in the smallest graph at least as wide as its longest text, the
+    extra positions masked out (the same maths as its own width), or, when none of its texts is
+    padded, in the unmasked graph of their width. All graphs share
     one memory pool (they never run at once) and get their inputs by copy. The optimizer must
     come from `stage1_optimizer(..., capturable=True)`; the warm-up updates that capturing needs
     are undone (`capture_cuda_graph`). The models must take a prepared mask
     (`accepts_prepared_mask`): the library may not read a mask on the host inside a graph.
     """
 
-    def __init__(self, runners: list, optimizer: torch.optim.Optimizer, widths: list[int], batch_size: int,
+    def __init__(self, runners: list, optimizer: torch.optim.Optimizer, keys: list[GraphKey], batch_size: int,
                  *, device: torch.device, precision: str, clip_gradient_norm: float) -> None:
         self.batch_size = batch_size
         self.alpha = torch.zeros((), device=device)
@@ -438,51 +467,50 @@ class GraphedStage1Steps:
         for runner in runners:
             runner.train()  # dropout is part of what is captured
 
-        def step_of(ids: torch.Tensor, mask: torch.Tensor):
+        def step_of(batch: dict):
             def step() -> torch.Tensor:
-                loss = forward_backward(runners, {"input_ids": ids, "attention_mask": mask}, self.labels,
-                                        self.alpha, 1.0, device=device, precision=precision, cache=False)
+                loss = forward_backward(runners, batch, self.labels, self.alpha, 1.0, device=device,
+                                        precision=precision, cache=False)
                 clip_and_step(optimizer, clip_gradient_norm)
                 return loss
             return step
 
-        self.inputs, self.graphs, self.losses = capture_by_width(widths, batch_size, device, step_of,
-                                                                 optimizer=optimizer, pool=self.pool)
+        self.inputs, self.graphs, self.losses = capture_by_key(keys, batch_size, device, step_of,
+                                                               optimizer=optimizer, pool=self.pool)
 
-    def width_for(self, index: np.ndarray, lengths: np.ndarray) -> int | None:
+    def key_for(self, index: np.ndarray, lengths: np.ndarray) -> GraphKey | None:
         """The graph a batch runs in (None: eagerly)."""
-        return None if len(index) != self.batch_size else narrowest_graph(self.graphs, lengths[index])
+        return None if len(index) != self.batch_size else graph_for(self.graphs, lengths[index])
 
-    def __call__(self, texts: TokenizedTexts, index: np.ndarray, labels: np.ndarray, width: int) -> torch.Tensor:
+    def __call__(self, texts: TokenizedTexts, index: np.ndarray, labels: np.ndarray, key: GraphKey) -> torch.Tensor:
         """One update on the rows `index`; returns the loss (rewritten by the next replay)."""
-        load_rows(texts, index, *self.inputs[width])
+        load_rows(texts, index, self.inputs[key])
         copy_to(self.labels, torch.as_tensor(labels))
-        self.graphs[width].replay()
+        self.graphs[key].replay()
         self.replays += 1
-        return self.losses[width]
+        return self.losses[key]
 
 
 def build_graphs(runners: list, optimizer: torch.optim.Optimizer, texts: TokenizedTexts, batches: list,
                  batch_size: int, *, device: torch.device, precision: str,
                  clip_gradient_norm: float) -> GraphedStage1Steps | None:
-    """The graphs for the widths of the run's `batches` (`graph_widths`); None, with a warning,
-    where capturing fails (training then runs eagerly, the same way)."""
-    full = [int(texts.lengths[b].max()) for b in batches if len(b) == batch_size]
-    widths = graph_widths(full, texts.input_ids.shape[1])
-    if not widths:
+    """The graphs for the run's full `batches` (`graph_keys`); None, with a warning, where
+    capturing fails (training then runs eagerly, the same way)."""
+    keys = graph_keys([texts.lengths[b] for b in batches if len(b) == batch_size], texts.input_ids.shape[1])
+    if not keys:
         return None
     return captured_or_none("stage 1 runs", lambda: GraphedStage1Steps(
-        runners, optimizer, widths, batch_size, device=device, precision=precision,
+        runners, optimizer, keys, batch_size, device=device, precision=precision,
         clip_gradient_norm=clip_gradient_norm))
 
 
 def build_embedding_graphs(runners: list, texts: TokenizedTexts, batches: list, batch_size: int, pool, *,
                            device: torch.device, precision: str) -> GraphedEmbedding | None:
-    """The embedding passes' graphs, one for each padded width of `batches` (all are used every
+    """The embedding passes' graphs, one for each graph key of `batches` (all are used every
     epoch), in `pool`; None, with a warning, where capturing fails."""
-    widths = graph_widths([int(texts.lengths[b].max()) for b in batches], texts.input_ids.shape[1], min_batches=1)
+    keys = graph_keys([texts.lengths[b] for b in batches], texts.input_ids.shape[1], min_batches=1)
     return captured_or_none("embedding passes run", lambda: GraphedEmbedding(
-        runners, widths, batch_size, device=device, precision=precision, pool=pool))
+        runners, keys, batch_size, device=device, precision=precision, pool=pool))
 
 
 def train_epoch(
@@ -505,9 +533,9 @@ def train_epoch(
         graphs.alpha.fill_(alpha)
     for step, index in enumerate(batches):
         tick = time.perf_counter()
-        width = None if graphs is None else graphs.width_for(index, texts.lengths)
-        if width is not None:
-            loss = graphs(texts, index, train_labels[index], width)
+        key = None if graphs is None else graphs.key_for(index, texts.lengths)
+        if key is not None:
+            loss = graphs(texts, index, train_labels[index], key)
         else:
             groups = ([index[g] for g in split_by_length(texts.lengths[index], MICROBATCH_COST_TOKENS)]
                       if split_batches and not pad_to_max else [index])
@@ -576,7 +604,7 @@ def train_stage1(
     release_freed_host_memory()  # the models' host copies
     host_mb["models_on_device"] = host_memory_mb()
     # torch.compile fuses the many small kernels of each layer; the originals keep the weights.
-    runners = [torch.compile(model, dynamic=True) for model in models] if compile_models else models
+    runners = [compile_model(model, dynamic=True) for model in models] if compile_models else models
     prepared_mask = all(accepts_prepared_mask(model) for model in models)
     if cuda_graphs:
         why_not = cuda_graphs_blocker(device, prepared_mask) or ("--compile" if compile_models else None)
@@ -599,9 +627,9 @@ def train_stage1(
             eval_graphs = build_embedding_graphs(runners, texts, eval_batches, eval_batch_size, graphs.pool,
                                                  device=device, precision=precision)
             host_mb["graphs_captured"] = host_memory_mb()
-            tqdm.write(f"stage 1: CUDA graphs of training batches {sorted(graphs.graphs)} and of embedding "
-                       f"batches {sorted(eval_graphs.graphs) if eval_graphs else []} tokens wide, captured in "
-                       f"{time.perf_counter() - tick:.1f}s")
+            tqdm.write(f"stage 1: CUDA graphs of training batches {describe_keys(graphs.graphs)} and of "
+                       f"embedding batches {describe_keys(eval_graphs.graphs if eval_graphs else [])} tokens "
+                       f"wide, captured in {time.perf_counter() - tick:.1f}s")
 
     embeddings = None  # per model [N, E, D], made after the first embedding pass (which gives D)
     history, plm_seconds = [], 0.0
