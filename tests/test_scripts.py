@@ -78,3 +78,24 @@ def test_compiled_unpadded_batches_pass_no_attention_mask(monkeypatch):
     assert traced_attention_inputs(torch.compile) == [4]
     assert traced_attention_inputs(compile_model) == [3]
     torch._dynamo.reset()
+
+
+def test_the_registered_mask_function_skips_only_unpadded_full_attention(monkeypatch):
+    """No padding and full attention: no mask; with a padding mask, or when the caller asks for the
+    mask itself: transformers' own."""
+    masking_utils = pytest.importorskip("transformers.masking_utils")
+    from src.model.plm import pass_no_mask_without_padding
+
+    monkeypatch.setitem(masking_utils.AttentionMaskInterface._global_mapping, "sdpa", masking_utils.sdpa_mask)
+    pass_no_mask_without_padding()
+    build = masking_utils.ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
+    padding = torch.tensor([[True, True, False]])
+    common = {"batch_size": 1, "q_length": 3, "kv_length": 3, "allow_is_causal_skip": False,
+              "allow_is_bidirectional_skip": True}  # as create_bidirectional_mask asks
+    full = {**common, "mask_function": masking_utils.bidirectional_mask_function}
+    assert build(**full, attention_mask=None) is None
+    torch.testing.assert_close(build(**full, attention_mask=padding),
+                               masking_utils.sdpa_mask(**full, attention_mask=padding))
+    kept = {**full, "allow_is_bidirectional_skip": False}  # transformers asks for the mask itself
+    assert build(**kept, attention_mask=None).shape == (1, 1, 3, 3)
+    torch.testing.assert_close(build(**kept, attention_mask=None), masking_utils.sdpa_mask(**kept, attention_mask=None))

@@ -115,7 +115,9 @@ def pass_no_mask_without_padding() -> None:
         return
 
     def sdpa_mask(*args, **kwargs):
-        if (kwargs.get("attention_mask") is None and kwargs.get("mask_function") is bidirectional_mask_function
+        # only a call named in full (as transformers makes it) is read; any other goes through
+        if (not args and "attention_mask" in kwargs and kwargs["attention_mask"] is None
+                and kwargs.get("mask_function") is bidirectional_mask_function
                 and kwargs.get("allow_is_bidirectional_skip", True) and kwargs.get("local_size") is None):
             return None
         return build_mask(*args, **kwargs)
