@@ -364,9 +364,13 @@ def graph_keys(batch_lengths: list[np.ndarray], max_width: int, step: int = GRAP
     a batch whose texts all have `max_width` tokens counts for the unmasked graph of that width,
     any other for the masked graph of its longest text rounded up to a multiple of `step` (at
     most `max_width`); a key is kept when at least `min_batches` batches count for it."""
-    keys = [(max_width, False) if int(lengths.min()) == max_width
-            else (min(-(-int(lengths.max()) // step) * step, max_width), True) for lengths in batch_lengths]
-    counts = Counter(keys)
+
+    def key_of(lengths: np.ndarray) -> GraphKey:
+        if int(lengths.min()) == max_width:  # nothing padded
+            return max_width, False
+        return min(-(-int(lengths.max()) // step) * step, max_width), True
+
+    counts = Counter(key_of(lengths) for lengths in batch_lengths)
     return sorted(key for key, count in counts.items() if count >= min_batches)
 
 
