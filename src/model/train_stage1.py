@@ -1,9 +1,9 @@
 """Stage 1: co-regularised fine-tuning of M classifiers that records every epoch's embeddings.
 
 After each epoch every train, validation and test example is embedded by every model
-(eval mode, no dropout): the last layer's [CLS] vector goes into the trajectory buffer
-[M, E, N, D] on the host (half precision), and the last epoch's class probabilities are kept
-for inference. Rows are always in the fixed order train, validation, test.
+(eval mode, no dropout): the last layer's [CLS] vector goes into that model's trajectory
+([N, E, D] float16, a `RowFile` on disk or an array), and the last epoch's class probabilities
+are kept for inference. Rows are always in the fixed order train, validation, test.
 """
 
 from __future__ import annotations
