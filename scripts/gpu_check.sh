@@ -1,6 +1,7 @@
 #!/bin/sh
 # The GPU checks of the pipeline and speed issues, as one script for a lent GPU machine.
-# Expects the 20news archive and a MiniLM copy under $ASSETS (default .device/), writes logs
+# Expects the 20news archive and a MiniLM copy under $ASSETS (default .device/, which
+# `python scripts/device_assets.py` prepares, git-ignored, for the device tool to carry), writes logs
 # and run records under $OUT (default gpu_out/). Each step has its own time limit; the most
 # important come first. FULL=1 adds the slower comparisons.
 ASSETS=${ASSETS:-.device}

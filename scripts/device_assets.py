@@ -1,0 +1,66 @@
+"""Prepare what `scripts/gpu_check.sh` needs on a lent GPU machine, which has no internet and no
+copy of the data sets: the 20news archive and MiniLM with its weights in half precision (the
+machine's copy of the working tree may carry 64 MiB; `load_classifier` widens the weights back
+to float32 there).
+
+    python scripts/device_assets.py [--out .device] [--data ../shared/datasets/20newsgroups/20news-bydate.tar.gz]
+
+Writes <out>/20news-bydate.tar.gz and <out>/minilm/ (config, tokenizer, float16 weights), and adds
+<out>/ to .git/info/exclude, so that git ignores it and the device tool carries it only when
+asked (`carry: [".device"]`). Prints the folder's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.model.plm import resolve_model_path  # noqa: E402
+
+CARRY_LIMIT_MB = 64
+
+
+def ignore_in_git(folder: Path) -> None:
+    """Add `folder` (inside the repository) to .git/info/exclude once."""
+    exclude = ROOT / ".git" / "info" / "exclude"
+    entry = f"/{folder.resolve().relative_to(ROOT)}/"
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if entry not in lines:
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        exclude.write_text("\n".join([*lines, entry]) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / ".device")
+    parser.add_argument("--data", type=Path,
+                        default=ROOT.parent / "shared" / "datasets" / "20newsgroups" / "20news-bydate.tar.gz")
+    parser.add_argument("--bert", default="minilm", help="the model to carry (an alias or a local directory)")
+    args = parser.parse_args()
+    if not args.data.is_file():
+        sys.exit(f"error: {args.data}: no such file (pass --data)")
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if out.is_relative_to(ROOT):
+        ignore_in_git(out)
+    shutil.copyfile(args.data, out / args.data.name)
+    source = resolve_model_path(args.bert)
+    model = AutoModel.from_pretrained(source, dtype=torch.float16, local_files_only=True)
+    model.save_pretrained(out / "minilm")
+    AutoTokenizer.from_pretrained(source, local_files_only=True).save_pretrained(out / "minilm")
+    size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+    print(f"{out}: {size_mb:.1f} MB (the device tool carries at most {CARRY_LIMIT_MB} MiB)")
+    if size_mb > CARRY_LIMIT_MB:
+        sys.exit(f"error: {out} is larger than the {CARRY_LIMIT_MB} MiB the device tool carries")
+
+
+if __name__ == "__main__":
+    main()
