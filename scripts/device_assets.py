@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from src.errors import UserError  # noqa: E402
 from src.model.plm import resolve_model_path  # noqa: E402
 
 CARRY_LIMIT_MB = 64
@@ -35,15 +36,21 @@ def ignore_in_git(folder: Path) -> None:
         exclude.write_text("\n".join([*lines, entry]) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / ".device")
     parser.add_argument("--data", type=Path,
                         default=ROOT.parent / "shared" / "datasets" / "20newsgroups" / "20news-bydate.tar.gz")
     parser.add_argument("--bert", default="minilm", help="the model to carry (an alias or a local directory)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.data.is_file():
-        sys.exit(f"error: {args.data}: no such file (pass --data)")
+        print(f"error: {args.data}: no such file (pass --data)", file=sys.stderr)
+        return 2
+    try:
+        source = resolve_model_path(args.bert)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -52,15 +59,16 @@ def main() -> None:
     if out.is_relative_to(ROOT):
         ignore_in_git(out)
     shutil.copyfile(args.data, out / args.data.name)
-    source = resolve_model_path(args.bert)
     model = AutoModel.from_pretrained(source, dtype=torch.float16, local_files_only=True)
     model.save_pretrained(out / "minilm")
     AutoTokenizer.from_pretrained(source, local_files_only=True).save_pretrained(out / "minilm")
     size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     print(f"{out}: {size_mb:.1f} MB (the device tool carries at most {CARRY_LIMIT_MB} MiB)")
     if size_mb > CARRY_LIMIT_MB:
-        sys.exit(f"error: {out} is larger than the {CARRY_LIMIT_MB} MiB the device tool carries")
+        print(f"error: {out} is larger than the {CARRY_LIMIT_MB} MiB the device tool carries", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

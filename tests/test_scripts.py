@@ -1,4 +1,5 @@
-"""Small helper scripts: the WRENCH slice used by the padding benchmark, the attention tracer."""
+"""Small helper scripts: the WRENCH slice used by the padding benchmark, the attention tracer,
+the assets a lent GPU machine is given."""
 
 import json
 
@@ -99,3 +100,29 @@ def test_the_registered_mask_function_skips_only_unpadded_full_attention(monkeyp
     kept = {**full, "allow_is_bidirectional_skip": False}  # transformers asks for the mask itself
     assert build(**kept, attention_mask=None).shape == (1, 1, 3, 3)
     torch.testing.assert_close(build(**kept, attention_mask=None), masking_utils.sdpa_mask(**kept, attention_mask=None))
+
+
+def test_device_assets_carry_the_archive_and_a_half_precision_model(tiny_bert, tmp_path, capsys):
+    from scripts import device_assets
+    from src.model.plm import load_classifier
+
+    archive = tmp_path / "20news-bydate.tar.gz"
+    archive.write_bytes(b"not really an archive")
+    out = tmp_path / "assets"
+    assert device_assets.main(["--out", str(out), "--data", str(archive), "--bert", tiny_bert]) == 0
+    assert (out / archive.name).read_bytes() == archive.read_bytes()
+    saved = json.loads((out / "minilm" / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype")) == "float16"
+    original, carried = load_classifier(tiny_bert, 3), load_classifier(str(out / "minilm"), 3)
+    assert next(carried.parameters()).dtype == torch.float32  # widened back when loaded
+    for (name, a), (_, b) in zip(original.base_model.named_parameters(), carried.base_model.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), name  # equal up to float16 rounding
+    assert "MB" in capsys.readouterr().out
+
+
+def test_device_assets_refuse_a_missing_archive(tmp_path, capsys):
+    from scripts import device_assets
+
+    out = tmp_path / "assets"
+    assert device_assets.main(["--out", str(out), "--data", str(tmp_path / "none.tar.gz")]) == 2
+    assert "no such file" in capsys.readouterr().err and not out.exists()
