@@ -96,7 +96,8 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     """
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import encode, train_stage1
+    from src.model.texts import encode
+    from src.model.train_stage1 import train_stage1
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -168,15 +169,10 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     without the profiler."""
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import (
-        accepts_prepared_mask,
-        build_graphs,
-        cuda_graphs_blocker,
-        encode,
-        shuffled_batches,
-        stage1_optimizer,
-        train_epoch,
-    )
+    from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
+    from src.model.stage1_step import stage1_optimizer
+    from src.model.texts import accepts_prepared_mask, encode, shuffled_batches
+    from src.model.train_stage1 import train_epoch
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -309,14 +305,10 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     from transformers import BertConfig, BertForSequenceClassification
 
     from src.model.plm import compile_model
-    from src.model.train_stage1 import (
-        TokenizedTexts,
-        accepts_prepared_mask,
-        build_graphs,
-        cuda_graphs_blocker,
-        stage1_optimizer,
-        train_epoch,
-    )
+    from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
+    from src.model.stage1_step import stage1_optimizer
+    from src.model.texts import TokenizedTexts, accepts_prepared_mask
+    from src.model.train_stage1 import train_epoch
 
     device = resolve_device(device_name)
     if device.type == "cuda":

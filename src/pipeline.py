@@ -32,7 +32,8 @@ from src.model.plm import (
     max_positions,
     resolve_model_path,
 )
-from src.model.train_stage1 import encode, train_stage1
+from src.model.texts import encode
+from src.model.train_stage1 import train_stage1
 from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
 from src.utils.common import (
     StageTimer,

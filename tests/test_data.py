@@ -19,7 +19,7 @@ from src.data.base import describe_splits
 from src.data.cache import cache_file, cache_key, cached_encode
 from src.data.wrench import majority_vote
 from src.errors import UserError
-from src.model.train_stage1 import encode
+from src.model.texts import encode
 
 
 def write(path, text):

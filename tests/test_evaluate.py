@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from src.model.evaluate import marking_quality, true_label_probs
-from src.model.train_stage1 import lr_lambda
+from src.model.stage1_step import lr_lambda
 
 
 def test_inference_sum_matches_direct_loops():

@@ -11,7 +11,7 @@ from src.model.network import (
     kl_dirichlet,
     reconstruction_loss,
 )
-from src.model.train_stage1 import coregularized_loss
+from src.model.stage1_step import coregularized_loss
 
 
 def test_alpha_is_above_one_plus_one_over_c_and_all_labels_matches_loop():

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.model.train_stage1 import MICROBATCH_COST_TOKENS, TokenizedTexts, split_by_length, train_stage1
+from src.model.texts import MICROBATCH_COST_TOKENS, TokenizedTexts, split_by_length
+from src.model.train_stage1 import train_stage1
 
 
 def padded_cost(lengths: np.ndarray, groups: list[np.ndarray], cost_per_part: float) -> float:
@@ -108,7 +109,7 @@ def padded_texts(lengths: list[int], width: int) -> TokenizedTexts:
 
 
 def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_outputs():
-    from src.model.train_stage1 import accepts_prepared_mask
+    from src.model.texts import accepts_prepared_mask
 
     cpu = torch.device("cpu")
     texts = padded_texts([7, 7, 4, 7, 2], width=9)
@@ -131,7 +132,7 @@ def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_out
 
 
 def test_graph_keys_round_widths_up_keep_those_used_often_and_unpadded_batches_apart():
-    from src.model.train_stage1 import graph_for, graph_keys
+    from src.model.stage1_graphs import graph_for, graph_keys
 
     def batch(longest: int, shortest: int) -> np.ndarray:
         return np.array([shortest, longest, longest])
@@ -155,7 +156,8 @@ def test_graph_keys_round_widths_up_keep_those_used_often_and_unpadded_batches_a
 
 
 def test_a_tensor_alpha_gives_the_same_loss_and_this_torch_schedules_a_tensor_lr():
-    from src.model.train_stage1 import coregularized_loss, scheduler_updates_tensor_lr
+    from src.model.stage1_graphs import scheduler_updates_tensor_lr
+    from src.model.stage1_step import coregularized_loss
 
     logits = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1, 2, 1, 0])
@@ -170,7 +172,9 @@ def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = Fa
     """Stage-1 training of two tiny models, eagerly and with graphs for the full batches (two
     padded widths and the unmasked full width; the partial batches eager): (eager models,
     losses), (graphed ..., graphs)."""
-    from src.model.train_stage1 import build_graphs, lr_lambda, stage1_optimizer, train_epoch
+    from src.model.stage1_graphs import build_graphs
+    from src.model.stage1_step import lr_lambda, stage1_optimizer
+    from src.model.train_stage1 import train_epoch
 
     rng = np.random.default_rng(6)
     short, long = rng.integers(2, 31, size=64), rng.integers(33, 64, size=72)
@@ -263,10 +267,12 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     """The graphed code paths (padded widths, input buffers, the alpha input, the tensor learning
     rate, eager partial batches, filled-up embedding batches) with each replay recomputed on the
     CPU: the same training and embeddings as the eager paths. (The capture itself: CUDA tests.)"""
-    from src.model import train_stage1
-    from src.model.train_stage1 import build_embedding_graphs, embed, length_sorted_batches
+    from src.model import stage1_graphs
+    from src.model.stage1_graphs import build_embedding_graphs
+    from src.model.texts import length_sorted_batches
+    from src.model.train_stage1 import embed
 
-    monkeypatch.setattr(train_stage1, "capture_cuda_graph", capture_on_cpu)
+    monkeypatch.setattr(stage1_graphs, "capture_cuda_graph", capture_on_cpu)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     masking_utils = pytest.importorskip("transformers.masking_utils")
     monkeypatch.setitem(masking_utils.AttentionMaskInterface._global_mapping, "sdpa", masking_utils.sdpa_mask)
@@ -297,7 +303,9 @@ def test_stage1_cuda_graphs_train_like_eager_steps():
 def test_embedding_graphs_give_the_eager_embeddings():
     """Replayed embedding passes (eval mode: no dropout; padded widths; a filled-up last batch)
     give the eager [CLS] vectors and probabilities."""
-    from src.model.train_stage1 import build_embedding_graphs, embed, length_sorted_batches
+    from src.model.stage1_graphs import build_embedding_graphs
+    from src.model.texts import length_sorted_batches
+    from src.model.train_stage1 import embed
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1, seed=m).to(cuda).train() for m in range(2)]
@@ -318,7 +326,9 @@ def test_embedding_graphs_give_the_eager_embeddings():
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
     from src.model.network import DirichletVAE
-    from src.model.train_stage1 import accepts_prepared_mask, stage1_optimizer, train_epoch
+    from src.model.stage1_step import stage1_optimizer
+    from src.model.texts import accepts_prepared_mask
+    from src.model.train_stage1 import train_epoch
     from src.model.train_stage2 import Trajectories
     from src.model.train_stage2 import train_epoch as train_vae_epoch
     from src.utils.common import fused_optimizer
