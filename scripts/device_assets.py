@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.errors import UserError  # noqa: E402
-from src.model.plm import resolve_model_path  # noqa: E402
+from src.model.plm import load_tokenizer, resolve_model_path  # noqa: E402
 
 CARRY_LIMIT_MB = 64
 
@@ -46,22 +46,25 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         print(f"error: {args.data}: no such file (pass --data)", file=sys.stderr)
         return 2
-    try:
-        source = resolve_model_path(args.bert)
-    except UserError as exc:
+    import torch
+    from transformers import AutoModel
+
+    try:  # both read before anything is written
+        tokenizer = load_tokenizer(args.bert)
+        model = AutoModel.from_pretrained(resolve_model_path(args.bert), dtype=torch.float16, local_files_only=True)
+    except UserError as exc:  # already names the flag
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
+    except (OSError, ValueError) as exc:
+        print(f"error: --bert {args.bert}: could not load the model ({exc})", file=sys.stderr)
+        return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     if out.is_relative_to(ROOT):
         ignore_in_git(out)
     shutil.copyfile(args.data, out / args.data.name)
-    model = AutoModel.from_pretrained(source, dtype=torch.float16, local_files_only=True)
     model.save_pretrained(out / "minilm")
-    AutoTokenizer.from_pretrained(source, local_files_only=True).save_pretrained(out / "minilm")
+    tokenizer.save_pretrained(out / "minilm")
     size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     print(f"{out}: {size_mb:.1f} MB (the device tool carries at most {CARRY_LIMIT_MB} MiB)")
     if size_mb > CARRY_LIMIT_MB:

@@ -65,10 +65,9 @@ class RowFile:
     def from_array(cls, path: str | Path, array: np.ndarray) -> RowFile:
         """The file for `array`, written a chunk of rows at a time; open for reading."""
         rows = cls.create(path, array.shape, array.dtype)
-        step = rows_per_chunk(rows)
-        for start in range(0, len(array), step):
+        for start, chunk in row_chunks(array):
             rows._file.seek(rows.offset + start * rows.row_bytes)
-            rows._file.write(np.ascontiguousarray(array[start : start + step]).data)
+            rows._file.write(np.ascontiguousarray(chunk).data)
         rows.close()
         return cls(path)
 
