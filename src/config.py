@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, dataclass, fields
 
-from src.errors import UserError
+from src.errors import UserError, warn
 
 
 @dataclass
@@ -31,8 +31,9 @@ class Config:
     split_batches: str = "auto"  # auto = on CPU in fp32 only
     # dynamics and prior
     knn_mode: str = "onehot"
-    selected_class: int | None = None
+    selected_class: int | None = 1  # the paper's default ('1'): with knn_mode proba, the top-1 only
     prior_norm: float = 5.0
+    approximate_knn: bool = False
     # stage 2
     vae_lr: float = 5e-5
     vae_batch_size: int = 32
@@ -41,6 +42,7 @@ class Config:
     softplus_beta: float = 1.0
     lambda_t: float = 5.0
     warmup_epochs: float = 0.1
+    dirichlet_sample: str = "raw"  # raw: the paper's u; normalised: u / sum(u)
     # method, baselines and ablations (src/methods.py)
     method: str = "dygen"
     no_dynamics: bool = False
@@ -121,7 +123,13 @@ HELP = {
                      "gradients: the same updates with less padding (auto: on CPU in fp32; in bf16 "
                      "and on a GPU a micro-batch's fixed cost outweighs the padding it saves)",
     "knn_mode": "kNN prior as the predicted class (onehot) or class probabilities (proba)",
-    "selected_class": "with knn_mode proba: keep only the top-k kNN probabilities",
+    "selected_class": "with knn_mode proba: keep only the top-k kNN probabilities, unnormalised, as "
+                      "the paper's code does (default 1, the paper's)",
+    "approximate_knn": "screen kNN candidates with a bfloat16 product where the CPU has native bf16 "
+                       "(faster at large N; changes a few percent of the neighbour sets); default: "
+                       "exact, scikit-learn's neighbours up to float32 ties",
+    "dirichlet_sample": "raw: the decoder gets the paper's Gamma-approximation sample u as it is; "
+                        "normalised: u / sum(u), on the simplex (not in the paper)",
     "prior_norm": "weight of the kNN prediction in the Dirichlet prior",
     "vae_lr": "stage-2 learning rate (Adam)",
     "vae_batch_size": "stage-2 batch size",
@@ -152,7 +160,7 @@ HELP = {
                       "posterior then collapses to it (chance accuracy, see the readme's results)"),
     "reuse_stage1": "reuse cached stage-1 results (cache_dir/stage1) trained with the same settings",
 }
-STORE_TRUE = {"no_dynamics", "no_coreg", "uniform_prior"}
+STORE_TRUE = {"no_dynamics", "no_coreg", "uniform_prior", "approximate_knn"}
 CHOICES = {
     "noise_type": ["SN", "ASN", "IDN"],
     "saved_dataset": ["y", "n"],
@@ -162,6 +170,7 @@ CHOICES = {
     "method": ["dygen", "base", "coreg", "npc"],
     "precision": ["auto", "fp32", "bf16"],
     "split_batches": ["auto", "on", "off"],
+    "dirichlet_sample": ["raw", "normalised"],
 }
 def _ratio(text: str) -> float | str:
     """--noise_ratio: a number, or `auto`."""
@@ -201,13 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
                             help=HELP[f.name])
     parser.add_argument("--vae_epochs", type=int, default=None,
-                        help="alias of --total_iter (the reference code parsed it but never used it)")
+                        help="accepted and ignored, as in the paper's code (which parsed it and never "
+                             "used it); --total_iter is the number of stage-2 epochs")
     return parser
 
 
 def parse_config(argv: list[str] | None = None) -> Config:
     args = vars(build_parser().parse_args(argv))
-    vae_epochs = args.pop("vae_epochs")
-    if vae_epochs is not None:
-        args["total_iter"] = vae_epochs
+    if args.pop("vae_epochs") is not None:
+        warn("--vae_epochs is ignored (as in the paper's code); --total_iter sets the stage-2 epochs "
+             f"({args['total_iter']})")
     return Config(**args).validate()
+

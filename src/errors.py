@@ -1,4 +1,7 @@
-"""The one exception type for mistakes a user can fix (bad flag, missing file, bad record)."""
+"""The one exception type for mistakes a user can fix (bad flag, missing file, bad record), and
+the one way to warn about input that is used but looks wrong."""
+
+import sys
 
 
 class UserError(Exception):
@@ -6,3 +9,8 @@ class UserError(Exception):
 
     `main.py` prints it as a single line and exits with code 2.
     """
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr (never silently trusting or changing the user's input)."""
+    print(f"warning: {message}", file=sys.stderr)

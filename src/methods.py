@@ -2,8 +2,8 @@
 
 No method has its own code path: `plan(config)` turns `--method` and the ablation flags into
 the few knobs the stages already have (how many co-trained models, the co-regularisation
-weights, which epochs form the trajectory z, whether examples are marked, which epoch the kNN
-prior sees, the prior's weight, and whether stage 2 runs at all).
+weights, which epochs form the trajectory z, how examples are marked, which examples and
+which epoch the kNN prior is fitted on, the prior's weight, and whether stage 2 runs at all).
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ class Plan:
     alpha_t_hi: float  # stage-1 co-regularisation weight
     lambda_t: float  # stage-2 co-regularisation weight
     trajectory: str  # "all": z = every epoch's embedding; "last": the last epoch's only
+    marking: str  # "dynamics": the top mark_ratio by dynamics score; "loss": by last-epoch loss
     mark_ratio: float  # share of train+validation marked noisy before the kNN prior (0: none)
+    knn_fit: str  # "unmarked": the kNN is fitted on the unmarked rows; "npc": on NPC's anchors
     knn_epoch: str  # "first" or "last": the embeddings the kNN prior is fitted on
     prior_norm: float  # weight of the kNN prediction in the Dirichlet prior (0: uniform prior)
     stage2: bool  # False: report the stage-1 classifiers' averaged prediction
@@ -38,17 +40,25 @@ def method_label(method: str, ablations: list[str]) -> str:
     return "-".join([method, *ablations])
 
 
+def run_label(config) -> str:
+    """`config`'s method label, with `-normalised_sample` when the Dirichlet sample is not the paper's."""
+    label = method_label(config.method, ablations_of(config))
+    return label + ("-normalised_sample" if config.dirichlet_sample == "normalised" else "")
+
+
 def plan(config) -> Plan:
     """The stage settings of `config.method` with its ablations applied (ablations: DyGen only)."""
     dygen = Plan(
         n_model=config.n_model, alpha_t_hi=config.alpha_t_hi, lambda_t=config.lambda_t,
-        trajectory="all", mark_ratio=config.noise_ratio, knn_epoch="first",
+        trajectory="all", marking="dynamics", mark_ratio=config.noise_ratio, knn_fit="unmarked",
+        knn_epoch="first",
         prior_norm=config.prior_norm, stage2=True,
     )
     if config.method == "dygen":
         p = dygen.to_dict()
-        if config.no_dynamics:  # a static embedding: the last epoch's, and nothing marked
-            p.update(trajectory="last", mark_ratio=0.0, knn_epoch="last")
+        if config.no_dynamics:  # no trajectory: z = the last epoch's embedding, and the same
+            # share marked by a static signal (the last-epoch loss) instead of the dynamics score
+            p.update(trajectory="last", marking="loss")
         if config.no_coreg:  # neither stage co-regularises; the M models stay independent
             p.update(alpha_t_hi=0.0, lambda_t=0.0)
         if config.uniform_prior:  # the Dirichlet prior is 1 + 1/C everywhere
@@ -60,7 +70,7 @@ def plan(config) -> Plan:
         return Plan(**{**dygen.to_dict(), **single, "stage2": False})
     if config.method == "coreg":  # the co-regularised ensemble alone
         return Plan(**{**dygen.to_dict(), "stage2": False})
-    if config.method == "npc":  # NPC: one base model, its final embedding, kNN on all examples
+    if config.method == "npc":  # NPC: one base model, its final embedding, NPC's own kNN prior
         return Plan(**{**dygen.to_dict(), **single, "trajectory": "last", "mark_ratio": 0.0,
-                       "knn_epoch": "last"})
+                       "knn_fit": "npc", "knn_epoch": "last"})
     raise ValueError(f"unknown method {config.method!r}")

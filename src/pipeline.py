@@ -21,19 +21,18 @@ from src.data.cache import cached_encode
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
-from src.methods import ablations_of, method_label, plan
+from src.methods import ablations_of, plan, run_label
 from src.model import stage1_cache
-from src.model.detection import clean_noisy_curves, detection_metrics, detector_scores
+from src.model.detection import clean_noisy_curves, cross_entropy_scores, detection_metrics, detector_scores
 from src.model.evaluate import accuracy, denoise, marking_quality, posterior_given_label
-from src.model.generate_prior import dirichlet_prior, knn_predict_proba
+from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import (
-    load_classifier,
     load_tokenizer,
     max_positions,
     resolve_model_path,
 )
-from src.model.texts import encode
-from src.model.train_stage1 import train_stage1
+from src.model.texts import encode, shuffled_batches
+from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
 from src.utils.common import (
     StageTimer,
@@ -65,7 +64,7 @@ def run(config: Config) -> dict:
         device, precision = runtime.device, runtime.precision
         model_name = config.model_name()
         settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
-        label = method_label(config.method, ablations_of(config))
+        label = run_label(config)
         seed_everything(config.seed)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -116,9 +115,7 @@ def run(config: Config) -> dict:
         models = []
 
         def fine_tune(trajectory_dir):
-            for m in range(settings.n_model):
-                torch.manual_seed(config.seed * 1000 + m)  # a different head for each model
-                models.append(load_classifier(model_name, num_classes))
+            models.extend(new_classifiers(model_name, num_classes, settings.n_model, config.seed))
             return train_stage1(models, texts, train.noisy, val.noisy, device=device,
                                 show_progress=config.progress, compile_models=config.compile,
                                 trajectory_dir=trajectory_dir, **options)
@@ -156,7 +153,11 @@ def run(config: Config) -> dict:
         ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
         log(f"marking {ratio:.4f} of train+validation"
             + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
-        marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in scores]
+        if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
+            mark_by = [cross_entropy_scores(stage1.probs[m, fit_rows], fit_labels) for m in range(n_model)]
+        else:
+            mark_by = scores
+        marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in mark_by]
         fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
         marking = [marking_quality(mark, fit_labels, fit_gold) for mark in marks]
 
@@ -177,8 +178,14 @@ def run(config: Config) -> dict:
         priors = []
         for m in range(n_model):
             embedded = column(stage1.embeddings[m], knn_epoch, n_train + n_val)  # [N_train + N_val, D]
-            # fitted on train + validation, asked only for the train split that stage 2 trains on
-            proba = knn_predict_proba(embedded, fit_labels, marks[m], num_classes, rows=n_train)
+            left_out = marks[m]  # DyGen: fitted on the unmarked train + validation rows
+            if settings.knn_fit == "npc":  # NPC: on the most confident example of each class per batch
+                batches = shuffled_batches(n_train, config.train_batch_size, np.random.default_rng([config.seed, 3]))
+                anchors = npc_anchors(stage1.probs[m, :n_train], train.noisy, batches)
+                left_out = ~np.concatenate([anchors, np.zeros(n_val, dtype=bool)])
+            # asked only for the train split that stage 2 trains on
+            proba = knn_predict_proba(embedded, fit_labels, left_out, num_classes, rows=n_train,
+                                      approximate=config.approximate_knn)
             priors.append(dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class))
 
     # ---- stage 2: co-regularised Dirichlet VAEs, test accuracy logged each epoch -------
@@ -199,7 +206,8 @@ def run(config: Config) -> dict:
                 trajectories, np.arange(n_train), train.noisy, priors, num_classes,
                 total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
                 beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
-                softplus_beta=config.softplus_beta, seed=config.seed, on_epoch_end=test_accuracy,
+                softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
+                seed=config.seed, on_epoch_end=test_accuracy,
                 show_progress=config.progress, cuda_graph=runtime.cuda_graphs,
             )
             for record in stage2_history:
@@ -325,7 +333,7 @@ def _write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, nois
 def _run_id(config: Config) -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     noise = config.noise_type or "default"
-    label = method_label(config.method, ablations_of(config))
+    label = run_label(config)
     return f"{config.dataset}-{noise}-{config.noise_ratio}-seed{config.seed}-{label}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 

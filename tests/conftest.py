@@ -54,13 +54,13 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture(params=["fp32", "bf16"])
+@pytest.fixture(params=["exact", "approximate"])
 def screening(request, monkeypatch):
-    """The neighbour search's screening product in each precision, whatever this CPU would pick."""
+    """The neighbour search's `approximate` flag, both ways; approximate screens in bf16 whatever
+    this CPU would pick."""
     import torch
 
     import src.utils.neighbours as neighbours
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[request.param]
-    monkeypatch.setattr(neighbours, "_fast_matmul_dtype", lambda: dtype)
-    return dtype
+    monkeypatch.setattr(neighbours, "_fast_matmul_dtype", lambda: torch.bfloat16)
+    return request.param == "approximate"

@@ -48,7 +48,8 @@ def test_score_is_mean_plus_std_over_epochs(chunk, on_disk, monkeypatch, tmp_pat
     expected = np.stack([brute_force(emb[e].astype(np.float32), labels, 3)[np.arange(30), labels] for e in range(5)])
     assert np.allclose(distances.numpy(), expected, atol=1e-4)
     score = dynamics_score(distances).numpy()
-    assert np.allclose(score, expected.mean(0) + expected.std(0), atol=1e-4)
+    assert np.allclose(score, expected.mean(0) + expected.std(0, ddof=1), atol=1e-4)  # sample std, as torch.std
+    assert not np.allclose(score, expected.mean(0) + expected.std(0), atol=1e-4)  # not the population one
 
 
 def test_mark_noisy_takes_floor_of_ratio_times_n_largest():
@@ -69,3 +70,10 @@ def test_noisy_examples_score_higher_on_separable_data():
     score = dynamics_score(distance_trajectories(emb, torch.tensor(noisy), 3))
     marked = mark_noisy(score, 0.2).numpy()
     assert marked[:60].mean() > 0.9
+
+
+def test_score_of_one_epoch_is_the_distance():
+    d = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(dynamics_score(d), d[0])
+    d2 = torch.tensor([[1.0, 2.0], [3.0, 2.0]])  # sample std of (1, 3) is sqrt(2)
+    assert torch.allclose(dynamics_score(d2), torch.tensor([2.0 + 2.0 ** 0.5, 2.0]))

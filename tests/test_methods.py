@@ -15,17 +15,20 @@ FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-
 
 def test_plans():
     dygen = plan(parse_config(["--noise_ratio", "0.3", "--n_model", "3"]))
-    got = (dygen.n_model, dygen.trajectory, dygen.mark_ratio, dygen.knn_epoch, dygen.stage2)
-    assert got == (3, "all", 0.3, "first", True)
+    got = (dygen.n_model, dygen.trajectory, dygen.marking, dygen.mark_ratio, dygen.knn_fit, dygen.knn_epoch,
+           dygen.stage2)
+    assert got == (3, "all", "dynamics", 0.3, "unmarked", "first", True)
     base = plan(parse_config(["--method", "base"]))
     assert (base.n_model, base.alpha_t_hi, base.stage2) == (1, 0.0, False)
     coreg = plan(parse_config(["--method", "coreg", "--alpha_t_hi", "4"]))
     assert (coreg.n_model, coreg.alpha_t_hi, coreg.stage2) == (2, 4.0, False)
     npc = plan(parse_config(["--method", "npc"]))
-    assert (npc.n_model, npc.alpha_t_hi, npc.trajectory, npc.mark_ratio, npc.knn_epoch, npc.stage2) == \
-        (1, 0.0, "last", 0.0, "last", True)
-    assert plan(parse_config(["--no_dynamics"])).trajectory == "last"
-    assert plan(parse_config(["--no_dynamics"])).mark_ratio == 0.0
+    assert (npc.n_model, npc.alpha_t_hi, npc.trajectory, npc.mark_ratio, npc.knn_fit, npc.knn_epoch, npc.stage2) == \
+        (1, 0.0, "last", 0.0, "npc", "last", True)
+    # --no_dynamics: no trajectory and no dynamics score; the same share marked by the loss
+    no_dyn = plan(parse_config(["--no_dynamics", "--noise_ratio", "0.3"]))
+    assert (no_dyn.trajectory, no_dyn.marking, no_dyn.mark_ratio, no_dyn.knn_fit, no_dyn.knn_epoch) == \
+        ("last", "loss", 0.3, "unmarked", "first")
     no_coreg = plan(parse_config(["--no_coreg"]))
     assert (no_coreg.alpha_t_hi, no_coreg.lambda_t, no_coreg.n_model) == (0.0, 0.0, 2)
     assert plan(parse_config(["--uniform_prior"])).prior_norm == 0.0
@@ -61,7 +64,8 @@ def test_every_method_runs_and_reports(tiny_bert, tmp_path):
     for name in ("dygen", "npc", "dygen-no_dynamics", "dygen-no_coreg", "dygen-uniform_prior"):
         assert runs[name]["accuracy"] == runs[name]["accuracy_after"] == runs[name]["stage2"][-1]["test_accuracy"]
     assert runs["dygen"]["method"] == "dygen" and runs["dygen-no_coreg"]["ablations"] == ["no_coreg"]
-    assert runs["npc"]["plan"]["n_model"] == 1 and runs["dygen-no_dynamics"]["marking"][0]["marked"] == 0
+    assert runs["npc"]["plan"]["n_model"] == 1
+    assert runs["dygen-no_dynamics"]["marking"][0]["marked"] == runs["dygen"]["marking"][0]["marked"] > 0
     assert runs["dygen"]["marking"][0]["marked"] > 0
     # the demo has gold train labels: every run reports the three detectors
     for record in runs.values():
@@ -73,3 +77,26 @@ def test_every_method_runs_and_reports(tiny_bert, tmp_path):
     assert len(curves["clean_mean"]) == 2 and len(curves["noisy_mean"]) == 2
     log = (tmp_path / "cache" / "demo-results.logs").read_text()
     assert "method=dygen-uniform_prior" in log and "method=npc" in log
+
+
+def test_vae_epochs_is_ignored_with_a_warning(capsys):
+    # the paper's own train.sh passes --vae_epochs 500 --total_iter 10: 10 stage-2 epochs
+    config = parse_config(["--vae_epochs", "500", "--total_iter", "10"])
+    assert config.total_iter == 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: --vae_epochs is ignored")
+    assert parse_config(["--vae_epochs", "3"]).total_iter == 10  # the default, not 3
+
+
+def test_paper_defaults_where_the_readme_says_so():
+    c = parse_config([])
+    assert (c.selected_class, c.knn_mode, c.prior_norm, c.dirichlet_sample, c.approximate_knn) == \
+        (1, "onehot", 5.0, "raw", False)
+    assert (c.lr, c.vae_lr, c.train_batch_size, c.epochs, c.total_iter, c.lambda_t) == (5e-5, 5e-5, 32, 10, 10, 5.0)
+
+
+def test_normalised_sample_is_a_labelled_variant():
+    from src.methods import run_label
+
+    assert run_label(parse_config([])) == "dygen"
+    assert run_label(parse_config(["--dirichlet_sample", "normalised"])) == "dygen-normalised_sample"

@@ -49,17 +49,30 @@ def test_split_layers_are_the_joint_linear_layers_of_the_spec():
     assert z.grad is None and u.grad is not None
 
 
-def test_dirichlet_sample_on_simplex_and_follows_formula():
+def test_dirichlet_sample_is_the_papers_raw_u_by_default():
     alpha = torch.tensor([[2.0, 3.0, 5.0]])
     eps = torch.tensor([[0.3, 0.6, 0.9]])
-    u = dirichlet_sample(alpha, eps)
     raw = torch.exp((torch.log(eps * alpha) + torch.lgamma(alpha)) / alpha)
-    assert torch.allclose(u, raw / raw.sum(), atol=1e-6)
-    samples = dirichlet_sample(alpha.expand(20000, 3))
+    # the paper's reparameterize(): ((1 / alpha) * (log(eps * alpha) + lgamma(alpha))).exp()
+    assert torch.allclose(dirichlet_sample(alpha, eps), raw, atol=1e-6)
+    assert not torch.allclose(raw.sum(), torch.tensor(1.0), atol=1e-3)  # not on the simplex
+    assert torch.allclose(dirichlet_sample(alpha, eps, normalise=True), raw / raw.sum(), atol=1e-6)
+    samples = dirichlet_sample(alpha.expand(20000, 3), normalise=True)
     assert torch.allclose(samples.sum(1), torch.ones(20000))
     # Larger alpha -> larger share on average.
     mean = samples.mean(0)
     assert mean[2] > mean[1] > mean[0]
+
+
+def test_vae_feeds_the_decoder_the_raw_sample_unless_told(monkeypatch):
+    torch.manual_seed(0)
+    z, onehot = torch.randn(4, 6), F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    eps = torch.rand(4, 3)
+    for normalise in (False, True):
+        vae = DirichletVAE(6, 3, normalise_sample=normalise)
+        alpha, logits = vae(z, onehot, eps)
+        u = dirichlet_sample(alpha, eps, normalise=normalise)
+        assert torch.allclose(logits, vae.decode(z, u), atol=1e-6)
 
 
 def test_kl_term_matches_direct_formula():

@@ -3,7 +3,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from src.errors import UserError
-from src.model.generate_prior import dirichlet_prior, knn_predict_proba
+from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
 
 
 def test_exact_matches_outweigh_the_rest_as_in_sklearn(screening):
@@ -12,7 +12,7 @@ def test_exact_matches_outweigh_the_rest_as_in_sklearn(screening):
     emb = rng.normal(size=(40, 6))
     emb[1] = emb[0]
     labels = np.arange(40) % 3
-    proba = knn_predict_proba(emb, labels, np.zeros(40, bool), 3, k=5)
+    proba = knn_predict_proba(emb, labels, np.zeros(40, bool), 3, k=5, approximate=screening)
     assert np.allclose(proba[0], [0.5, 0.5, 0.0])
 
 
@@ -22,7 +22,7 @@ def test_knn_fitted_on_unmarked_only(screening):
     labels = rng.integers(0, 3, 80)
     marked = np.zeros(80, bool)
     marked[::4] = True
-    got = knn_predict_proba(emb, labels, marked, 3, k=10)
+    got = knn_predict_proba(emb, labels, marked, 3, k=10, approximate=screening)
     ref = KNeighborsClassifier(10, weights="distance").fit(emb[~marked], labels[~marked])
     expected = np.zeros((80, 3))
     expected[:, ref.classes_] = ref.predict_proba(emb)
@@ -30,7 +30,7 @@ def test_knn_fitted_on_unmarked_only(screening):
     # Unmarked points are their own nearest neighbour at distance 0: their label wins.
     assert np.all(got[~marked].argmax(1) == labels[~marked])
     # Asking for the first rows only (the train split) fits on all and answers for those rows.
-    assert np.array_equal(knn_predict_proba(emb, labels, marked, 3, k=10, rows=50), got[:50])
+    assert np.array_equal(knn_predict_proba(emb, labels, marked, 3, k=10, rows=50, approximate=screening), got[:50])
 
 
 def test_missing_class_gets_zero_column():
@@ -50,7 +50,60 @@ def test_dirichlet_prior_parameters():
     onehot = dirichlet_prior(p, "onehot", 5.0)
     base = 1 + 1 / 3
     assert np.allclose(onehot, [[base, base + 5, base], [base + 5, base, base]])
-    proba = dirichlet_prior(p, "proba", 5.0)
+    proba = dirichlet_prior(p, "proba", 5.0, selected_class=None)
     assert np.allclose(proba, 5 * p + base)
-    top1 = dirichlet_prior(p, "proba", 5.0, selected_class=1)
-    assert np.allclose(top1, [[base, base + 5, base], [base + 5, base, base]])
+    assert np.allclose(dirichlet_prior(p, "proba", 5.0, selected_class=3), 5 * p + base)
+    # the paper's top-k: the kept probabilities stay as they are (not renormalised); default k = 1
+    top1 = dirichlet_prior(p, "proba", 5.0)
+    assert np.allclose(top1, [[base, base + 5 * 0.7, base], [base + 5 * 0.5, base, base]])
+    top2 = dirichlet_prior(p, "proba", 5.0, selected_class=2)
+    assert np.allclose(top2, [[base, base + 3.5, base + 1.0], [base + 2.5, base, base + 1.5]])
+
+
+def test_npc_anchors_are_the_most_confident_of_each_class_per_batch():
+    labels = np.array([0, 0, 1, 1, 0, 2, 2, 1])
+    own = np.array([0.2, 0.9, 0.5, 0.6, 0.7, 0.1, 0.3, 0.99])
+    probs = np.full((8, 3), 0.0)
+    probs[np.arange(8), labels] = own
+    anchors = npc_anchors(probs, labels, [np.array([0, 1, 2, 3]), np.array([4, 5, 6, 7])])
+    # batch 1: class 0 -> row 1 (0.9), class 1 -> row 3 (0.6); batch 2: 0 -> 4, 2 -> 6, 1 -> 7
+    assert np.flatnonzero(anchors).tolist() == [1, 3, 4, 6, 7]
+    # another batch order gives other anchors: one example per class and batch
+    one_batch = npc_anchors(probs, labels, [np.arange(8)])
+    assert np.flatnonzero(one_batch).tolist() == [1, 6, 7]
+
+
+def test_npc_prior_is_not_the_own_label():
+    # NPC fits the kNN on the anchors only: other rows are predicted by their neighbours
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(3, 8)) * 4
+    gold = np.repeat(np.arange(3), 30)
+    emb = centres[gold] + rng.normal(size=(90, 8))
+    noisy = gold.copy()
+    noisy[::7] = (noisy[::7] + 1) % 3  # a seventh of the labels wrong
+    probs = np.full((90, 3), 0.1)
+    probs[np.arange(90), gold] = 0.8  # the classifier has learnt the clusters
+    order = rng.permutation(90)
+    batches = [order[i : i + 15] for i in range(0, 90, 15)]
+    anchors = npc_anchors(probs, noisy, batches)
+    assert not anchors[noisy != gold].any()  # a wrong label is never its batch's most confident
+    proba = knn_predict_proba(emb, noisy, ~anchors, 3, k=10)
+    wrong = noisy != gold
+    assert np.all(proba[wrong].argmax(1) == gold[wrong])  # the prior corrects the flipped labels
+
+
+def test_default_prior_is_sklearns_on_clustered_embeddings():
+    # CLS-like rows: 384 dims, far from the origin, in tight clusters (where a bf16 screen
+    # changes a few percent of the 10-NN sets); stored in float16 as the trajectories are.
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(6, 384)) * 0.3 + 5.0
+    labels = rng.integers(0, 6, 1500)
+    emb = (centres[labels] + rng.normal(size=(1500, 384)) * 0.25).astype(np.float16)
+    noisy = np.where(rng.random(1500) < 0.3, rng.integers(0, 6, 1500), labels)
+    marked = rng.random(1500) < 0.2
+    got = knn_predict_proba(emb, noisy, marked, 6, k=10)
+    wide = emb.astype(np.float32)
+    ref = KNeighborsClassifier(10, weights="distance").fit(wide[~marked], noisy[~marked])
+    expected = np.zeros((1500, 6))
+    expected[:, ref.classes_] = ref.predict_proba(wide)
+    assert np.allclose(got, expected, atol=1e-5)

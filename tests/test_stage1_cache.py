@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,3 +142,22 @@ def test_staging_of_a_dead_run_is_removed(tmp_path):
     (tmp_path / f"{key}.partial-{os.getppid()}").mkdir()  # a live process: left alone
     stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory: fake_result())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([key, f"{key}.partial-{os.getppid()}"])
+
+
+def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_path):
+    import inspect
+
+    from src.model import plm, stage1_graphs, stage1_step, texts, train_stage1
+
+    # the heads' seeding, the loop, the step, the batches and the model loading
+    for function in (train_stage1.new_classifiers, train_stage1.train_stage1, stage1_step.forward_backward,
+                     stage1_graphs.GraphedStage1Steps, texts.shuffled_batches, plm.load_classifier):
+        assert Path(inspect.getsourcefile(function)).resolve() in stage1_cache.CODE
+    # the pipeline seeds no heads itself (an edit there would not miss the cache)
+    assert "manual_seed" not in Path(inspect.getsourcefile(pipeline)).read_text()
+    # an edit to any listed file changes the key
+    before = stage1_cache.code_identity()["source"]
+    copy = tmp_path / "train_stage1.py"
+    copy.write_text(Path(inspect.getsourcefile(train_stage1)).read_text() + "\n# edited\n")
+    monkeypatch.setattr(stage1_cache, "CODE", [copy if p.name == "train_stage1.py" else p for p in stage1_cache.CODE])
+    assert stage1_cache.code_identity()["source"] != before

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from src.errors import UserError
+from src.errors import UserError, warn  # noqa: F401 -- warn: used by the loaders
 from src.utils.noise import add_noise
 
 SPLIT_NAMES = ("train", "validation", "test")
@@ -43,11 +42,6 @@ class Splits:
 
     def items(self):
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
-
-
-def warn(message: str) -> None:
-    """A one-line warning on stderr (never silently trusting or changing the user's data)."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def require_dir(path: str | Path, dataset: str) -> Path:

@@ -59,8 +59,11 @@ def distance_trajectories(trajectory, labels: torch.Tensor, num_classes: int) ->
 
 
 def dynamics_score(distances: torch.Tensor) -> torch.Tensor:
-    """Score = mean over epochs + standard deviation over epochs (population std). [E, N] -> [N]."""
-    return distances.mean(0) + distances.std(0, unbiased=False)
+    """Score = mean over epochs + sample standard deviation over epochs (divisor E - 1, as the
+    paper's `torch.std`). [E, N] -> [N]. With one epoch there is no spread: the score is the mean."""
+    if len(distances) < 2:
+        return distances.mean(0)
+    return distances.mean(0) + distances.std(0, correction=1)
 
 
 def mark_noisy(scores: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""The kNN prior on first-epoch embeddings, and the Dirichlet prior parameters built from it."""
+"""The kNN prior on first-epoch embeddings, NPC's batch-anchor variant of it, and the Dirichlet
+prior parameters built from either."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from src.utils.neighbours import nearest_rows, weighted_vote
 
 def knn_predict_proba(
     embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = 10,
-    rows: int | None = None,
+    rows: int | None = None, approximate: bool = False,
 ) -> np.ndarray:
     """Distance-weighted kNN fitted on the unmarked examples; probabilities for the first `rows`
     examples (all by default: a prior is needed only for the rows stage 2 trains on).
@@ -22,21 +23,40 @@ def knn_predict_proba(
     """
     keep = ~np.asarray(marked, dtype=bool)
     if keep.sum() < k:
-        raise UserError(f"only {int(keep.sum())} unmarked examples, but the kNN prior needs k={k}; "
+        raise UserError(f"only {int(keep.sum())} examples to fit the kNN prior on, but it needs k={k}; "
                         f"lower --noise_ratio or use more data")
     embeddings = np.asarray(embeddings)
     fit = torch.as_tensor(embeddings[keep])  # [F, D] in the stored dtype (float16)
-    distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k)
+    distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k, approximate=approximate)
     return weighted_vote(distances, indices, np.asarray(labels)[keep], num_classes)
 
 
+def npc_anchors(probs: np.ndarray, labels: np.ndarray, batches: list[np.ndarray]) -> np.ndarray:
+    """NPC's kNN training set (Bae et al., ICML 2022; `KNN_Prior.get_prior` in BaeHeeSun/NPC's
+    generate_prior.py): in each training batch, for each class, the one example labelled with
+    that class whose classifier probability of its label is highest (ties: the earlier row).
+
+    probs [N, C] (the classifier's), labels [N] (noisy), batches: row indices -> bool mask [N].
+    """
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    own = probs[np.arange(len(labels)), labels]  # [N]
+    anchors = np.zeros(len(labels), dtype=bool)
+    for batch in batches:
+        batch = np.asarray(batch)
+        for cls in np.unique(labels[batch]):
+            rows = batch[labels[batch] == cls]
+            anchors[rows[np.argmax(own[rows])]] = True
+    return anchors
+
+
 def dirichlet_prior(
-    knn_proba: np.ndarray, mode: str, prior_norm: float, selected_class: int | None = None
+    knn_proba: np.ndarray, mode: str, prior_norm: float, selected_class: int | None = 1
 ) -> np.ndarray:
-    """Dirichlet prior parameters [N, C].
+    """Dirichlet prior parameters [N, C] from the kNN's class probabilities [N, C].
 
     onehot: 1 + 1/C everywhere, plus prior_norm on the kNN's predicted class.
-    proba:  prior_norm * p + 1 + 1/C, p optionally kept to its top `selected_class` entries.
+    proba:  prior_norm * p + 1 + 1/C, where p keeps only its top `selected_class` entries as they
+            are (not renormalised; the rest 0), as the paper's code does; None keeps all of p.
     """
     n, num_classes = knn_proba.shape
     base = 1.0 + 1.0 / num_classes
@@ -45,10 +65,11 @@ def dirichlet_prior(
         alpha[np.arange(n), knn_proba.argmax(1)] += prior_norm
         return alpha
     if mode == "proba":
-        p = knn_proba
-        if selected_class:
-            cutoff = -np.sort(-p, axis=1)[:, min(selected_class, num_classes) - 1 : min(selected_class, num_classes)]
-            p = np.where(p >= cutoff, p, 0.0)
-            p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+        p = np.asarray(knn_proba, dtype=np.float64)
+        if selected_class is not None and selected_class < num_classes:
+            top = np.argsort(-p, axis=1, kind="stable")[:, :selected_class]  # [N, selected_class]
+            kept = np.zeros_like(p)
+            np.put_along_axis(kept, top, np.take_along_axis(p, top, 1), 1)
+            p = kept
         return prior_norm * p + base
     raise ValueError(f"unknown knn mode {mode!r}")

@@ -19,10 +19,12 @@ class DirichletVAE(nn.Module):
     --precision bf16; the weights, their gradients and everything after the products stay float32.
     """
 
-    def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0) -> None:
+    def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0,
+                 normalise_sample: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.softplus_beta = softplus_beta
+        self.normalise_sample = normalise_sample  # False: the paper's raw sample u
         encoder, decoder = (nn.Linear(input_dim + num_classes, num_classes) for _ in range(2))
         self.encoder_z, self.encoder_y = _split_layer(encoder, input_dim)
         self.decoder_z, self.decoder_u = _split_layer(decoder, input_dim)
@@ -51,7 +53,7 @@ class DirichletVAE(nn.Module):
                 eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """alpha [B, C] and the decoder's logits [B, C]; eps [B, C] ~ U(0, 1) drives the sample."""
         alpha = self.alpha(z, noisy_onehot)
-        u = dirichlet_sample(alpha, eps)
+        u = dirichlet_sample(alpha, eps, normalise=self.normalise_sample)
         return alpha, self.decode(z, u)
 
 
@@ -98,17 +100,21 @@ def _split_layer(joint: nn.Linear, input_dim: int) -> tuple[nn.Linear, nn.Linear
     return z_part, y_part
 
 
-def dirichlet_sample(alpha: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-    """Reparameterised Dir(alpha) sample via the Gamma inverse-CDF approximation.
+def dirichlet_sample(alpha: torch.Tensor, eps: torch.Tensor | None = None,
+                     normalise: bool = False) -> torch.Tensor:
+    """Reparameterised Dir(alpha) sample via the Gamma inverse-CDF approximation. [B, C] -> [B, C].
 
-    u_k = exp((log(eps_k * alpha_k) + lgamma(alpha_k)) / alpha_k), eps ~ U(0, 1), then
-    normalised onto the simplex (done in log space for stability).
+    u_k = exp((log(eps_k * alpha_k) + lgamma(alpha_k)) / alpha_k), eps ~ U(0, 1). As in the
+    paper's and NPC's code, u goes to the decoder as it is (not on the simplex); `normalise`
+    divides it by its sum (done in log space for stability), an option the paper does not have.
     """
     if eps is None:
         eps = torch.rand_like(alpha)
     eps = eps.clamp(min=1e-12)
     log_gamma_sample = (torch.log(eps) + torch.log(alpha) + torch.lgamma(alpha)) / alpha
-    return torch.softmax(log_gamma_sample, dim=-1)
+    if normalise:
+        return torch.softmax(log_gamma_sample, dim=-1)
+    return torch.exp(log_gamma_sample)
 
 
 def reconstruction_loss(logits: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:

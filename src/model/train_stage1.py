@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.model.plm import compile_model
+from src.model.plm import compile_model, load_classifier
 from src.model.stage1_graphs import (
     GraphedEmbedding,
     GraphedStage1Steps,
@@ -36,6 +36,15 @@ from src.model.texts import (
 )
 from src.utils.common import host_memory_mb, release_freed_host_memory, to_device
 from src.utils.row_file import RowFile
+
+
+def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) -> list:
+    """The M classifiers stage 1 starts from: the pretrained body, a differently seeded head each."""
+    models = []
+    for m in range(n_model):
+        torch.manual_seed(seed * 1000 + m)  # a different head for each model
+        models.append(load_classifier(model_name, num_classes))
+    return models
 
 
 def trajectory_path(directory: str | Path, model: int) -> Path:

@@ -168,6 +168,7 @@ def train_stage2(
     lambda_t: float = 5.0,
     warmup_epochs: float = 0.1,
     softplus_beta: float = 1.0,
+    normalise_sample: bool = False,
     seed: int = 0,
     on_epoch_end=None,
     show_progress: bool = True,
@@ -178,10 +179,11 @@ def train_stage2(
     noisy_labels [N_train], alpha_priors[m] [N_train, C], aligned with train_index.
     `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
     `cuda_graph` (on CUDA) replays full batches as one CUDA graph (`GraphedStep`).
+    `normalise_sample` puts the Dirichlet sample on the simplex (the paper feeds it raw).
     """
     device = trajectories.device
     torch.manual_seed(seed)
-    vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta).to(device)
+    vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta, normalise_sample).to(device)
             for _ in range(trajectories.num_models)]
     # With about a million weights per VAE and tiny batches, the optimiser step dominates
     # stage 2 unless it is the fused kernel.

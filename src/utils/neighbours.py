@@ -1,4 +1,9 @@
-"""k-nearest-neighbour search: a matrix-product screen of all rows, then exact distances of the best."""
+"""k-nearest-neighbour search: a matrix-product screen of all rows, then exact distances of the best.
+
+Exact by default (a float32 screen): the neighbours, and so the kNN prior, are scikit-learn's
+up to float32 ties. `approximate=True` screens in bfloat16 where the CPU multiplies it
+natively: faster, but it changes a few percent of the neighbour sets on real embeddings.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,20 @@ from sklearn.neighbors import KNeighborsClassifier
 
 
 def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3,
-                 chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int = 256, approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The k rows of `fit` nearest to each row of `query` (Euclidean): distances and indices,
     each [Q, k], nearest first. Rows may be stored in half precision: chunks are widened.
 
     For each chunk of queries one matrix product ranks every fit row by |f|^2/2 - q.f, on rows
     centred first (distances do not change, and the rounding is then relative to the data's
-    spread, not its offset); in bf16 where the CPU multiplies bf16 natively, about 3x faster
-    than fp32, and that product is most of the work. Its best `screen * k` are then measured
-    directly, |q - f| in fp32 on the rows as given, and the k nearest kept: the neighbours of
-    scikit-learn's brute-force search, except where two distances tie to float32 rounding.
+    spread, not its offset), in float32 (or, `approximate`, in bf16 where the CPU multiplies
+    bf16 natively). Its best `screen * k` are then measured directly, |q - f| in fp32 on the
+    rows as given, and the k nearest kept: the neighbours of scikit-learn's brute-force search,
+    except where two distances tie to float32 rounding (and, `approximate`, where the bf16
+    ranking pushed a true neighbour out of the screen).
     """
     count = min(screen * k, len(fit))
-    dtype = _fast_matmul_dtype()
+    dtype = _fast_matmul_dtype() if approximate else torch.float32
     centre = fit.mean(0, dtype=torch.float32)
     screen_rows = torch.empty(fit.shape, dtype=dtype)  # centred rows, [F, D]
     sq_norms = torch.empty(len(fit))

@@ -45,7 +45,10 @@ def instance_dependent_noise(
     lo, hi = (0 - rate) / 0.1, (1 - rate) / 0.1
     flip_rate = truncnorm.rvs(lo, hi, loc=rate, scale=0.1, size=n, random_state=rng)  # [N]
     projection = rng.standard_normal((num_classes, num_features, num_classes))  # [C, F, C]
-    scores = np.einsum("nf,nfc->nc", features, projection[labels])  # [N, C]
+    scores = np.empty((n, num_classes))  # x_i . W[y_i], one product per class: no [N, F, C] copy
+    for cls in np.unique(labels):
+        rows = labels == cls
+        scores[rows] = features[rows] @ projection[cls]  # [n_c, F] @ [F, C]
     scores[np.arange(n), labels] = -np.inf
     scores = scores - scores.max(axis=1, keepdims=True)
     flip_dist = np.exp(scores)
