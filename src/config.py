@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass, fields
 
 from src.errors import UserError, warn
@@ -82,9 +83,15 @@ class Config:
                 raise UserError(f"--{name} {getattr(self, name)}: must be at least 1")
         if self.max_length is not None and self.max_length < 2:
             raise UserError(f"--max_length {self.max_length}: must be at least 2")
-        for name in ("lr", "vae_lr"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name} {getattr(self, name)}: must be positive")
+        # Every real-valued flag: finite (nan and inf parse as floats) and in range.
+        for names, positive in ((POSITIVE, True), (NON_NEGATIVE, False)):
+            for name in names:
+                value = getattr(self, name)
+                if not math.isfinite(value) or value < 0 or (positive and value == 0):
+                    raise UserError(f"--{name} {value}: must be a finite number "
+                                    + ("above 0" if positive else "of at least 0"))
+        if not 0 <= self.seed < 2**32:  # numpy's seeds
+            raise UserError(f"--seed {self.seed}: must be in [0, 2^32-1]")
         if not 0 <= self.warmup_epochs <= 1:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
@@ -92,7 +99,15 @@ class Config:
         ablations = [name for name in ("no_dynamics", "no_coreg", "uniform_prior") if getattr(self, name)]
         if ablations and self.method != "dygen":
             raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")
+        if self.n_model == 1 and self.method in ("dygen", "coreg") and not self.no_coreg:
+            warn(f"--n_model 1: one model, nothing to co-regularise (--alpha_t_hi and --lambda_t have "
+                 f"no effect; --method {self.method} runs without co-regularisation)")
         return self
+
+
+# Real-valued flags and their ranges (checked by Config.validate; the rest have their own checks).
+POSITIVE = ("lr", "vae_lr", "softplus_beta", "clip_gradient_norm")
+NON_NEGATIVE = ("weight_decay", "alpha_t_hi", "prior_norm", "beta", "lambda_t")
 
 
 HELP = {

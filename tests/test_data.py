@@ -128,7 +128,7 @@ def test_agnews_subset_script_and_loader(tmp_path, capsys):
     assert counts.tolist() == np.bincount(cosine).tolist()  # every row kept, with its class
 
 
-def test_agnews_takes_the_first_rows_of_each_class_and_joins_title_and_description(tmp_path, monkeypatch):
+def test_agnews_takes_the_first_rows_of_each_class_and_their_descriptions(tmp_path, monkeypatch, capsys):
     rows = [f'"{i % 3 + 1}","title {i}","description {i}"' for i in range(30)]
     write(tmp_path / "ag_news_csv" / "train.csv", "\n".join(rows) + "\n")
     write(tmp_path / "ag_news_csv" / "test.csv", '"1","a","b"\n"2","c","d"\n"3","e",""\n')
@@ -136,8 +136,10 @@ def test_agnews_takes_the_first_rows_of_each_class_and_joins_title_and_descripti
     monkeypatch.setattr("src.data.agnews.PER_CLASS", 4)
     splits = load_dataset("agnews", str(tmp_path), seed=3)
     kept = sorted(splits.train.texts + splits.validation.texts, key=lambda t: int(t.split()[1]))
-    assert kept == [f"title {i} description {i}" for i in range(12)]  # rows 0..11: 4 of each class
-    assert splits.test.texts == ["a b", "c d", "e"]
+    assert kept == [f"description {i}" for i in range(12)]  # rows 0..11: 4 of each class
+    # the paper's text is the description; the title only stands in for an empty one (and is counted)
+    assert splits.test.texts == ["b", "d", "e"]
+    assert "1 rows have an empty description" in capsys.readouterr().err
     assert first_per_class(np.array([1, 0, 1, 1, 0]), 2, 2).tolist() == [0, 1, 2, 4]
 
 
@@ -153,9 +155,10 @@ def test_wos_loader_splits_and_keeps_texts_with_their_labels(tmp_path):
         assert [int(t.split()[-1]) for t in split.texts] == split.gold.tolist()
     everything = splits.train.texts + splits.validation.texts + splits.test.texts
     assert sorted(everything) == sorted(f"abstract number {i} of class {y}" for i, y in enumerate(labels))
-    again = load_dataset("wos", str(tmp_path), seed=1)
-    assert again.test.texts == splits.test.texts
-    assert load_dataset("wos", str(tmp_path), seed=2).test.texts != splits.test.texts
+    # the paper's test split: the file's last 20%, whatever the seed; train/validation seeded
+    assert splits.test.texts == [f"abstract number {i} of class {labels[i]}" for i in range(80, 100)]
+    other = load_dataset("wos", str(tmp_path), seed=2)
+    assert other.test.texts == splits.test.texts and other.train.texts != splits.train.texts
 
 
 # ---- the user's own files -------------------------------------------------------------
@@ -305,7 +308,10 @@ def test_csv_run_with_unlabelled_and_with_gold_test(tiny_bert, tmp_path):
     assert record["data"]["test"] == 20 and record["accuracy_after"] is None
     write(data / "test.csv", demo_rows("test", 20))
     record = run(parse_config(args))
-    assert 0 <= record["accuracy_after"] <= 1 and record["marking"][0] is not None
+    # the gold test labels are read: an accuracy over the 20 test rows, and marking diagnostics
+    assert record["accuracy_after"] == record["stage2"][-1]["test_accuracy"]
+    assert record["accuracy_after"] * 20 == pytest.approx(round(record["accuracy_after"] * 20))
+    assert record["marking"][0]["marked"] == int(0.2 * 130)
 
 
 def test_encode_in_chunks_with_cut_texts_equals_tokenising_whole_texts(tokenizer):

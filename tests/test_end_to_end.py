@@ -26,12 +26,14 @@ def test_tiny_bert_demo_writes_every_output(tiny_bert, tmp_path):
     log = (cache / "demo-results.logs").read_text().splitlines()
     assert len(log) == 1 and "acc_after=" in log[0]
     acc = np.load(cache / "dygen_acc_0.2_2.npy")
-    assert acc.shape == (2,) and np.all((acc >= 0) & (acc <= 1))
+    assert acc.shape == (2,)
     runs = list((cache / "runs").glob("*.json"))
     assert len(runs) == 1
     record = json.loads(runs[0].read_text())
-    for key in ("accuracy_before", "accuracy_after"):
-        assert 0 <= record[key] <= 1
+    n_test = record["data"]["test"]
+    for key in ("accuracy_before", "accuracy_after"):  # a share of the test rows
+        assert record[key] * n_test == pytest.approx(round(record[key] * n_test))
+    np.testing.assert_allclose(acc, [e["test_accuracy"] for e in record["stage2"]])  # one per stage-2 epoch
     assert record["accuracy_after"] == pytest.approx(acc[-1])  # the last epoch is the one reported
     assert len(record["stage1"]) == 2 and all("val_accuracy_noisy" in e for e in record["stage1"])
     assert set(record["timings_s"]) >= {"data", "stage1", "dynamics", "prior", "stage2", "inference", "total"}
@@ -65,7 +67,8 @@ def test_cpu_bf16_run_takes_the_bf16_stage2_products(tiny_bert, tmp_path, monkey
                         lambda z, *rest: z_dtypes.append(z.dtype) or original(z, *rest))
     args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--total_iter", "1", "--device", "cpu"]
     record = run(parse_config([*args, "--precision", "bf16", "--cache_dir", str(tmp_path / "a")]))
-    assert record["resolved"]["precision"] == "bf16" and 0 <= record["accuracy_after"] <= 1
+    assert record["resolved"]["precision"] == "bf16"
+    assert record["accuracy_after"] == record["stage2"][-1]["test_accuracy"] is not None
     assert z_dtypes and set(z_dtypes) == {torch.bfloat16}
     z_dtypes.clear()
     run(parse_config([*args, "--precision", "fp32", "--cache_dir", str(tmp_path / "b")]))
@@ -117,4 +120,4 @@ def test_minilm_on_real_trec_slice(tmp_path):
     # MiniLM learns something real from ~570 weakly-labelled questions (47% of them wrong): far
     # above chance (1/6) and the majority class (0.23). Seen here: 0.58 before, 0.635 after.
     assert record["accuracy_before"] > 0.4
-    assert 0 <= record["accuracy_after"] <= 1
+    assert record["accuracy_after"] > 0.3  # stage 2 keeps it well above chance and the majority class

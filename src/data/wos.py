@@ -1,8 +1,9 @@
 """WOS-46985 (Web of Science) in its publisher's layout: `X.txt` and `Y.txt`.
 
 Under `--path` (or its `WOS46985/` folder): `X.txt` holds one abstract per line and `Y.txt`
-the class id (0..133) of the same line. SPEC.md's split, seeded: 80% train+validation /
-20% test, then 80% train / 20% validation.
+the class id (0..133) of the same line. The split: the last 20% of the file is the test split,
+the same for every seed, as in the paper's code; the first 80% is split 80% train / 20%
+validation, shuffled with the seed (the paper's code took them in file order).
 """
 
 from __future__ import annotations
@@ -52,12 +53,9 @@ def load_wos(path: str | None, seed: int) -> Splits:
     if num_classes < 2:
         raise UserError(f"{root / 'Y.txt'}: needs at least 2 classes")
 
-    order = np.random.default_rng([seed, 2]).permutation(len(texts))
     cut = int(0.8 * len(texts))
-    test = order[cut:]
-    rest_x, rest_y = [texts[i] for i in order[:cut]], labels[order[:cut]]
-    (tr_x, tr_y), (va_x, va_y) = seeded_train_validation(rest_x, rest_y, seed)
-    te_x, te_y = [texts[i] for i in test], labels[test]
+    (tr_x, tr_y), (va_x, va_y) = seeded_train_validation(texts[:cut], labels[:cut], seed)
+    te_x, te_y = texts[cut:], labels[cut:]
     return Splits(
         "wos", [str(k) for k in range(num_classes)],
         Split(tr_x, None, tr_y), Split(va_x, None, va_y), Split(te_x, te_y, te_y),
