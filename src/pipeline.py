@@ -157,7 +157,7 @@ def run(config: Config) -> dict:
             mark_by = [cross_entropy_scores(stage1.probs[m, fit_rows], fit_labels) for m in range(n_model)]
         else:
             mark_by = scores
-        marks = [mark_noisy(torch.as_tensor(score), ratio).numpy() for score in mark_by]
+        marks = [mark_noisy(score, ratio) for score in mark_by]
         fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
         marking = [marking_quality(mark, fit_labels, fit_gold) for mark in marks]
 

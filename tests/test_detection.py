@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 
+from src.dynamics.euclidean_dist import mark_noisy
+from src.dynamics.noise_rate import confident_joint, confident_thresholds
 from src.model.detection import (
     clean_noisy_curves,
-    confident_joint,
     confident_learning_flags,
-    confident_thresholds,
     cross_entropy_scores,
     detection_metrics,
     detector_scores,
-    flag_top,
     margin_scores,
 )
 
@@ -64,8 +63,8 @@ def test_example_with_no_confident_class_is_not_counted():
 
 
 def test_flag_top_and_loss_and_margin():
-    assert flag_top(np.array([0.1, 0.9, 0.5, 0.3, 0.7]), 0.5).tolist() == [False, True, False, False, True]
-    assert not flag_top(np.array([1.0, 2.0]), 0.0).any()
+    assert mark_noisy(np.array([0.1, 0.9, 0.5, 0.3, 0.7]), 0.5).tolist() == [False, True, False, False, True]
+    assert not mark_noisy(np.array([1.0, 2.0]), 0.0).any()
     probs = np.array([[0.5, 0.25, 0.25], [0.125, 0.875, 0.0]])
     np.testing.assert_allclose(cross_entropy_scores(probs, np.array([1, 1])), [np.log(4), -np.log(0.875)])
     np.testing.assert_allclose(margin_scores(probs, np.array([1, 0])), [0.25, 0.75])

@@ -4,12 +4,10 @@ import torch
 
 from src.dynamics import euclidean_dist
 from src.dynamics.euclidean_dist import (
-    centroid_distances,
-    class_centroids,
     distance_trajectories,
     dynamics_score,
-    label_centroid_distance,
     mark_noisy,
+    trajectory_centroids,
 )
 from src.utils.row_file import RowFile
 
@@ -27,10 +25,10 @@ def test_centroid_distances_equal_brute_force():
     rng = np.random.default_rng(0)
     emb, labels = rng.normal(size=(60, 7)), rng.integers(0, 4, 60)
     expected = brute_force(emb, labels, 4)
-    emb_t, labels_t = torch.tensor(emb), torch.tensor(labels)
-    got = centroid_distances(emb_t, class_centroids(emb_t, labels_t, 4))
-    assert np.allclose(got.numpy(), expected, atol=1e-5)
-    own = label_centroid_distance(emb_t, labels_t, 4)
+    emb_t, labels_t = torch.tensor(emb)[:, None], torch.tensor(labels)  # one epoch: [N, 1, D]
+    centroids = trajectory_centroids(emb_t, labels_t, 4)[0]  # [C, D]
+    assert np.allclose(torch.cdist(emb_t[:, 0].float(), centroids).numpy(), expected, atol=1e-5)
+    own = distance_trajectories(emb_t, labels_t, 4)[0]
     assert np.allclose(own.numpy(), expected[np.arange(60), labels], atol=1e-5)
 
 
@@ -56,7 +54,8 @@ def test_mark_noisy_takes_floor_of_ratio_times_n_largest():
     scores = torch.tensor([0.1, 5.0, 0.3, 4.0, 0.2, 3.0, 0.0])
     marked = mark_noisy(scores, 0.45)  # floor(0.45 * 7) = 3
     assert marked.sum() == 3
-    assert set(np.flatnonzero(marked.numpy())) == {1, 3, 5}
+    assert set(np.flatnonzero(marked)) == {1, 3, 5}
+    assert mark_noisy(np.array([2.0, 1.0, 2.0, 2.0]), 0.5).tolist() == [True, False, True, False]  # ties: earlier first
     assert mark_noisy(scores, 0.0).sum() == 0
 
 
@@ -68,7 +67,7 @@ def test_noisy_examples_score_higher_on_separable_data():
     noisy[:60] = (gold[:60] + 1) % 3
     emb = np.stack([centres[gold] + rng.normal(size=(300, 8)) for _ in range(4)], 1)  # [N, E, D]
     score = dynamics_score(distance_trajectories(emb, torch.tensor(noisy), 3))
-    marked = mark_noisy(score, 0.2).numpy()
+    marked = mark_noisy(score, 0.2)
     assert marked[:60].mean() > 0.9
 
 

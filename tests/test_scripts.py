@@ -25,7 +25,7 @@ def test_wrench_slice_refuses_a_folder_without_the_files(tmp_path, capsys):
 
 
 def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
-    from scripts import bench
+    from benchmarks import bench
 
     result = bench.padding(["--bert", tiny_bert, "--epochs", "1", "--max_length", "32", "--device", "cpu"])
     assert result["padded_stage1_s"] > 0 and result["stage1_s"] > 0
@@ -39,7 +39,7 @@ def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
 def test_attention_tracer_names_the_kernels_of_eager_and_compiled_steps(capsys):
     """On a CPU without dropout SDPA takes its CPU flash kernel, eager and compiled alike; the
     tracer must find it in the profile and in both traced graphs, and the restricted run works."""
-    from scripts import trace_attention
+    from benchmarks import trace_attention
 
     trace_attention.main(["--device", "cpu", "--dropout", "0", "--batch", "1", "--seq", "8"])
     lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines() if ":" in line}
@@ -57,7 +57,7 @@ def test_compiled_unpadded_batches_pass_no_attention_mask(monkeypatch):
     masking_utils = pytest.importorskip("transformers.masking_utils")
     from transformers import BertConfig, BertForSequenceClassification
 
-    from scripts.trace_attention import recording_backend
+    from benchmarks.trace_attention import recording_backend
     from src.model.plm import compile_model
 
     original = masking_utils._ignore_bidirectional_mask_sdpa
@@ -103,7 +103,7 @@ def test_the_registered_mask_function_skips_only_unpadded_full_attention(monkeyp
 
 
 def test_device_assets_carry_the_archive_and_a_half_precision_model(tiny_bert, tmp_path, capsys):
-    from scripts import device_assets
+    from benchmarks import device_assets
     from src.model.plm import load_classifier
 
     archive = tmp_path / "20news-bydate.tar.gz"
@@ -121,7 +121,7 @@ def test_device_assets_carry_the_archive_and_a_half_precision_model(tiny_bert, t
 
 
 def test_device_assets_refuse_a_missing_archive(tmp_path, capsys):
-    from scripts import device_assets
+    from benchmarks import device_assets
 
     out = tmp_path / "assets"
     assert device_assets.main(["--out", str(out), "--data", str(tmp_path / "none.tar.gz")]) == 2

@@ -1,33 +1,19 @@
 """Training dynamics: Euclidean distance of each embedding to its noisy label's class centroid.
 
-Nothing here builds an N x C x D tensor: centroids are a scatter-add, distances are cdist
-([N, C]) or a gather of one centroid per example ([N]). Embeddings are read a chunk of rows at
+Nothing here builds an N x C x D tensor: centroids are a scatter-add, distances a gather of
+one centroid per example ([N]). Embeddings are read a chunk of rows at
 a time, so a half-precision buffer (or a trajectory file) is never widened whole.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from src.utils.row_file import row_chunks
 
 # Rows read and widened to float32 at a time: a half-precision [N, D] is never copied whole.
 ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator
-
-
-def class_centroids(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean embedding per class. embeddings [N, D], labels [N] -> [C, D] float32 (zeros for empty classes)."""
-    return trajectory_centroids(embeddings[:, None], labels, num_classes)[0]
-
-
-def centroid_distances(embeddings: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Distance of every example to every centroid: [N, D], [C, D] -> [N, C]."""
-    return torch.cdist(embeddings.float(), centroids.float())
-
-
-def label_centroid_distance(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Distance of each example to the centroid of its own (noisy) label: [N]."""
-    return distance_trajectories(embeddings[:, None], labels, num_classes)[0]
 
 
 def trajectory_centroids(trajectory, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -66,10 +52,13 @@ def dynamics_score(distances: torch.Tensor) -> torch.Tensor:
     return distances.mean(0) + distances.std(0, correction=1)
 
 
-def mark_noisy(scores: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Boolean mask of the floor(ratio * N) examples with the largest score."""
+def mark_noisy(scores, ratio: float) -> np.ndarray:
+    """Boolean mask [N] of the floor(ratio * N) largest scores [N] (ties: the earlier index first).
+
+    The one top-share rule: DyGen's marking, and the diagnostics' flags of a score."""
+    scores = np.asarray(scores)
     count = int(ratio * len(scores))
-    marked = torch.zeros(len(scores), dtype=torch.bool)
+    marked = np.zeros(len(scores), dtype=bool)
     if count > 0:
-        marked[torch.topk(scores, count).indices] = True
+        marked[np.argsort(-scores, kind="stable")[:count]] = True
     return marked

@@ -67,25 +67,43 @@ def disagreement_rate(proba: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(proba).argmax(1) != np.asarray(labels)).mean())
 
 
+def confident_thresholds(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """t_j = mean of p_j over the examples labelled j ([C]); +inf for a class nobody carries."""
+    t = np.full(num_classes, np.inf)
+    for j in range(num_classes):
+        rows = labels == j
+        if rows.any():
+            t[j] = probs[rows, j].mean()
+    return t
+
+
+def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The confident joint C[noisy, true] ([C, C] counts) and each example's y* ([N], -1: none).
+
+    y*(x) = argmax_{l : p_l(x) >= t_l} p_l(x), over the classes whose probability reaches their
+    threshold; an example with no such class is not counted (y* = -1).
+    """
+    t = confident_thresholds(probs, labels, num_classes)
+    above = probs >= t[None, :]  # [N, C]
+    masked = np.where(above, probs, -np.inf)
+    y_star = np.where(above.any(1), masked.argmax(1), -1)
+    joint = np.zeros((num_classes, num_classes), dtype=np.int64)
+    counted = y_star >= 0
+    np.add.at(joint, (labels[counted], y_star[counted]), 1)
+    return joint, y_star
+
+
 def confident_joint_rate(proba: np.ndarray, labels: np.ndarray) -> float:
     """Noise rate from the calibrated confident joint of out-of-sample probabilities.
 
-    Class j's threshold t_j is the mean probability of j over the examples labelled j. An
-    example counts towards (label, j*) where j* is its most probable class among those whose
-    probability reaches their threshold; examples with no such class are left out. Each row of
-    the count matrix is rescaled to the number of examples with that label, and the rate is the
-    off-diagonal share. proba [N, C] (not fitted on the example itself), labels [N] -> rate.
+    Each row of the confident joint (`confident_joint`) is rescaled to the number of examples
+    with that label, and the rate is the off-diagonal share. proba [N, C] (not fitted on the
+    example itself), labels [N] -> rate.
     """
     proba, labels = np.asarray(proba, dtype=np.float64), np.asarray(labels)
-    n, num_classes = proba.shape
+    num_classes = proba.shape[1]
     counts = np.bincount(labels, minlength=num_classes)  # [C]
-    sums = np.zeros(num_classes)
-    np.add.at(sums, labels, proba[np.arange(n), labels])
-    threshold = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)  # [C]
-    confident = np.where(proba >= threshold, proba, -1.0)  # [N, C]
-    has_class = confident.max(1) >= 0
-    joint = np.zeros((num_classes, num_classes))
-    np.add.at(joint, (labels[has_class], confident[has_class].argmax(1)), 1)
+    joint, _ = confident_joint(proba, labels, num_classes)
     rows = joint.sum(1, keepdims=True)
     calibrated = np.where(rows > 0, joint / np.maximum(rows, 1) * counts[:, None], 0.0)
     total = calibrated.sum()

@@ -14,46 +14,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-
-def flag_top(scores: np.ndarray, ratio: float) -> np.ndarray:
-    """Boolean mask of the floor(ratio * N) largest scores (ties: the earlier index first)."""
-    count = int(ratio * len(scores))
-    flags = np.zeros(len(scores), dtype=bool)
-    if count > 0:
-        flags[np.argsort(-np.asarray(scores), kind="stable")[:count]] = True
-    return flags
+from src.dynamics.euclidean_dist import mark_noisy
+from src.dynamics.noise_rate import confident_joint
 
 
 def cross_entropy_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """-log p(noisy label | x): probs [N, C], labels [N] -> [N]."""
     picked = probs[np.arange(len(labels)), labels]
     return -np.log(np.clip(picked, 1e-12, None))
-
-
-def confident_thresholds(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """t_j = mean of p_j over the examples labelled j ([C]); +inf for a class nobody carries."""
-    t = np.full(num_classes, np.inf)
-    for j in range(num_classes):
-        rows = labels == j
-        if rows.any():
-            t[j] = probs[rows, j].mean()
-    return t
-
-
-def confident_joint(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The confident joint C[noisy, true] ([C, C] counts) and each example's y* ([N], -1: none).
-
-    y*(x) = argmax_{l : p_l(x) >= t_l} p_l(x), over the classes whose probability reaches their
-    threshold; an example with no such class is not counted (y* = -1).
-    """
-    t = confident_thresholds(probs, labels, num_classes)
-    above = probs >= t[None, :]  # [N, C]
-    masked = np.where(above, probs, -np.inf)
-    y_star = np.where(above.any(1), masked.argmax(1), -1)
-    joint = np.zeros((num_classes, num_classes), dtype=np.int64)
-    counted = y_star >= 0
-    np.add.at(joint, (labels[counted], y_star[counted]), 1)
-    return joint, y_star
 
 
 def confident_learning_flags(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -74,12 +42,17 @@ def margin_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return others.max(1) - own
 
 
+def precision_recall(flags: np.ndarray, wrong: np.ndarray) -> tuple[float, float]:
+    """Share of the flagged that are wrong, share of the wrong that are flagged (0 when empty)."""
+    flags, wrong = np.asarray(flags, bool), np.asarray(wrong, bool)
+    hits = int((flags & wrong).sum())
+    return (hits / flags.sum() if flags.any() else 0.0), (hits / wrong.sum() if wrong.any() else 0.0)
+
+
 def detection_metrics(flags: np.ndarray, scores: np.ndarray, wrong: np.ndarray) -> dict:
     """Precision, recall and F1 of `flags`, ROC AUC of `scores` (higher = more likely wrong)."""
     flags, wrong = np.asarray(flags, bool), np.asarray(wrong, bool)
-    hits = int((flags & wrong).sum())
-    precision = hits / flags.sum() if flags.any() else 0.0
-    recall = hits / wrong.sum() if wrong.any() else 0.0
+    precision, recall = precision_recall(flags, wrong)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(wrong, scores)) if 0 < wrong.sum() < len(wrong) else None
     return {"flagged": int(flags.sum()), "truly_noisy": int(wrong.sum()), "precision": float(precision),
@@ -94,8 +67,8 @@ def detector_scores(dynamics: np.ndarray, probs: np.ndarray, labels: np.ndarray,
     """
     loss = cross_entropy_scores(probs, labels)
     return {
-        "dynamics": (flag_top(dynamics, ratio), dynamics),
-        "loss": (flag_top(loss, ratio), loss),
+        "dynamics": (mark_noisy(dynamics, ratio), dynamics),
+        "loss": (mark_noisy(loss, ratio), loss),
         "confident_learning": (confident_learning_flags(probs, labels, num_classes), margin_scores(probs, labels)),
     }
 

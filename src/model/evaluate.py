@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from src.model.detection import precision_recall
 from src.model.network import DirichletVAE, dirichlet_mean
 
 
@@ -71,10 +72,5 @@ def marking_quality(marked: np.ndarray, noisy: np.ndarray, gold: np.ndarray | No
     if gold is None:
         return None
     wrong = noisy != gold
-    hits = int((marked & wrong).sum())
-    return {
-        "marked": int(marked.sum()),
-        "truly_noisy": int(wrong.sum()),
-        "precision": hits / max(1, int(marked.sum())),
-        "recall": hits / max(1, int(wrong.sum())),
-    }
+    precision, recall = precision_recall(marked, wrong)
+    return {"marked": int(marked.sum()), "truly_noisy": int(wrong.sum()), "precision": precision, "recall": recall}

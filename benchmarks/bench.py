@@ -12,12 +12,12 @@ Modes (one per invocation, so each peak-memory figure belongs to one job):
                       operators that take the host's and the GPU's time, and the step time
 
 Examples:
-  python scripts/bench.py --quick
-  python scripts/bench.py -- --dataset trec --path ../shared/datasets/trec --bert minilm
-  python scripts/bench.py --padding -- --dataset trec --path ../shared/datasets/trec --bert minilm
-  python scripts/bench.py --synthetic-wos
-  python scripts/bench.py --mfu --device cuda
-  python scripts/bench.py --profile -- --dataset trec --path ../shared/datasets/trec --bert minilm
+  python benchmarks/bench.py --quick
+  python benchmarks/bench.py -- --dataset trec --path ../shared/datasets/trec --bert minilm
+  python benchmarks/bench.py --padding -- --dataset trec --path ../shared/datasets/trec --bert minilm
+  python benchmarks/bench.py --synthetic-wos
+  python benchmarks/bench.py --mfu --device cuda
+  python benchmarks/bench.py --profile -- --dataset trec --path ../shared/datasets/trec --bert minilm
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
         marks = []
         for m in range(num_models):
             score = dynamics_score(distance_trajectories(embeddings[m], labels, num_classes))
-            marks.append(mark_noisy(score, 0.2).numpy())
+            marks.append(mark_noisy(score, 0.2))
     with timer("prior"):
         priors = [dirichlet_prior(knn_predict_proba(column(embeddings[m], 0, n_fit), noisy[:n_fit], marks[m],
                                                     num_classes, rows=n_train), "onehot", 5.0)

@@ -15,7 +15,7 @@ boolean mask that runs pass):
   restricted  the compiled step again with SDPA limited to the flash and memory-efficient
               kernels: where neither applies, torch's warnings say why.
 
-python scripts/trace_attention.py --device cuda [--dropout 0.1 0] [--masked] [--batch 8] [--seq 150]
+python benchmarks/trace_attention.py --device cuda [--dropout 0.1 0] [--masked] [--batch 8] [--seq 150]
 """
 
 from __future__ import annotations

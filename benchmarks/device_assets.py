@@ -1,9 +1,9 @@
-"""Prepare what `scripts/gpu_check.sh` needs on a lent GPU machine, which has no internet and no
+"""Prepare what `benchmarks/gpu_check.sh` needs on a lent GPU machine, which has no internet and no
 copy of the data sets: the 20news archive and MiniLM with its weights in half precision (the
 machine's copy of the working tree may carry 64 MiB; `load_classifier` widens the weights back
 to float32 there).
 
-    python scripts/device_assets.py [--out .device] [--data ../shared/datasets/20newsgroups/20news-bydate.tar.gz]
+    python benchmarks/device_assets.py [--out .device] [--data ../shared/datasets/20newsgroups/20news-bydate.tar.gz]
 
 Writes <out>/20news-bydate.tar.gz and <out>/minilm/ (config, tokenizer, float16 weights), and adds
 <out>/ to .git/info/exclude, so that git ignores it and the device tool carries it only when

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The GPU checks of the pipeline and speed issues, as one script for a lent GPU machine.
 # Expects the 20news archive and a MiniLM copy under $ASSETS (default .device/, which
-# `python scripts/device_assets.py` prepares, git-ignored, for the device tool to carry), writes logs
+# `python benchmarks/device_assets.py` prepares, git-ignored, for the device tool to carry), writes logs
 # and run records under $OUT (default gpu_out/). Each step has its own time limit; the most
 # important come first. FULL=1 adds the slower comparisons.
 ASSETS=${ASSETS:-.device}
@@ -28,12 +28,12 @@ run train_bf16 120 $T --cache_dir "$OUT/cache"
 run train_eager 150 $T --no-cuda_graphs --cache_dir "$OUT/cache"
 # 3. Model FLOP utilisation of stage-1 training on a bert-base-sized model, replayed as a CUDA
 #    graph and eager (with a profile of the operators).
-run mfu 60 python3 scripts/bench.py --mfu --device cuda
-run mfu_eager 60 python3 scripts/bench.py --mfu --device cuda --no-cuda-graphs --mfu-profile
+run mfu 60 python3 benchmarks/bench.py --mfu --device cuda
+run mfu_eager 60 python3 benchmarks/bench.py --mfu --device cuda --no-cuda-graphs --mfu-profile
 #    Which attention kernel the eager and the compiled step take, with attention dropout 0.1 and
 #    0, without and with padding (the compiled graphs are traced, not generated: seconds each),
 #    and torch's reasons where the compiled one cannot take the flash or memory-efficient kernel.
-run trace_attention 150 python3 scripts/trace_attention.py --device cuda --masked
+run trace_attention 150 python3 benchmarks/trace_attention.py --device cuda --masked
 # 4. Where the data stage's seconds go (imports, reading the archive, noise).
 run data_stage 60 python3 -c "
 import time; t = time.perf_counter()
@@ -45,23 +45,23 @@ apply_noise(s, 'SN', 0.2, 1); print(f'noise {time.perf_counter() - t:.2f}s'); t 
 AutoConfig.from_pretrained('$ASSETS/minilm', local_files_only=True); print(f'AutoConfig local_files_only {time.perf_counter() - t:.2f}s'); t = time.perf_counter()
 AutoConfig.from_pretrained('$ASSETS/minilm'); print(f'AutoConfig {time.perf_counter() - t:.2f}s')"
 # 5. Where a MiniLM stage-1 step spends its time (host and device), 20 steps under the profiler.
-run profile 60 python3 scripts/bench.py --profile --device cuda -- --dataset 20news \
+run profile 60 python3 benchmarks/bench.py --profile --device cuda -- --dataset 20news \
   --path "$ASSETS/20news-bydate.tar.gz" --bert "$ASSETS/minilm" --train_batch_size 64 --lr 1e-4
 # 6. Host memory after the first use of each kernel family (CUDA keeps host memory per loaded module).
-run host_memory 60 python3 scripts/cuda_host_memory.py "$ASSETS/minilm"
+run host_memory 60 python3 benchmarks/cuda_host_memory.py "$ASSETS/minilm"
 # 7. Slower comparisons (FULL=1): the CUDA allocator's expandable segments (GPU memory), full
 #    precision (the accuracy bf16 is held to), compiled models (MFU: compiled and replayed as a
 #    graph), the restarting schedule.
 [ -n "$FULL$ONLY" ] && run train_expandable 120 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True $T --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_fp32 120 $T --precision fp32 --cache_dir "$OUT/cache"
-[ -n "$FULL$ONLY" ] && run mfu_compiled 180 python3 scripts/bench.py --mfu --device cuda --compile
+[ -n "$FULL$ONLY" ] && run mfu_compiled 180 python3 benchmarks/bench.py --mfu --device cuda --compile
 # Was attention dropout what sent the compiled attention to SDPA's math path? (A diagnosis: runs
 # keep BERT's 0.1. Answered on an H200, 2026-11-27 (g): no, an all-ones mask built by transformers
 # while tracing was; see compile_model.) The profile's batched products (bmm) show the math path.
-[ -n "$FULL$ONLY" ] && run mfu_compiled_no_attention_dropout 240 python3 scripts/bench.py --mfu --device cuda \
+[ -n "$FULL$ONLY" ] && run mfu_compiled_no_attention_dropout 240 python3 benchmarks/bench.py --mfu --device cuda \
   --compile --no-cuda-graphs --mfu-profile --attention-dropout 0
 [ -n "$FULL$ONLY" ] && run train_compiled 150 $T --compile --cache_dir "$OUT/cache"
 [ -n "$FULL$ONLY" ] && run train_restart 150 $T --lr_schedule restart --cache_dir "$OUT/cache"
-# ONLY="cuda_tests train_bf16 train_fp32" sh scripts/gpu_check.sh runs just the steps named.
+# ONLY="cuda_tests train_bf16 train_fp32" sh benchmarks/gpu_check.sh runs just the steps named.
 # One archive of the logs and run records (without the labels files, which hold the texts).
 (cd "$OUT" && tar czf results.tgz --exclude="*-labels.csv" ./*.log cache/runs && rm -rf ./*.log cache)

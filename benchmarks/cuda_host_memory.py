@@ -2,7 +2,7 @@
 of kernels that stage 1 and stage 2 run (CUDA loads a library's kernels lazily, at first use,
 and keeps host memory for each module it loads).
 
-    python scripts/cuda_host_memory.py [model_dir]
+    python benchmarks/cuda_host_memory.py [model_dir]
 
 Prints, after each step, the resident anonymous memory (the process's own data) and the
 resident mapped files (the libraries), in MB, with the change from the step before. With a
