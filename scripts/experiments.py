@@ -26,20 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.errors import UserError  # noqa: E402
+from src.methods import VARIANTS, all_labels, flags_of  # noqa: E402
 
-# Method label -> its flags. The order runs share stage 1: the first of each group trains it.
-METHODS = {
-    "dygen": [],
-    "coreg": ["--method", "coreg"],
-    "dygen-no_dynamics": ["--no_dynamics"],
-    "dygen-uniform_prior": ["--uniform_prior"],
-    "dygen-no_coreg": ["--no_coreg"],
-    "base": ["--method", "base"],
-    "npc": ["--method", "npc"],
-}
-# Variants run only where a grid asks for them (GRIDS[name]["variants_on"]): DyGen with the
-# Dirichlet sample put on the simplex, against the paper's raw sample. Stage 2 only.
-VARIANTS = {"dygen-normalised_sample": ["--dirichlet_sample", "normalised"]}
+# Every method and ablation (src/methods.py); the runs of a cell share stage 1 through its cache.
+# Variants (e.g. DyGen with the Dirichlet sample put on the simplex) run only on the data sets
+# a grid names in "variants_on".
+LABELS = all_labels()
+VARIANT_LABELS = [f"dygen-{v}" for v in VARIANTS]
 
 # Stage-2 settings shared by the CPU grids, fixed before any run (none chosen on test data):
 # the small data sets give few stage-2 steps per epoch, so a larger step than the paper's 1e-4.
@@ -103,10 +96,11 @@ def plan_grid(name: str, data_root: str | None, cache_dir: str, seeds: list[int]
     for seed in seeds if seeds is not None else grid["seeds"]:
         for dataset, noise_type, ratio in grid["settings"]:
             cell = []
-            variants = VARIANTS if dataset in grid.get("variants_on", []) else {}
-            for method, flags in [*METHODS.items(), *variants.items()]:
-                if methods and method not in methods:
+            for method in LABELS:
+                if (methods and method not in methods) or (
+                        method in VARIANT_LABELS and dataset not in grid.get("variants_on", [])):
                     continue
+                flags = flags_of(method)
                 argv = ["--dataset", dataset, "--noise_ratio", str(ratio), "--seed", str(seed),
                         *grid["args"], *flags, "--cache_dir", cache_dir, "--no-progress"]
                 if noise_type:
@@ -286,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="cells run in parallel processes (each cell: one data/noise/seed)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the grid's seeds")
-    parser.add_argument("--methods", nargs="+", choices=[*METHODS, *VARIANTS], default=None,
+    parser.add_argument("--methods", nargs="+", choices=LABELS, default=None,
                         help="only these methods (default: all methods and ablations)")
     parser.add_argument("--summary_only", action="store_true", help="do not run: re-aggregate and redraw")
     parser.add_argument("--readme", action="store_true", help="rewrite the readme's results block")

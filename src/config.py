@@ -7,6 +7,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from src.errors import UserError, warn
+from src.methods import ABLATIONS, METHODS
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Config:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
-        ablations = [name for name in ("no_dynamics", "no_coreg", "uniform_prior") if getattr(self, name)]
+        ablations = [name for name in ABLATIONS if getattr(self, name)]
         if ablations and self.method != "dygen":
             raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")
         if self.n_model == 1 and self.method in ("dygen", "coreg") and not self.no_coreg:
@@ -175,14 +176,14 @@ HELP = {
                       "posterior then collapses to it (chance accuracy, see the readme's results)"),
     "reuse_stage1": "reuse cached stage-1 results (cache_dir/stage1) trained with the same settings",
 }
-STORE_TRUE = {"no_dynamics", "no_coreg", "uniform_prior", "approximate_knn"}
+STORE_TRUE = {*ABLATIONS, "approximate_knn"}
 CHOICES = {
     "noise_type": ["SN", "ASN", "IDN"],
     "saved_dataset": ["y", "n"],
     "knn_mode": ["onehot", "proba"],
     "lr_schedule": ["linear", "restart"],
     "device": ["auto", "cpu", "cuda"],
-    "method": ["dygen", "base", "coreg", "npc"],
+    "method": list(METHODS),
     "precision": ["auto", "fp32", "bf16"],
     "split_batches": ["auto", "on", "off"],
     "dirichlet_sample": ["raw", "normalised"],

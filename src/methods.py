@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 
 METHODS = ("dygen", "base", "coreg", "npc")
 ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
+# Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
+VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"]}
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,27 @@ def run_label(config) -> str:
     """`config`'s method label, with `-normalised_sample` when the Dirichlet sample is not the paper's."""
     label = method_label(config.method, ablations_of(config))
     return label + ("-normalised_sample" if config.dirichlet_sample == "normalised" else "")
+
+
+def all_labels() -> list[str]:
+    """Every single-change run label, in report order: DyGen, its variants and ablations, then
+    the baselines (the most elaborate first)."""
+    return (["dygen"] + [f"dygen-{v}" for v in VARIANTS] + [f"dygen-{a}" for a in ABLATIONS]
+            + ["coreg", "npc", "base"])
+
+
+def flags_of(label: str) -> list[str]:
+    """The main.py flags of a label from `all_labels()`, e.g. `dygen-no_coreg` -> [--no_coreg]."""
+    method, _, change = label.partition("-")
+    if method not in METHODS or (change and method != "dygen"):
+        raise ValueError(f"unknown method label {label!r}")
+    if not change:
+        return [] if method == "dygen" else ["--method", method]
+    if change in VARIANTS:
+        return list(VARIANTS[change])
+    if change in ABLATIONS:
+        return [f"--{change}"]
+    raise ValueError(f"unknown method label {label!r}")
 
 
 def plan(config) -> Plan:

@@ -14,11 +14,12 @@ from collections import defaultdict
 
 import numpy as np
 
+from src.methods import all_labels
+
 DETECTORS = {"dynamics": "dyn", "loss": "loss", "confident_learning": "cl"}
 METRICS = ("precision", "recall", "f1", "roc_auc")
-# The order methods appear in: DyGen, its ablations, then the baselines.
-METHOD_ORDER = ["dygen", "dygen-normalised_sample", "dygen-no_dynamics", "dygen-no_coreg", "dygen-uniform_prior",
-                "coreg", "npc", "base"]
+# The order methods appear in: DyGen, its variants and ablations, then the baselines.
+METHOD_ORDER = all_labels()
 COLUMNS = (["dataset", "noise_type", "noise_ratio", "method", "n_seeds", "acc_mean", "acc_std",
             "acc_stage1_mean"]
            + [f"det_{short}_{metric}" for short in DETECTORS.values() for metric in METRICS]

@@ -100,3 +100,14 @@ def test_normalised_sample_is_a_labelled_variant():
 
     assert run_label(parse_config([])) == "dygen"
     assert run_label(parse_config(["--dirichlet_sample", "normalised"])) == "dygen-normalised_sample"
+
+
+def test_every_label_has_flags_that_give_it_back():
+    from src.methods import all_labels, flags_of, run_label
+
+    labels = all_labels()
+    assert labels[0] == "dygen" and labels[-3:] == ["coreg", "npc", "base"] and len(set(labels)) == len(labels)
+    for label in labels:
+        assert run_label(parse_config(flags_of(label))) == label
+    with pytest.raises(ValueError):
+        flags_of("npc-no_coreg")  # ablations are DyGen's only
