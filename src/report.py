@@ -104,8 +104,8 @@ def _setting_name(row: dict) -> str:
     return f"{row['dataset']}, {noise}, r={row['noise_ratio']}"
 
 
-def to_markdown(rows: list[dict]) -> str:
-    """Per experiment: an accuracy table (settings x methods) and a noise-detection table."""
+def to_markdown(rows: list[dict], detection: bool = True) -> str:
+    """Per experiment: an accuracy table (settings x methods) and (`detection`) a noise-detection table."""
     parts = []
     for experiment in sorted({r["experiment"] for r in rows}):
         mine = [r for r in rows if r["experiment"] == experiment]
@@ -124,13 +124,13 @@ def to_markdown(rows: list[dict]) -> str:
                 _pct(cells[m]["acc_mean"], cells[m]["acc_std"] if cells[m]["n_seeds"] > 1 else None)
                 if m in cells else "not run" for m in methods) + " |")
         parts.append("")
-        detection = [r for r in mine if r["method"] in ("dygen", "base") and r["det_dyn_f1"] is not None]
-        if detection:
+        detected = [r for r in mine if r["method"] in ("dygen", "base") and r["det_dyn_f1"] is not None]
+        if detection and detected:
             parts.append(f"### `{experiment}`: noise detection on train+validation, mean over seeds "
                          "(F1 % / ROC AUC %)\n")
             parts.append("| setting | stage 1 | dynamics score | last-epoch loss | confident learning |")
             parts.append("|---|---|---|---|---|")
-            for r in detection:
+            for r in detected:
                 stage1 = "co-regularised ensemble" if r["method"] == "dygen" else "one PLM (base)"
                 parts.append(f"| {_setting_name(r)} | {stage1} | " + " | ".join(
                     f"{_pct(r[f'det_{s}_f1'])} / {_pct(r[f'det_{s}_roc_auc'])}" for s in DETECTORS.values()) + " |")

@@ -93,11 +93,14 @@ def test_grid_runs_skips_finished_runs_and_summarises(tiny_bert, tmp_path, monke
         assert (tmp_path / "figure" / f"quick_{kind}.png").stat().st_size > 10_000
 
 
-def test_readme_block_is_replaced_not_appended(tmp_path):
-    readme = tmp_path / "readme.md"
-    readme.write_text("# title\n\nintro\n")
-    experiments.update_readme(readme, experiments.readme_block("| a |", ["quick"]))
-    experiments.update_readme(readme, experiments.readme_block("| b |", ["quick"]))
-    text = readme.read_text()
-    assert text.count("## Results") == 1 and "| b |" in text and "| a |" not in text
-    assert "--config quick" in text and text.startswith("# title")
+def test_results_block_is_replaced_not_appended(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\nintro\n")
+    begin, end = experiments.RESULTS_BEGIN, experiments.RESULTS_END
+    experiments.replace_block(doc, begin, end, experiments.results_block("| a |", ["quick"]))
+    experiments.replace_block(doc, begin, end, experiments.results_block("| b |", ["quick"]))
+    text = doc.read_text()
+    assert text.count(begin) == 1 and "| b |" in text and "| a |" not in text
+    assert "--config quick" in text and text.startswith("# Results\n\nintro")
+    assert experiments.headline_experiment(["quick", "real", "paper"]) == "paper"
+    assert experiments.headline_experiment(["quick", "real"]) == "real"
