@@ -67,3 +67,24 @@ def test_writing_and_reading_do_not_hold_the_file(tmp_path):
         big[np.arange(start, start + 32)]
     assert host_memory_mb()["rss"] - before < 40
     assert (got == 3).all()
+
+
+def test_create_allocates_the_disk_blocks(tmp_path, monkeypatch):
+    """A sparse file fails only when a mapped write finds the disk full: SIGBUS, no message.
+    Allocated at creation, a full disk is an OSError there."""
+    import errno
+    import os
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate on this system")
+    rows = RowFile.create(tmp_path / "a.npy", (4096, 4, 64))
+    size = (tmp_path / "a.npy").stat().st_size
+    assert os.stat(tmp_path / "a.npy").st_blocks * 512 >= size
+    rows.close()
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left"):
+        RowFile.create(tmp_path / "b.npy", (4096, 4, 64))

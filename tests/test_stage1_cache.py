@@ -161,3 +161,78 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     copy.write_text(Path(inspect.getsourcefile(train_stage1)).read_text() + "\n# edited\n")
     monkeypatch.setattr(stage1_cache, "CODE", [copy if p.name == "train_stage1.py" else p for p in stage1_cache.CODE])
     assert stage1_cache.code_identity()["source"] != before
+
+
+# ---- damaged entries, leftovers, two runs finishing one entry --------------------------------
+
+def _store(tmp_path):
+    calls = []
+
+    def train(directory):
+        calls.append(directory)
+        return fake_result()
+
+    _, entry = stage1_cache.load_or_train(tmp_path, {"a": 1}, train)
+    return tmp_path / entry["key"], train, calls
+
+
+def _damage_trajectories(entry: Path) -> None:
+    """Overwrite bytes inside the data (same size, a valid .npy header)."""
+    path = entry / "trajectories_0.npy"
+    data = bytearray(path.read_bytes())
+    data[-40:-20] = np.full(10, np.nan, np.float16).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["trajectory bytes", "result not an object", "nan probs"])
+def test_damaged_entry_is_rebuilt_with_one_warning(tmp_path, capsys, damage):
+    entry, train, calls = _store(tmp_path)
+    capsys.readouterr()
+    if damage == "trajectory bytes":
+        _damage_trajectories(entry)
+    elif damage == "result not an object":
+        (entry / "result.json").write_text("[1, 2]")
+    else:
+        np.save(entry / "probs.npy", np.full((2, 10, 5), np.nan, np.float32))
+    result, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, train)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(calls) == 2 and not info["hit"], "a damaged entry was trusted"
+    assert len(err) == 1 and err[0].startswith("warning: ") and "damaged stage-1 entry" in err[0], err
+    for ours, stored in zip(fake_result().embeddings, result.embeddings, strict=True):
+        np.testing.assert_array_equal(stored[:], ours)
+    again, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, train)  # rebuilt: trusted again
+    assert info["hit"] and len(calls) == 2 and capsys.readouterr().err == ""
+
+
+def test_dead_staging_of_any_key_is_removed_by_any_run(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    entry, train, calls = _store(tmp_path)
+    other = tmp_path / f"{stage1_cache.cache_key({'b': 2})}.partial-{dead}"
+    other.mkdir()
+    stage1_cache.load_or_train(tmp_path, {"a": 1}, train)  # a hit, with another key
+    assert len(calls) == 1 and not other.exists()
+
+
+def test_second_run_finishing_the_same_entry_keeps_the_first(tmp_path, monkeypatch):
+    """Two runs train the same key; the other one's entry appears just before ours is renamed
+    into place (`Directory not empty`): ours is dropped and theirs is used."""
+    theirs = fake_result(seed=1)
+    key = stage1_cache.cache_key({"a": 1})
+    real_rename = Path.rename
+    raced = []
+
+    def rename(self, target):
+        if ".partial-" in self.name and not raced:
+            raced.append(True)
+            stage1_cache.save(tmp_path, key, theirs, {"a": 1}, tmp_path / f"{key}.partial-other")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    result, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory: fake_result())
+    assert raced and not info["hit"]
+    np.testing.assert_array_equal(result.probs, theirs.probs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [key]  # no staging left

@@ -8,11 +8,15 @@ train/validation labels (noise type, rate, seed), the model's identity, the trai
 the device type, the library versions and the source of the stage-1 code itself. Stage 1 writes
 into a staging directory `<key>.partial-<pid>`, result.json last, which then replaces the entry
 in one rename: a run killed mid-way leaves no entry (its staging directory is removed by the
-next run with the same key), and a run started again reuses every stage 1 that finished.
+next run), and a run started again reuses every stage 1 that finished. result.json holds a
+SHA-256 of every other file of the entry, verified on reuse: a damaged entry is trained again
+with a one-line warning, never trusted. When two runs finish the same entry, the second keeps
+the first's (the same settings give the same result).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.errors import warn
 from src.model.train_stage1 import Stage1Result, trajectory_path
 from src.utils.common import atomic_write_json
 from src.utils.row_file import RowFile
@@ -35,6 +40,15 @@ CODE = [SRC / "model" / name for name in
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read a chunk at a time (trajectory files run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def array_digest(rows: list[list[int]] | np.ndarray) -> str:
@@ -76,18 +90,40 @@ def cache_key(parts: dict) -> str:
 
 
 def load(root: str | Path, key: str) -> Stage1Result | None:
-    """The stored result for `key`, or None when there is none (or it cannot be read).
-    The trajectories stay on disk: the result holds a `RowFile` per model."""
+    """The stored result for `key`, or None when there is none, or (with a warning) when the
+    entry is damaged. The trajectories stay on disk: the result holds a `RowFile` per model."""
     entry = Path(root) / key
+    if not entry.is_dir():
+        return None
+    embeddings = []
     try:
         meta = json.loads((entry / "result.json").read_text())
+        if not isinstance(meta, dict) or meta.get("key") != key:
+            raise ValueError("result.json is not this entry's")
+        files = meta["files"]
+        if not isinstance(files, dict) or sorted(files) != _entry_files(len(files) - 1):
+            raise ValueError("result.json does not list the entry's files")
+        for name in files:
+            if file_digest(entry / name) != files[name]:
+                raise ValueError(f"{name} differs from its checksum")
         probs = np.load(entry / "probs.npy")
+        if probs.ndim != 3 or len(probs) != len(files) - 1 or not np.isfinite(probs).all():
+            raise ValueError("probs.npy is not the models' class probabilities")
         embeddings = [RowFile(trajectory_path(entry, m)) for m in range(len(probs))]
-    except (OSError, ValueError, KeyError):
+        if any(list(t.shape) != meta["shape"] for t in embeddings):
+            raise ValueError("a trajectory file has the wrong shape")
+        return Stage1Result(embeddings, probs, list(meta["history"]), float(meta["plm_seconds"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        for rows in embeddings:
+            rows.close()
+        reason = f"result.json lacks {exc}" if isinstance(exc, KeyError) else str(exc)
+        warn(f"{entry}: damaged stage-1 entry ({reason}); training stage 1 again")
         return None
-    if meta.get("key") != key or any(list(t.shape) != meta.get("shape") for t in embeddings):
-        return None
-    return Stage1Result(embeddings, probs, meta["history"], meta["plm_seconds"])
+
+
+def _entry_files(n_model: int) -> list[str]:
+    """The files of an entry with `n_model` models besides result.json, sorted."""
+    return sorted(["probs.npy", *(trajectory_path("", m).name for m in range(n_model))])
 
 
 def save(root: str | Path, key: str, result: Stage1Result, parts: dict, staging: str | Path | None = None) -> None:
@@ -106,15 +142,27 @@ def save(root: str | Path, key: str, result: Stage1Result, parts: dict, staging:
         else:
             RowFile.from_array(target, trajectory[:]).close()
     np.save(staging / "probs.npy", result.probs)
+    files = _entry_files(len(result.embeddings))
     atomic_write_json(staging / "result.json", {  # last: its presence marks a complete entry
         "key": key, "shape": list(result.embeddings[0].shape), "history": result.history,
         "plm_seconds": result.plm_seconds, "parts": parts,
+        "files": {name: file_digest(staging / name) for name in files},
     })
     entry = root / key
     old = root / f"{key}.old-{uuid.uuid4().hex[:8]}"
     if entry.exists():
-        entry.rename(old)
-    staging.rename(entry)
+        try:
+            entry.rename(old)
+        except FileNotFoundError:  # another run moved it away first
+            pass
+    try:
+        staging.rename(entry)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        # Another run with the same key finished it in between: the same settings, the same
+        # result, so its entry is kept and ours goes.
+        shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -122,11 +170,11 @@ def _staging_dir(root: Path, key: str) -> Path:
     return root / f"{key}.partial-{os.getpid()}"
 
 
-def _remove_dead_staging(root: Path, key: str) -> None:
-    """Staging directories of runs with this key that died before finishing."""
+def _remove_dead_staging(root: Path) -> None:
+    """Staging directories of runs (with any key) that died before finishing."""
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX (on Windows it terminates)
         return
-    for path in root.glob(f"{key}.partial-*"):
+    for path in root.glob("*.partial-*"):
         try:
             os.kill(int(path.name.rsplit("-", 1)[1]), 0)
         except ProcessLookupError:
@@ -145,11 +193,12 @@ def load_or_train(
     """
     root = Path(root)
     key = cache_key(parts)
+    if root.is_dir():
+        _remove_dead_staging(root)
     result = load(root, key) if reuse else None
     if result is not None:
         return result, {"key": key, "hit": True}
     root.mkdir(parents=True, exist_ok=True)
-    _remove_dead_staging(root, key)
     staging = _staging_dir(root, key)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

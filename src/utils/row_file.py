@@ -13,6 +13,8 @@ Code written against that subset takes either one (tests pass plain arrays).
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +57,23 @@ class RowFile:
 
     @classmethod
     def create(cls, path: str | Path, shape: tuple[int, ...], dtype=np.float16) -> RowFile:
-        """A new zero-filled file of `shape` (sparse on disk until written), open for writing."""
+        """A new zero-filled file of `shape`, open for writing.
+
+        Its disk blocks are allocated now: on a full disk this raises OSError (ENOSPC) here,
+        where a sparse file would fail later as SIGBUS inside a mapped write (`__setitem__`).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))  # header + size
-        return cls(path, writable=True)
+        rows = cls(path, writable=True)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(rows._file.fileno(), 0, path.stat().st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # else: left sparse, as before
+                rows.close()
+                raise
+        return rows
 
     @classmethod
     def from_array(cls, path: str | Path, array: np.ndarray) -> RowFile:
