@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 
@@ -25,7 +27,22 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2
+    except OSError as exc:
+        if exc.errno not in WRITE_FAILURES:
+            raise  # not the user's to fix: a bug, with its traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        message = f"{where}{exc.strerror or os.strerror(exc.errno)} (nothing half-written is kept; free " \
+                  f"some space, or write elsewhere with --cache_dir / --model_dir)"
+        print("error: " + " ".join(message.split()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was being written is removed by its writer
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+# A write that the disk refused (full, over quota or a file-size limit, read-only): one line.
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from src.utils.common import (
     atomic_file,
     atomic_save_npy,
     atomic_write_json,
+    check_writable_dir,
     configure_cuda,
     peak_gpu_mb,
     peak_host_mb,
@@ -59,6 +60,11 @@ def run(config: Config) -> dict:
     """Run the whole method once; returns the run record also written to cache/runs/."""
     started = time.perf_counter()
     timer = StageTimer()
+    # Where results go, before any work (not a traceback after hours of training).
+    for folder in ("", "data", "runs", "stage1"):
+        check_writable_dir(Path(config.cache_dir) / folder, "--cache_dir")
+    if config.save_model:
+        check_writable_dir(config.model_dir, "--model_dir")
     with timer("setup"):  # on CUDA this starts the device context
         runtime = resolve_runtime(config)
         device, precision = runtime.device, runtime.precision
@@ -151,6 +157,8 @@ def run(config: Config) -> dict:
                                              num_classes, seed=config.seed)
             log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR})")
         ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
+        if settings.mark_ratio == "auto" and settings.knn_fit == "unmarked":  # the estimate may leave < k
+            check_knn_size(splits, "auto", k=10, estimate=ratio)
         log(f"marking {ratio:.4f} of train+validation"
             + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
         if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT, shared_data
 
@@ -162,9 +163,14 @@ def test_empty_text(fails, tmp_path):
 # ---- flags --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("flag,value", [
-    ("--noise_ratio", "1.0"), ("--noise_ratio", "-0.1"), ("--n_model", "0"), ("--epochs", "0"),
-    ("--total_iter", "0"), ("--train_batch_size", "0"), ("--eval_batch_size", "0"),
+    ("--noise_ratio", "1.0"), ("--noise_ratio", "-0.1"), ("--noise_ratio", "nan"), ("--n_model", "0"),
+    ("--epochs", "0"), ("--total_iter", "0"), ("--train_batch_size", "0"), ("--eval_batch_size", "0"),
     ("--vae_batch_size", "-3"),
+    # real-valued flags: finite and in range (softplus_beta 0 gave NaN losses and exit code 0)
+    ("--softplus_beta", "0"), ("--prior_norm", "-1"), ("--beta", "-0.5"), ("--lambda_t", "-1"),
+    ("--alpha_t_hi", "-1"), ("--clip_gradient_norm", "0"), ("--lr", "nan"), ("--lr", "inf"),
+    ("--vae_lr", "nan"), ("--weight_decay", "-1"), ("--warmup_epochs", "nan"),
+    ("--seed", "-1"), ("--seed", str(2**32)),
 ])
 def test_flag_out_of_range(fails, flag, value):
     fails([flag, value], flag)
@@ -196,3 +202,122 @@ def test_max_length_beyond_the_model(fails):
 def test_too_few_examples_for_the_knn_prior(fails, tmp_path):
     small = "text,label\n" + "".join(f"match goal {i},{'ab'[i % 2]}\n" for i in range(16))
     fails(["--dataset", "csv", "--path", csv_folder(tmp_path, small), "--noise_ratio", "0.5"], "k=10", "--noise_ratio")
+
+
+def test_too_few_examples_for_the_knn_prior_under_auto(fails, tmp_path):
+    """Checked before stage 1 writes anything, and worded for `auto` (no ratio to lower)."""
+    small = "text,label\n" + "".join(f"match goal {i},{'ab'[i % 2]}\n" for i in range(8))
+    line = fails(["--dataset", "csv", "--path", csv_folder(tmp_path, small), "--noise_ratio", "auto"],
+                 "k=10", "--noise_ratio auto", "use more data")
+    assert "lower --noise_ratio" not in line
+
+
+def test_knn_size_after_the_estimate_names_a_ratio_to_give():
+    from src.data import Split, Splits, check_knn_size
+    from src.errors import UserError
+
+    split = Split(["t"] * 10, np.zeros(10, dtype=np.int64), None)
+    splits = Splits("csv", ["a", "b"], split, split, Split([], None, None))
+    check_knn_size(splits, "auto", k=10, estimate=0.5)  # 10 of 20 left: enough
+    with pytest.raises(UserError, match=r"auto estimated 0.6000 .* leaving 8 .* at most 0.5 "):
+        check_knn_size(splits, "auto", k=10, estimate=0.6)
+
+
+# ---- the user's label columns and classes.txt ---------------------------------------------
+
+def test_repeated_column_is_refused(fails, tmp_path):
+    """csv.DictReader-style zipping kept the last `label` column silently."""
+    train = "text,label,label\n" + "".join(f"match {i},a,{'ab'[i % 2]}\n" for i in range(40))
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train)], "train.csv:1", "'label'", "more than once")
+    folder = tmp_path / "jsonl"
+    write(folder / "train.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": "x", "label": "y"}\n')
+    fails(["--dataset", "csv", "--path", str(folder)], "train.jsonl:2", "'label'", "more than once")
+
+
+def test_integer_ids_mixed_with_names_are_refused(fails, tmp_path):
+    train = GOOD_TRAIN + "match goal 3,3\n"  # 40 names, then an id
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train)], "train.csv:42", "label '3' is a class id",
+          "train.csv:2", "'a'")
+    ints = "text,label\n" + "".join(f"match {i},{i % 2}\n" for i in range(40))
+    fails(["--dataset", "csv", "--path", csv_folder(tmp_path / "ints", ints, test_csv="text,gold\ngoal,b\n")],
+          "test.csv:2", "gold 'b' is a class name")
+
+
+def test_label_missing_from_numeric_classes_file_names_it(fails, tmp_path):
+    """Numeric names in classes.txt are names: a label not among them is not a position."""
+    train = "text,label\n" + "".join(f"match {i},{i % 4}\n" for i in range(40))
+    folder = csv_folder(tmp_path, train, classes_txt="3\n1\n2\n0\n", test_csv="text,gold\ngoal,4\n")
+    fails(["--dataset", "csv", "--path", folder], "test.csv:2", "gold '4' is not in classes.txt")
+    named = csv_folder(tmp_path / "named", GOOD_TRAIN + "goal,c\n", classes_txt="a\nb\n")
+    fails(["--dataset", "csv", "--path", named], "train.csv:42", "'c' is not in classes.txt")
+
+
+# ---- 20news: never a pickle from the user's folder, never a download ---------------------
+
+def test_20news_never_unpickles_a_file_from_the_data_folder(fails, tmp_path):
+    import codecs
+    import pickle
+
+    marker = tmp_path / "pickle_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(marker),)
+
+    folder = tmp_path / "news"
+    folder.mkdir()
+    # sklearn's cache format: a zlib-compressed pickle
+    (folder / "20news-bydate_py3.pkz").write_bytes(codecs.encode(pickle.dumps(Payload()), "zlib_codec"))
+    for extra in (["--describe"], []):
+        fails(["--dataset", "20news", "--path", str(folder), *extra], "20news-bydate_py3.pkz", "is not read",
+              "20news-bydate.tar.gz")
+        assert not marker.exists()
+
+
+def test_20news_without_data_says_where_to_put_it(fails, monkeypatch):
+    import sklearn.datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_20newsgroups", no_network)
+    for extra in (["--describe"], []):
+        fails(["--dataset", "20news", *extra], "datasets/20news", "20news-bydate.tar.gz", "--path")
+        assert not os.path.exists("datasets")  # the default folder is not created
+
+
+# ---- unreadable data, unwritable outputs ---------------------------------------------------
+
+def test_unreadable_data_folder(fails, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    folder = Path(csv_folder(tmp_path, GOOD_TRAIN))
+    folder.chmod(0)  # enough for a normal user; as root, reading is refused as the kernel would:
+    real_stat = Path.stat
+
+    def stat(path, **kwargs):
+        if path.parent == folder:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    try:
+        fails(["--dataset", "csv", "--path", str(folder)], str(folder), "cannot be read", "Permission denied")
+    finally:
+        folder.chmod(0o755)
+
+
+def test_output_folders_are_checked_before_any_work(fails, tmp_path, monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    fails(["--cache_dir", str(a_file / "cache")], "--cache_dir", "a_file is a file")
+    fails(["--cache_dir", str(a_file)], "--cache_dir", "a_file is a file")
+    # --model_dir is only written with --save_model, after training: checked before it
+    fails(["--save_model", "--model_dir", str(a_file / "models")], "--model_dir", "a_file is a file")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    real_access = os.access  # (as root the permission bits are not enforced: ask as a user would)
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if str(path) == str(read_only)
+                        else real_access(path, mode, **kw))
+    fails(["--cache_dir", str(read_only / "cache")], "--cache_dir", "read_only is not writable")
+    fails(["--save_model", "--model_dir", str(read_only)], "--model_dir", "is not writable")

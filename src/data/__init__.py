@@ -40,7 +40,10 @@ MAX_LENGTH = {"demo": 32, "20news": 150, "agnews": 128, "wos": 128, "trec": 64, 
 def load_dataset(name: str, path: str | None, seed: int) -> Splits:
     if name not in LOADERS:
         raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(LOADERS)}")
-    return LOADERS[name](path, seed)
+    try:
+        return LOADERS[name](path, seed)
+    except OSError as exc:  # a data folder or file that cannot be read (permissions, I/O error)
+        raise UserError(f"{exc.filename or path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def describe(name: str, path: str | None, noise_type: str | None, noise_ratio: float, seed: int) -> dict:

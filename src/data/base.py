@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,19 +104,28 @@ def describe_splits(splits: Splits) -> dict:
             "class_names": list(splits.class_names), "splits": out}
 
 
-def check_knn_size(splits: Splits, noise_ratio: float, k: int) -> None:
+def check_knn_size(splits: Splits, noise_ratio: float | str, k: int, estimate: float | None = None) -> None:
     """The kNN prior is fitted on the unmarked train+validation examples: at least k are needed.
 
-    Checked before anything is written, so a run that would fail there never starts.
+    Checked before anything is written, so a run that would fail there never starts. With
+    `--noise_ratio auto` the share is known only after stage 1 (`estimate`); before it, a data
+    set with fewer than k examples fails whatever the estimate.
     """
-    if not isinstance(noise_ratio, (int, float)):  # a ratio estimated later: checked there
-        return
     n = len(splits.train) + len(splits.validation)
-    unmarked = n - int(noise_ratio * n)  # mark_noisy marks floor(r * N)
-    if unmarked < k:
+    ratio = (estimate or 0.0) if noise_ratio == "auto" else noise_ratio
+    unmarked = n - int(ratio * n)  # mark_noisy marks floor(r * N)
+    if unmarked >= k:
+        return
+    if noise_ratio != "auto":
         raise UserError(f"{splits.name}: only {unmarked} of {n} train+validation examples stay unmarked "
                         f"at --noise_ratio {noise_ratio}, but the kNN prior needs k={k}; lower "
                         f"--noise_ratio or use more data")
+    if estimate is None:
+        raise UserError(f"{splits.name}: only {n} train+validation examples, but the kNN prior needs k={k} "
+                        f"unmarked ones (--noise_ratio auto); use more data")
+    raise UserError(f"{splits.name}: --noise_ratio auto estimated {estimate:.4f} of the {n} train+validation "
+                    f"examples as noisy, leaving {unmarked} for the kNN prior, which needs k={k}; give "
+                    f"--noise_ratio a number of at most {math.floor(1e4 * (n - k) / n) / 1e4} or use more data")
 
 
 def seeded_train_validation(texts: list[str], labels: np.ndarray, seed: int, train_share: float = 0.8):

@@ -1,9 +1,13 @@
-"""20 Newsgroups (bydate) from a local copy, or sklearn's download when online.
+"""20 Newsgroups (bydate) from a local copy.
 
-`--path` may name: the `20news-bydate.tar.gz` archive (or a folder holding it), a folder with
-the extracted `20news-bydate-train/` and `20news-bydate-test/`, or a sklearn data home holding
-`20news-bydate_py3.pkz`. Train is the official train split shuffled with the seed, first 80%
-train and last 20% validation; test is the official test split.
+`--path` (default `datasets/20news`) may name: the `20news-bydate.tar.gz` archive (or a folder
+holding it), or a folder with the extracted `20news-bydate-train/` and `20news-bydate-test/`.
+Train is the official train split shuffled with the seed, first 80% train and last 20%
+validation; test is the official test split.
+
+sklearn's cache `20news-bydate_py3.pkz` is never read: it is a pickle, and unpickling a file
+from a data folder runs whatever code the file names. Nothing is downloaded either: without a
+copy the run stops and says where to put one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from src.data.base import Split, Splits, require_dir, seeded_train_validation
 from src.errors import UserError
 
 ARCHIVE = "20news-bydate.tar.gz"
+URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"  # the publisher's
+SKLEARN_CACHE = "20news-bydate_py3.pkz"
 
 
 def _from_archive(archive: Path) -> dict[str, dict[str, list[str]]]:
@@ -50,24 +56,10 @@ def _from_folders(root: Path) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-def _from_sklearn(data_home: Path, download: bool) -> dict[str, dict[str, list[str]]]:
-    from sklearn.datasets import fetch_20newsgroups
-
-    out = {}
-    for split in ("train", "test"):
-        bunch = fetch_20newsgroups(data_home=str(data_home), subset=split, shuffle=False,
-                                   download_if_missing=download)
-        groups: dict[str, list[str]] = {name: [] for name in bunch.target_names}
-        for text, target in zip(bunch.data, bunch.target):
-            groups[bunch.target_names[target]].append(text)
-        out[split] = groups
-    return out
-
-
 def _source(path: Path) -> Path | None:
-    """The file or folder the data will be read from, None when there is none (download)."""
-    for candidate in (path, path / ARCHIVE, path / "20news-bydate_py3.pkz"):
-        if candidate.is_file():
+    """The file or folder the data will be read from, None when there is none."""
+    for candidate in (path, path / ARCHIVE):
+        if candidate.is_file() and candidate.suffix != ".pkz":
             return candidate
     if (path / "20news-bydate-train").is_dir() and (path / "20news-bydate-test").is_dir():
         return path
@@ -76,23 +68,19 @@ def _source(path: Path) -> Path | None:
 
 def _read(path: Path) -> dict[str, dict[str, list[str]]]:
     source = _source(path)
-    if source is not None and source.is_dir():
+    if source is None:
+        pickled = " (20news-bydate_py3.pkz, sklearn's pickled cache, is not read: unpickling runs code)" \
+            if path.is_file() or (path / SKLEARN_CACHE).is_file() else ""
+        raise UserError(f"{path}: no 20news data{pickled}; put {ARCHIVE} ({URL}) or its extracted "
+                        f"20news-bydate-train/ and 20news-bydate-test/ folders there, or name their "
+                        f"folder with --path")
+    if source.is_dir():
         return _from_folders(source)
-    if source is not None and source.name.endswith(".pkz"):
-        return _from_sklearn(source.parent, download=False)
-    if source is not None:
-        return _from_archive(source)
-    try:  # last resort: sklearn's own download (needs the internet)
-        path.mkdir(parents=True, exist_ok=True)
-        return _from_sklearn(path, download=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means "no data"
-        raise UserError(
-            f"{path}: no 20news data found ({ARCHIVE}, extracted 20news-bydate-train/test folders or "
-            f"20news-bydate_py3.pkz) and the download failed ({type(exc).__name__})"
-        ) from None
+    return _from_archive(source)
 
 
 def load_20news(path: str | None, seed: int) -> Splits:
+    # Without --path: the default folder, only looked at (never created, nothing downloaded).
     root = require_dir(path, "20news") if path else Path("datasets/20news")
     data = _read(root)
     class_names = sorted(data["train"])

@@ -50,12 +50,27 @@ def jsonl_records(file: Path) -> Iterator[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise UserError(f"{file}:{number}: malformed json record ({exc.msg})") from None
+        except _RepeatedKey as exc:  # json.loads would keep the last one silently
+            raise UserError(f"{file}:{number}: the key {exc.args[0]!r} appears more than once; keep one") from None
         if not isinstance(record, dict):
             raise UserError(f"{file}:{number}: expected a json object per line")
         yield number, record
+
+
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
 
 
 def line_of_key(text: str, key: str) -> int | None:

@@ -5,10 +5,15 @@ A folder with `train.csv` and optionally `valid.csv` and `test.csv` (each may in
 observed, possibly noisy label) and optionally `gold` (the true label, used only for
 diagnostics and test accuracy); other columns are ignored. A test file may leave out `label`.
 
-Labels may be class ids 0..C-1 or strings. String labels get ids in sorted order (or in the
-order of an optional `classes.txt`, one name per line); the order is part of the `--describe`
-output and of every run record. Without `valid`, a seeded 20% of train is held out. Without
-`test` or `gold`, the run still completes: what needs gold labels is reported as null.
+Labels are class ids 0..C-1 or class names, never both (a column mixing them is refused). Without
+`classes.txt`, all-integer labels are ids (each id up to the largest is a class) and otherwise
+names, in sorted order. With `classes.txt` (one name per line, in class order) a label that
+appears in it is that name: when any line of classes.txt is a number, every label is looked up
+as a name there (so `3,1,2,0` means the classes named 3, 1, 2 and 0, not positions); when none
+is, integer labels are positions in it. The order is part of the `--describe` output and of
+every run record. Classes without a train example, and names that differ only in case, are
+warned about. Without `valid`, a seeded 20% of train is held out. Without `test` or `gold`, the
+run still completes: what needs gold labels is reported as null.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 
 from src.data.base import Split, Splits, require_dir
 from src.data.records import csv_rows, jsonl_records, read_text
-from src.errors import UserError
+from src.errors import UserError, warn
 
 STEMS = {"train": "train", "validation": "valid", "test": "test"}
 INTEGER = re.compile(r"-?\d+")  # values are stripped when read
@@ -56,6 +61,10 @@ def _records(file: Path):
     rows = csv_rows(file)
     header_line, header = next(rows, (1, []))
     header = [h.strip() for h in header]
+    repeated = [h for k, h in enumerate(header) if h and h in header[:k]]
+    if repeated:  # zip() below would keep the last one silently
+        raise UserError(f"{file}:{header_line}: the header names the column {repeated[0]!r} more than "
+                        f"once; keep one")
     if "text" not in header:
         raise UserError(f"{file}:{header_line}: the header needs a text column (text,label[,gold]); "
                         f"found {','.join(header) or 'nothing'}")
@@ -98,13 +107,48 @@ def _read(file: Path, label_required: bool) -> _Rows:
     return rows
 
 
-def _class_names(root: Path, train: _Rows, integer_ids: bool) -> list[str]:
+def _is_id(value) -> bool:
+    return isinstance(value, int) or bool(INTEGER.fullmatch(value))
+
+
+def _label_cells(raw: dict[str, _Rows]):
+    """(file, line, column, value) of every label and gold cell, in file order."""
+    for rows in raw.values():
+        for column in ("label", "gold"):
+            for line, value in zip(rows.lines, getattr(rows, column) or []):
+                yield rows.file, line, column, value
+
+
+def _integer_ids(raw: dict[str, _Rows], classes: list[str] | None) -> bool:
+    """Whether the labels are class ids (positions) rather than names; mixing them is refused."""
+    if classes is not None and any(INTEGER.fullmatch(name) for name in classes):
+        return False  # numeric names in classes.txt: every label is a name
+    first = {}  # is an id -> the first cell of that kind
+    for file, line, column, value in _label_cells(raw):
+        kind = _is_id(value)
+        if not first or kind in first:
+            first.setdefault(kind, (file, line, value))
+            continue
+        other_file, other_line, other = first[not kind]
+        raise UserError(f"{file}:{line}: {column} {value!r} is a class {'id' if kind else 'name'}, but "
+                        f"{other_file.name}:{other_line} has the class {'name' if kind else 'id'} {other!r}; "
+                        f"write every label as an id 0..C-1 or every one as a name")
+    return True in first
+
+
+def _classes_file(root: Path) -> list[str] | None:
     classes_file = root / "classes.txt"
-    if classes_file.is_file():
-        names = [line.strip() for line in read_text(classes_file).split("\n") if line.strip()]
-        if len(names) < 2 or len(set(names)) != len(names):
-            raise UserError(f"{classes_file}: expected at least 2 distinct class names, one per line")
-        return names
+    if not classes_file.is_file():
+        return None
+    names = [line.strip() for line in read_text(classes_file).split("\n") if line.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"{classes_file}: expected at least 2 distinct class names, one per line")
+    return names
+
+
+def _class_names(train: _Rows, classes: list[str] | None, integer_ids: bool) -> list[str]:
+    if classes is not None:
+        return classes
     seen = train.label + (train.gold or [])
     names = ([str(k) for k in range(1 + max(int(v) for v in seen))] if integer_ids
              else sorted({str(v) for v in seen}))
@@ -113,7 +157,8 @@ def _class_names(root: Path, train: _Rows, integer_ids: bool) -> list[str]:
     return names
 
 
-def _ids(rows: _Rows, column: str, class_names: list[str], integer_ids: bool) -> np.ndarray | None:
+def _ids(rows: _Rows, column: str, class_names: list[str], integer_ids: bool, from_file: bool) -> np.ndarray | None:
+    """The class ids of one column; `from_file`: the classes come from classes.txt."""
     values = getattr(rows, column)
     if values is None:
         return None
@@ -123,16 +168,35 @@ def _ids(rows: _Rows, column: str, class_names: list[str], integer_ids: bool) ->
         if integer_ids:
             k = int(value)
             if not 0 <= k < len(class_names):
+                where = f" (the {len(class_names)} lines of classes.txt)" if from_file else ""
                 raise UserError(f"{rows.file}:{rows.lines[i]}: {column} {k} outside the class range "
-                                f"0..{len(class_names) - 1}")
+                                f"0..{len(class_names) - 1}{where}")
         else:
             k = index.get(str(value), -1)
             if k < 0:
                 known = ", ".join(class_names[:10]) + (", ..." if len(class_names) > 10 else "")
-                raise UserError(f"{rows.file}:{rows.lines[i]}: {column} {value!r} is not a class of the "
-                                f"train split ({known})")
+                source = "in classes.txt" if from_file else "a class of the train split"
+                raise UserError(f"{rows.file}:{rows.lines[i]}: {column} {value!r} is not {source} ({known})")
         out[i] = k
     return out
+
+
+def _warn_odd_classes(class_names: list[str], train: Split, file: Path) -> None:
+    """Classes that are used but look wrong: no train example, or names equal but for case."""
+    used = [labels for labels in (train.noisy, train.gold) if labels is not None]
+    counts = np.bincount(np.concatenate(used), minlength=len(class_names))
+    empty = [name for name, count in zip(class_names, counts) if count == 0]
+    if empty:
+        shown = ", ".join(empty[:10]) + (", ..." if len(empty) > 10 else "")
+        warn(f"{file}: {len(empty)} of the {len(class_names)} classes have no train example ({shown}); "
+             f"they stay classes of the model")
+    folded: dict[str, list[str]] = {}
+    for name in class_names:
+        folded.setdefault(name.casefold(), []).append(name)
+    same = [names for names in folded.values() if len(names) > 1]
+    if same:
+        warn(f"{file}: the class names {' and '.join(repr(n) for n in same[0])} differ only in case; "
+             f"they are {len(same[0])} separate classes")
 
 
 def _subset(split: Split, index: np.ndarray) -> Split:
@@ -149,15 +213,15 @@ def load_user_files(path: str | None, seed: int) -> Splits:
     found = {split: _find(root, stem, split == "train") for split, stem in STEMS.items()}
     raw = {split: _read(file, split != "test") for split, file in found.items() if file is not None}
 
-    # Class ids as written when every label is an integer, else class names.
-    values = [v for rows in raw.values() for column in (rows.label, rows.gold) if column for v in column]
-    integer_ids = all(isinstance(v, int) or INTEGER.fullmatch(v) for v in values)
-    class_names = _class_names(root, raw["train"], integer_ids)
+    classes = _classes_file(root)
+    integer_ids = _integer_ids(raw, classes)
+    class_names = _class_names(raw["train"], classes, integer_ids)
 
     splits = {}
     for split, rows in raw.items():
-        splits[split] = Split(rows.texts, _ids(rows, "label", class_names, integer_ids),
-                              _ids(rows, "gold", class_names, integer_ids))
+        splits[split] = Split(rows.texts, _ids(rows, "label", class_names, integer_ids, classes is not None),
+                              _ids(rows, "gold", class_names, integer_ids, classes is not None))
+    _warn_odd_classes(class_names, splits["train"], found["train"])
     if "validation" not in splits:  # hold out a seeded 20% of train
         order = np.random.default_rng([seed, 3]).permutation(len(splits["train"]))
         cut = int(0.8 * len(order))

@@ -8,6 +8,7 @@ are kept for inference. Rows are always in the fixed order train, validation, te
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from src.errors import UserError
 from src.model.plm import compile_model, load_classifier
 from src.model.stage1_graphs import (
     GraphedEmbedding,
@@ -248,6 +250,10 @@ def train_stage1(
             "seconds": seconds,
             "host_mb": host_memory_mb(),  # resident at the epoch's end (where host memory goes)
         })
+        if not math.isfinite(history[-1]["train_loss"]):  # diverged: nothing after this means anything
+            raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the training loss is "
+                            f"{history[-1]['train_loss']}; nothing was kept (lower --lr or "
+                            f"--clip_gradient_norm, or try --precision fp32)")
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
     optimizer.zero_grad(set_to_none=True)  # gradients may be views of the graphs' pool: let it go

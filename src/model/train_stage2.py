@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from src.errors import UserError
 from src.model.network import (
     DirichletVAE,
     coregularization,
@@ -209,6 +212,9 @@ def train_stage2(
                    disable=not show_progress)
         total = train_epoch(vaes, trajectories, bar, train_index, onehot, priors, optimizer, beta, lam, graphed)
         record = {"epoch": epoch + 1, "loss": total.item() / len(train_index)}
+        if not math.isfinite(record["loss"]):  # diverged: no result is written
+            raise UserError(f"stage 2 epoch {epoch + 1}/{total_iter}: the loss is {record['loss']}; "
+                            f"nothing was written (lower --vae_lr)")
         if on_epoch_end is not None:
             for vae in vaes:
                 vae.eval()

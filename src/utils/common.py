@@ -273,13 +273,38 @@ def atomic_file(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the user's group
         with os.fdopen(fd, "wb") as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno:  # a write's error names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+
+
+def _umask() -> int:
+    """The process's umask (only readable by setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """A one-line error before any work when the folder `path` (named by `flag`) cannot be
+    created or written: under a file, or in a folder this user cannot write. Writes nothing."""
+    from src.errors import UserError
+
+    path = Path(path).absolute()
+    existing = path
+    while not os.path.exists(existing) and existing != existing.parent:  # (False on any OSError)
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        raise UserError(f"{flag} {path}: cannot be a folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: {existing} is not writable")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -3,6 +3,11 @@ text when the test split has no labels), written atomically as CSV.
 
 Columns: split, index, text, noisy_label, cleaned_label, cleaned_prob, noise_score,
 marked_noisy, and gold where the data set has gold labels. Labels are class names.
+
+A text or label cell that begins with =, +, -, @ (or a tab or carriage return) is written with a
+leading apostrophe (`'=1+2`), so that a spreadsheet shows it as text instead of running it as a
+formula; so is one that begins with an apostrophe. A program reading the file gets the originals
+back by dropping one leading apostrophe from every text and label cell that has one.
 """
 
 from __future__ import annotations
@@ -44,13 +49,22 @@ def label_rows(
     } for i, text in enumerate(texts)]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")  # "'": so that one "'" is always ours
+USER_COLUMNS = ("text", "noisy_label", "cleaned_label", "gold")  # the user's strings
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """`cell` with a leading apostrophe when a spreadsheet would read it as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_START) else cell
+
+
 def write_labels_csv(path: str | Path, rows: list[dict]) -> None:
     """Write `rows` atomically; the gold column only when some row has a gold label."""
     columns = COLUMNS + (["gold"] if any(row["gold"] != "" for row in rows) else [])
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**row, **{c: spreadsheet_safe(row[c]) for c in USER_COLUMNS}} for row in rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
 
 

@@ -64,7 +64,10 @@ class RowFile:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))  # header + size
+        try:
+            np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))  # header + size
+        except OSError as exc:  # (a write's error names no file)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         rows = cls(path, writable=True)
         try:
             if hasattr(os, "posix_fallocate"):
@@ -72,7 +75,7 @@ class RowFile:
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # else: left sparse, as before
                 rows.close()
-                raise
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
         return rows
 
     @classmethod

@@ -1,0 +1,150 @@
+"""Inputs and faults that used to give wrong results with exit code 0, or a traceback: class
+names that look like ids, odd label sets, a NaN loss, a full disk, Ctrl-C; and what the output
+files look like to the user (permissions, spreadsheet formulas)."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from main import main
+from src.data import load_dataset
+from src.errors import UserError
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---- labels and classes.txt ---------------------------------------------------------------
+
+def test_numeric_names_in_classes_file_are_names_not_positions(tmp_path):
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},{i % 4}\n" for i in range(40)))
+    write(tmp_path / "classes.txt", "3\n1\n2\n0\n")
+    splits = load_dataset("csv", str(tmp_path), seed=0)
+    assert splits.class_names == ["3", "1", "2", "0"]
+    for split in (splits.train, splits.validation):
+        for text, label in zip(split.texts, split.noisy):
+            assert splits.class_names[label] == str(int(text[1:]) % 4), text
+
+
+def test_classes_without_train_examples_and_names_equal_but_for_case_warn(tmp_path, capsys):
+    write(tmp_path / "gaps" / "train.csv", "text,label\n" + "".join(f"t{i},{[0, 1, 3][i % 3]}\n" for i in range(30)))
+    assert load_dataset("csv", str(tmp_path / "gaps"), seed=0).class_names == ["0", "1", "2", "3"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "no train example (2)" in err[0], err
+
+    write(tmp_path / "case" / "train.csv",
+          "text,label\n" + "".join(f"t{i},{['food', 'FOOD', 'sports'][i % 3]}\n" for i in range(30)))
+    assert load_dataset("csv", str(tmp_path / "case"), seed=0).class_names == ["FOOD", "food", "sports"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'FOOD' and 'food' differ only in case" in err[0], err
+
+
+def test_one_model_has_nothing_to_co_regularise(capsys):
+    from src.config import parse_config
+
+    parse_config(["--n_model", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: --n_model 1") and "nothing to co-regularise" in err[0]
+    for quiet in (["--n_model", "1", "--no_coreg"], ["--method", "base"], ["--n_model", "2"]):
+        parse_config(quiet)
+        assert capsys.readouterr().err == "", quiet
+
+
+# ---- whole runs: a NaN loss, a full disk, Ctrl-C ------------------------------------------
+
+@pytest.fixture
+def run_main(tmp_path, monkeypatch, capsys, tiny_bert):
+    """run_main(*args) -> (exit code, stderr lines), in an empty folder, with fast settings."""
+    monkeypatch.chdir(tmp_path)
+
+    def go(*args: str):
+        code = main(["--bert", tiny_bert, "--epochs", "1", "--total_iter", "1", "--no-progress", *args])
+        return code, capsys.readouterr().err.strip().splitlines()
+
+    return go
+
+
+def no_result_written(tmp_path) -> bool:
+    stage1 = tmp_path / "cache" / "stage1"
+    return not (tmp_path / "cache" / "runs").exists() and not (stage1.exists() and any(stage1.iterdir()))
+
+
+def test_nan_loss_in_stage_1_stops_the_run(run_main, tmp_path, monkeypatch):
+    from src.model import train_stage1
+
+    real = train_stage1.forward_backward
+    monkeypatch.setattr(train_stage1, "forward_backward", lambda *a, **k: real(*a, **k) * float("nan"))
+    code, err = run_main()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: stage 1 epoch 1/1: the training loss is nan"), err
+    assert no_result_written(tmp_path)
+
+
+def test_nan_loss_in_stage_2_stops_training():
+    from src.model.train_stage2 import Trajectories, train_stage2
+
+    embeddings = [np.random.default_rng(0).standard_normal((20, 2, 4)).astype(np.float16)]
+    priors = [np.full((20, 3), np.nan, np.float32)]  # what a NaN stage 1 would hand on
+    with pytest.raises(UserError, match="stage 2 epoch 1/2: the loss is nan"):
+        train_stage2(Trajectories(embeddings, torch.device("cpu")), np.arange(20), np.zeros(20, np.int64), priors,
+                     3, total_iter=2, batch_size=8, lr=1e-3, show_progress=False)
+
+
+def test_full_disk_is_one_line_and_leaves_no_entry(run_main, tmp_path, monkeypatch):
+    real_save = np.save
+
+    def save(file, *args, **kwargs):
+        if ".partial-" in str(file):  # the stage-1 entry being written
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real_save(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save)
+    code, err = run_main()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: ") and "probs.npy: No space left on device" in err[0], err
+    assert no_result_written(tmp_path)
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(run_main, monkeypatch):
+    from src import pipeline
+
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    assert run_main() == (130, ["interrupted"])
+
+
+# ---- output files ----------------------------------------------------------------------------
+
+def test_output_files_get_the_users_permissions(tmp_path):
+    from src.utils.common import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "result.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "result.json").st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_labels_csv_cells_are_never_spreadsheet_formulas(tmp_path):
+    from src.utils.labels_file import label_rows, write_labels_csv
+
+    texts = ["=HYPERLINK(\"http://x\")", "+1", "-2 degrees", "@SUM(A1)", "'quoted", "plain = text"]
+    probs = np.tile([[0.9, 0.1]], (len(texts), 1))
+    rows = label_rows("train", texts, ["=cmd", "ok"], probs, np.zeros(len(texts), np.int64))
+    write_labels_csv(tmp_path / "labels.csv", rows)
+    with open(tmp_path / "labels.csv", newline="", encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert [r["text"] for r in read] == ["'" + t for t in texts[:5]] + ["plain = text"]
+    assert {r["noisy_label"] for r in read} == {r["cleaned_label"] for r in read} == {"'=cmd"}
