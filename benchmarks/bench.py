@@ -95,8 +95,8 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     time) and the medians are reported: on a shared machine single timings vary by 10%.
     """
     from src.data import MAX_LENGTH, apply_noise, load_dataset
+    from src.data.texts import encode
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.texts import encode
     from src.model.train_stage1 import train_stage1
 
     config = parse_config([*argv, "--no-progress"])
@@ -168,11 +168,13 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     first train batches: the top operators by host time and by device time, and the step time
     without the profiler."""
     from src.data import MAX_LENGTH, apply_noise, load_dataset
+    from src.data.texts import encode
+    from src.model.microbatches import accepts_prepared_mask
     from src.model.plm import load_classifier, load_tokenizer
     from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
     from src.model.stage1_step import stage1_optimizer
-    from src.model.texts import accepts_prepared_mask, encode, shuffled_batches
     from src.model.train_stage1 import train_epoch
+    from src.utils.batches import shuffled_batches
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -304,10 +306,11 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     `compile_model`). A diagnosis, not a run's setting."""
     from transformers import BertConfig, BertForSequenceClassification
 
+    from src.data.texts import TokenizedTexts
+    from src.model.microbatches import accepts_prepared_mask
     from src.model.plm import compile_model
     from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
     from src.model.stage1_step import stage1_optimizer
-    from src.model.texts import TokenizedTexts, accepts_prepared_mask
     from src.model.train_stage1 import train_epoch
 
     device = resolve_device(device_name)

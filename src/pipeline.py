@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
+from src.data.texts import encode
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
@@ -31,9 +32,9 @@ from src.model.plm import (
     max_positions,
     resolve_model_path,
 )
-from src.model.texts import encode, shuffled_batches
 from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
+from src.utils.batches import shuffled_batches
 from src.utils.common import (
     StageTimer,
     append_line,

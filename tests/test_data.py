@@ -17,9 +17,9 @@ from src.data import apply_noise, describe, load_dataset
 from src.data.agnews import first_per_class
 from src.data.base import describe_splits
 from src.data.cache import cache_file, cache_key, cached_encode
+from src.data.texts import encode
 from src.data.wrench import majority_vote
 from src.errors import UserError
-from src.model.texts import encode
 
 
 def write(path, text):

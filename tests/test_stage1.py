@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.model.texts import MICROBATCH_COST_TOKENS, TokenizedTexts, split_by_length
+from src.data.texts import TokenizedTexts
+from src.model.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.model.train_stage1 import train_stage1
 
 
@@ -109,7 +110,7 @@ def padded_texts(lengths: list[int], width: int) -> TokenizedTexts:
 
 
 def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_outputs():
-    from src.model.texts import accepts_prepared_mask
+    from src.model.microbatches import accepts_prepared_mask
 
     cpu = torch.device("cpu")
     texts = padded_texts([7, 7, 4, 7, 2], width=9)
@@ -269,8 +270,8 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     CPU: the same training and embeddings as the eager paths. (The capture itself: CUDA tests.)"""
     from src.model import stage1_graphs
     from src.model.stage1_graphs import build_embedding_graphs
-    from src.model.texts import length_sorted_batches
     from src.model.train_stage1 import embed
+    from src.utils.batches import length_sorted_batches
 
     monkeypatch.setattr(stage1_graphs, "capture_cuda_graph", capture_on_cpu)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
@@ -304,8 +305,8 @@ def test_embedding_graphs_give_the_eager_embeddings():
     """Replayed embedding passes (eval mode: no dropout; padded widths; a filled-up last batch)
     give the eager [CLS] vectors and probabilities."""
     from src.model.stage1_graphs import build_embedding_graphs
-    from src.model.texts import length_sorted_batches
     from src.model.train_stage1 import embed
+    from src.utils.batches import length_sorted_batches
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1, seed=m).to(cuda).train() for m in range(2)]
@@ -325,9 +326,9 @@ def test_embedding_graphs_give_the_eager_embeddings():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
+    from src.model.microbatches import accepts_prepared_mask
     from src.model.network import DirichletVAE
     from src.model.stage1_step import stage1_optimizer
-    from src.model.texts import accepts_prepared_mask
     from src.model.train_stage1 import train_epoch
     from src.model.train_stage2 import Trajectories
     from src.model.train_stage2 import train_epoch as train_vae_epoch

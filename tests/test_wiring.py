@@ -52,7 +52,7 @@ def test_stage2_coregularization_is_kl_of_the_mean_to_each_model():
 def _tiny_stage1_inputs():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from src.model.texts import TokenizedTexts
+    from src.data.texts import TokenizedTexts
 
     config = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=16, num_labels=3)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from src.data.base import Splits, warn
-from src.model.texts import TokenizedTexts
+from src.data.texts import TokenizedTexts
 from src.utils.common import atomic_write_bytes
 
 VERSION = 1

@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import torch
 
+from src.data.texts import TokenizedTexts
 from src.model.plm import pass_no_mask_without_padding
 from src.model.stage1_step import clip_and_step, forward_backward, forward_cls
-from src.model.texts import TokenizedTexts
 from src.utils.common import capture_cuda_graph, captured_or_none, copy_to
 
 # CUDA graphs are captured for training batches padded to a multiple of this many tokens.

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from src.data.texts import TokenizedTexts
 from src.errors import UserError
+from src.model.microbatches import MICROBATCH_COST_TOKENS, accepts_prepared_mask, split_by_length
 from src.model.plm import compile_model, load_classifier
 from src.model.stage1_graphs import (
     GraphedEmbedding,
@@ -28,14 +30,7 @@ from src.model.stage1_graphs import (
     describe_keys,
 )
 from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
-from src.model.texts import (
-    MICROBATCH_COST_TOKENS,
-    TokenizedTexts,
-    accepts_prepared_mask,
-    length_sorted_batches,
-    shuffled_batches,
-    split_by_length,
-)
+from src.utils.batches import length_sorted_batches, shuffled_batches
 from src.utils.common import host_memory_mb, release_freed_host_memory, to_device
 from src.utils.row_file import RowFile
 

@@ -16,7 +16,7 @@ from src.model.network import (
     kl_dirichlet,
     reconstruction_loss,
 )
-from src.model.texts import shuffled_batches
+from src.utils.batches import shuffled_batches
 from src.utils.common import capture_cuda_graph, captured_or_none, fused_optimizer, to_device
 
 

@@ -1,6 +1,5 @@
-"""Tokenised texts (padded once, cut to each batch's longest text) and the orders in which the
-stages visit them: shuffled training batches, length-sorted evaluation batches, and the
-length-sorted micro-batches a training batch may be split into."""
+"""Tokenised texts: every split tokenised once (padded on the right, true lengths kept), and
+cut to each batch's longest text when a batch is taken."""
 
 from __future__ import annotations
 
@@ -51,29 +50,6 @@ class TokenizedTexts:
         return ids, mask
 
 
-
-@torch.no_grad()
-def accepts_prepared_mask(model: torch.nn.Module) -> bool:
-    """Whether `model` gives the same outputs for a [B, 1, 1, L] boolean attention mask as for
-    the usual [B, L] one (Hugging Face models with SDPA attention take a prepared mask as is;
-    eager attention would add it as a number). Checked on a two-row padded input."""
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
-        return False
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    ids = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 0, 0]], device=device) % model.config.vocab_size
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], device=device)
-    try:
-        usual = model(input_ids=ids, attention_mask=mask).logits
-        prepared = model(input_ids=ids, attention_mask=mask.bool()[:, None, None, :]).logits
-        same = usual.shape == prepared.shape and torch.allclose(usual, prepared, atol=1e-5, rtol=1e-4)
-    except Exception:  # noqa: BLE001 - any model that cannot take it keeps the usual mask
-        same = False
-    model.train(was_training)
-    return bool(same)
-
-
 def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool = False,
            chars_per_token: int = 8, chunk_size: int = 1024) -> TokenizedTexts:
     """Tokenise every text once (truncated, padded on the right), keeping the true lengths.
@@ -103,44 +79,3 @@ def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool
         lengths[start : start + len(chunk)] = chunk_lengths
     width = max_length if pad_to_max_length or len(texts) == 0 else int(lengths.max())
     return TokenizedTexts(torch.from_numpy(np.ascontiguousarray(ids[:, :width])), lengths)
-
-
-def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Evaluation batches of similar lengths (least padding); callers scatter back by index."""
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-# Fixed cost of one extra micro-batch, in tokens: on 2 CPU cores a MiniLM forward+backward in
-# fp32 takes about 20 ms + 0.41 ms per token, so a micro-batch pays for itself once it saves ~50
-# padding tokens. Where that does not hold (bf16, GPUs) `--split_batches auto` leaves batches
-# whole (src/utils/common.py: resolve_split_batches).
-MICROBATCH_COST_TOKENS = 64
-
-
-def split_by_length(lengths: np.ndarray, cost_per_part: float) -> list[np.ndarray]:
-    """Positions of one batch in length-sorted groups, minimising padded tokens + cost per group.
-
-    A group is padded to its longest member, so it costs len(group) * max_length tokens. The
-    best partition into contiguous runs of the sorted order is found exactly (O(B^2)).
-    """
-    order = np.argsort(lengths, kind="stable")
-    sorted_lengths = lengths[order].astype(np.float64)
-    n = len(order)
-    best = np.zeros(n + 1)  # best[j]: cheapest split of the j shortest
-    start_of = np.zeros(n + 1, dtype=np.int64)  # where the last group of that split starts
-    for j in range(1, n + 1):
-        starts = np.arange(j)
-        costs = best[:j] + (j - starts) * sorted_lengths[j - 1] + cost_per_part
-        start_of[j] = int(np.argmin(costs))
-        best[j] = costs[start_of[j]]
-    groups, j = [], n
-    while j > 0:
-        groups.append(order[start_of[j] : j])
-        j = start_of[j]
-    return groups[::-1]
-
-
-def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
