@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from src.model.evaluate import marking_quality, true_label_probs
+from src.diagnostics import marking_quality
+from src.model.evaluate import true_label_probs
 from src.model.stage1_step import lr_lambda
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.model.detection import precision_recall
 from src.model.network import DirichletVAE, dirichlet_mean
 
 
@@ -65,12 +64,3 @@ def accuracy(probs: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None or len(labels) == 0:
         return None
     return float((np.asarray(probs).argmax(-1) == labels).mean())
-
-
-def marking_quality(marked: np.ndarray, noisy: np.ndarray, gold: np.ndarray | None) -> dict | None:
-    """Precision and recall of the noisy-sample marking against gold labels (diagnostic only)."""
-    if gold is None:
-        return None
-    wrong = noisy != gold
-    precision, recall = precision_recall(marked, wrong)
-    return {"marked": int(marked.sum()), "truly_noisy": int(wrong.sum()), "precision": precision, "recall": recall}

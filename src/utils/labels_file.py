@@ -66,12 +66,3 @@ def write_labels_csv(path: str | Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows({**row, **{c: spreadsheet_safe(row[c]) for c in USER_COLUMNS}} for row in rows)
     atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-
-
-def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | None) -> dict:
-    """How many labels the cleaning changed and, where gold is known, agreement with it."""
-    quality = {"changed": int((noisy != cleaned).sum()), "total": len(noisy)}
-    if gold is not None and len(gold):
-        quality["noisy_agrees_with_gold"] = float((noisy == gold).mean())
-        quality["cleaned_agrees_with_gold"] = float((cleaned == gold).mean())
-    return quality

@@ -1,0 +1,111 @@
+"""What a run leaves behind: the run record (cache/runs/<run_id>.json), the results log, the
+per-epoch stage-2 accuracies, the detectors' arrays, the cleaned-labels CSV, the saved models,
+and the summary lines of the log. Everything is written atomically, after the method has run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from src.config import Config
+from src.methods import run_label
+from src.utils.common import append_line, atomic_file, atomic_save_npy, atomic_write_json, check_writable_dir
+from src.utils.labels_file import label_rows, write_labels_csv
+
+
+def log(message: str) -> None:
+    tqdm.write(message)
+
+
+def fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def check_output_dirs(config: Config) -> None:
+    """Where results go can be written, checked before any work (not a traceback after hours)."""
+    for folder in ("", "data", "runs", "stage1"):
+        check_writable_dir(Path(config.cache_dir) / folder, "--cache_dir")
+    if config.save_model:
+        check_writable_dir(config.model_dir, "--model_dir")
+
+
+def new_run_id(config: Config) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    noise = config.noise_type or "default"
+    return (f"{config.dataset}-{noise}-{config.noise_ratio}-seed{config.seed}-{run_label(config)}-{stamp}-"
+            f"{uuid.uuid4().hex[:6]}")
+
+
+def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays: dict) -> None:
+    """The run record, the results-log line, the stage-2 accuracies, the detectors' arrays and
+    (with --save_model) the last-epoch classifiers and the VAEs."""
+    cache = Path(config.cache_dir)
+    if record["stage2"]:
+        stage2_acc = np.array([r.get("test_accuracy") or np.nan for r in record["stage2"]], dtype=np.float64)
+        atomic_save_npy(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy", stage2_acc)
+    if arrays:  # per-example detector scores and flags, for the precision-recall figure
+        record["arrays"] = str(cache / "runs" / f"{record['run_id']}.npz")
+        with atomic_file(record["arrays"]) as f:
+            np.savez_compressed(f, **arrays)
+    atomic_write_json(cache / "runs" / f"{record['run_id']}.json", record)
+    c = config
+    append_line(cache / f"{c.dataset}-results.logs", "\t".join(str(x) for x in [
+        record["finished_at"], record["run_id"], f"method={record['method_label']}",
+        f"bert={record['resolved']['bert']}",
+        f"noise={record['resolved']['noise_type']}", f"ratio={c.noise_ratio}", f"seed={c.seed}",
+        f"epochs={c.epochs}", f"total_iter={c.total_iter}", f"lr={c.lr}", f"vae_lr={c.vae_lr}",
+        f"lambda_t={c.lambda_t}", f"acc_before={fmt(record['accuracy_before'])}",
+        f"acc_after={fmt(record['accuracy_after'])}", f"acc={fmt(record['accuracy'])}",
+        f"stage1_reused={record['stage1_cache']['hit']}", f"total_s={record['timings_s']['total']:.1f}",
+    ]))
+    if config.save_model:  # last-epoch classifiers (from_pretrained-loadable) and the VAEs
+        out = Path(config.model_dir) / record["run_id"]
+        for m, model in enumerate(models):
+            model.save_pretrained(out / f"classifier_{m}")
+            tokenizer.save_pretrained(out / f"classifier_{m}")
+        for m, vae in enumerate(vaes):
+            torch.save(vae.state_dict(), out / f"vae_{m}.pt")
+
+
+def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
+                 marked: np.ndarray, test_probs: np.ndarray | None) -> Path:
+    """cache/runs/<run_id>-labels.csv: train and validation rows; test rows when test is unlabelled.
+
+    cleaned [N_train + N_val, C] = P(y | x, noisy label); noise_score and marked [N_train + N_val]
+    (mean score over the models; marked by any model); test_probs [N_test, C] = P(y | x).
+    """
+    rows, start = [], 0
+    for name, split in (("train", splits.train), ("validation", splits.validation)):
+        part = slice(start, start + len(split))
+        rows += label_rows(name, split.texts, splits.class_names, cleaned[part], split.noisy,
+                           noise_score[part], marked[part], split.gold)
+        start += len(split)
+    if splits.test.gold is None and len(splits.test):
+        rows += label_rows("test", splits.test.texts, splits.class_names, test_probs, splits.test.noisy)
+    path = Path(config.cache_dir) / "runs" / f"{run_id}-labels.csv"
+    write_labels_csv(path, rows)
+    return path
+
+
+def log_summary(record: dict, labels_file: Path) -> None:
+    """The run's last log lines: the cleaned labels, the accuracies, the timings, the detectors."""
+    cleaning, detection = record["cleaning"], record["detection"]
+    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
+    log(f"{record['method_label']}: test accuracy {fmt(record['accuracy'])} (stage-1 prediction "
+        f"{fmt(record['accuracy_before'])}, after stage 2 {fmt(record['accuracy_after'])})"
+        + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
+                  for m, q in enumerate(record["marking"]) if q and q["marked"]))
+    gpu = record["peak_gpu_mb"]
+    log("seconds: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in record["timings_s"].items())
+        + f"; peak host memory {record['peak_host_mb']:.0f} MB"
+        + ("" if gpu is None else f", peak GPU memory {gpu:.0f} MB"))
+    if detection:
+        log("noise detection (train+validation): " + "; ".join(
+            f"{name} P {detection[name]['precision']:.3f} R {detection[name]['recall']:.3f} "
+            f"F1 {detection[name]['f1']:.3f} AUC {fmt(detection[name]['roc_auc'])}"
+            for name in ("dynamics", "loss", "confident_learning")))
