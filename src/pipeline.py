@@ -201,13 +201,11 @@ def load_noisy_data(config: Config, model_name: str):
     return splits, max_length
 
 
-def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits):
-    """Stage 1, or its cached result when a run with the same settings finished before.
-
-    Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
-    reused; --save_model needs them, so it always trains)."""
+def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits) -> tuple[dict, dict]:
+    """train_stage1's keyword settings, and the stage-1 cache key's parts: everything that
+    changes stage 1's result (token ids, noisy labels, model, settings, device type, code)."""
     train, val = splits.train, splits.validation
-    options = {  # train_stage1's settings: both its arguments and part of the cache key
+    options = {
         "epochs": config.epochs, "batch_size": config.train_batch_size,
         "eval_batch_size": runtime.eval_batch_size, "lr": config.lr,
         "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
@@ -223,11 +221,20 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits)
         "n_model": settings.n_model, "device": runtime.device.type, "options": options,
         "code": stage1_cache.code_identity(),
     }
+    return options, key_parts
+
+
+def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits):
+    """Stage 1, or its cached result when a run with the same settings finished before.
+
+    Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
+    reused; --save_model needs them, so it always trains)."""
+    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits)
     models = []
 
     def train_models(trajectory_dir):
         models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
-        return train_stage1(models, texts, train.noisy, val.noisy, device=runtime.device,
+        return train_stage1(models, texts, splits.train.noisy, splits.validation.noisy, device=runtime.device,
                             show_progress=config.progress, compile_models=config.compile,
                             trajectory_dir=trajectory_dir, **options)
 

@@ -12,6 +12,17 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """`slow`: a test that runs a language model through the whole pipeline or a script (it asks
+    for `tiny_bert`, or it uses the real MiniLM); `cuda`: a test that needs a GPU. While
+    working, `pytest -m "not slow"` runs the rest; CI runs everything."""
+    for item in items:
+        if "tiny_bert" in getattr(item, "fixturenames", ()) or "minilm" in item.name:
+            item.add_marker(pytest.mark.slow)
+        if any(m.name == "skipif" and "CUDA" in str(m.kwargs.get("reason", "")) for m in item.iter_markers()):
+            item.add_marker(pytest.mark.cuda)
+
+
 def make_tiny_bert(directory: Path, words: list[str]) -> Path:
     """A 2-layer, 32-wide BERT with a word-level vocabulary, saved with save_pretrained."""
     import torch

@@ -36,6 +36,7 @@ def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
     assert bench.bench_line(result).startswith("BENCH stage1_s=")
 
 
+@pytest.mark.slow  # trains or compiles models
 def test_attention_tracer_names_the_kernels_of_eager_and_compiled_steps(capsys):
     """On a CPU without dropout SDPA takes its CPU flash kernel, eager and compiled alike; the
     tracer must find it in the profile and in both traced graphs, and the restricted run works."""

@@ -264,6 +264,7 @@ def capture_on_cpu(step, optimizer=None, warmup_steps=3, pool=None):
     return RecomputedGraph(step, out, optimizer), out
 
 
+@pytest.mark.slow  # trains or compiles models
 def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     """The graphed code paths (padded widths, input buffers, the alpha input, the tensor learning
     rate, eager partial batches, filled-up embedding batches) with each replay recomputed on the

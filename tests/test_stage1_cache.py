@@ -82,16 +82,48 @@ def test_second_run_reuses_stage1_and_a_changed_setting_trains(tiny_bert, tmp_pa
     assert again["accuracy_after"] == first["accuracy_after"]  # same inputs to stage 2
     assert again["timings_s"]["stage1"] < first["timings_s"]["stage1"]
 
+    # a change that changes stage 1 trains it again
+    changed = pipeline.run(parse_config([*args, "--lr", "1e-4"]))
+    assert not changed["stage1_cache"]["hit"] and len(trained) == 1
+
+
+def stage1_key(argv: list[str]) -> str:
+    """The stage-1 cache key a run with `argv` would use, without training anything."""
+    from src.data.cache import cached_encode
+    from src.data.texts import encode
+    from src.methods import plan
+    from src.model.plm import load_tokenizer
+    from src.utils.common import resolve_runtime
+
+    config = parse_config(argv)
+    runtime, settings = resolve_runtime(config), plan(config)
+    splits, max_length = pipeline.load_noisy_data(config, config.model_name())
+    texts = cached_encode(encode, load_tokenizer(config.model_name()), splits, max_length,
+                          cache_dir=config.cache_dir, reuse=False, noise_type=config.noise_type,
+                          noise_ratio=config.noise_ratio, seed=config.seed)
+    _, parts = pipeline.stage1_settings(config, runtime, settings, config.model_name(), texts, splits)
+    return stage1_cache.cache_key(parts)
+
+
+def test_the_stage1_key_changes_with_what_changes_stage_1_only(tiny_bert, tmp_path):
+    args = ["--bert", tiny_bert, *FAST, "--cache_dir", str(tmp_path / "cache")]
+    base = stage1_key(args)
+    assert stage1_key(args) == base
     # (a max length that truncates: the key is the token ids themselves)
     for change in (["--lr", "1e-4"], ["--seed", "1"], ["--noise_ratio", "0.3"], ["--max_length", "8"],
-                   ["--method", "base"], ["--no_coreg"]):
-        record = pipeline.run(parse_config([*args, *change]))
-        assert not record["stage1_cache"]["hit"], change
-    assert len(trained) == 6
-    # a stage-2-only change (and a stage-2 variant) reuses stage 1
-    for change in (["--vae_lr", "1e-3"], ["--uniform_prior"], ["--no_dynamics"], ["--method", "coreg"]):
-        assert pipeline.run(parse_config([*args, *change]))["stage1_cache"]["hit"], change
-    assert len(trained) == 6
+                   ["--method", "base"], ["--no_coreg"], ["--epochs", "3"], ["--train_batch_size", "8"],
+                   ["--clip_gradient_norm", "2"], ["--alpha_t_hi", "1"], ["--lr_schedule", "restart"]):
+        assert stage1_key([*args, *change]) != base, change
+    # stage-2-only changes (and stage-2 variants) share stage 1
+    for change in (["--vae_lr", "1e-3"], ["--uniform_prior"], ["--no_dynamics"], ["--method", "coreg"],
+                   ["--total_iter", "3"], ["--dirichlet_sample", "normalised"], ["--prior_norm", "2"]):
+        assert stage1_key([*args, *change]) == base, change
+    assert stage1_key([*args, "--method", "npc"]) == stage1_key([*args, "--method", "base"])  # NPC cleans base
+
+
+def test_no_reuse_trains_again(tiny_bert, tmp_path):
+    args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--cache_dir", str(tmp_path / "cache")]
+    assert not pipeline.run(parse_config(args))["stage1_cache"]["hit"]
     assert not pipeline.run(parse_config([*args, "--no-reuse_stage1"]))["stage1_cache"]["hit"]
 
 
