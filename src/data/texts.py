@@ -58,8 +58,8 @@ def encode(tokenizer, texts: list[str], max_length: int, pad_to_max_length: bool
     has messages of 50,000+ characters; so each text is first cut to `max_length *
     chars_per_token` characters. Exact: a cut text whose prefix gives fewer than `max_length`
     tokens is tokenised again whole. Texts go through the tokenizer `chunk_size` at a time into
-    one preallocated array: the tokenizer's per-text objects (tokens, offsets, overflow) for all
-    of 20news took 1 GB of host memory at once.
+    one preallocated array: the tokenizer's per-text objects (tokens, offsets, overflow) for a
+    whole data set at once would hold far more host memory than the ids.
     """
     tokenizer.padding_side = "right"  # batches are later trimmed on the right
     limit = max_length * chars_per_token

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-# Fixed cost of one extra micro-batch, in tokens: on 2 CPU cores a MiniLM forward+backward in
-# fp32 takes about 20 ms + 0.41 ms per token, so a micro-batch pays for itself once it saves ~50
-# padding tokens. Where that does not hold (bf16, GPUs) `--split_batches auto` leaves batches
-# whole (src/utils/common.py: resolve_split_batches).
+# Fixed cost of one extra micro-batch, in tokens: a MiniLM forward+backward in fp32 on a CPU
+# costs a fixed time plus a time per token, and the fixed part is worth about this many padding
+# tokens (benchmarks/RESULTS.md). Where that does not hold (bf16, GPUs) `--split_batches auto`
+# leaves batches whole (src/utils/common.py: resolve_split_batches).
 MICROBATCH_COST_TOKENS = 64
 
 

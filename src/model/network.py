@@ -65,11 +65,10 @@ class ConstantInputLinear(torch.autograd.Function):
     """z @ W.T + b for an input z that needs no gradient, the products in z's dtype.
 
     The product is taken as (W @ z.T).T: with z [B, F] short and wide (B = 32, F = E * D in the
-    thousands) that layout ran 1.3-1.6x faster on CPUs than z @ W.T, in float32 and bfloat16, on
-    its own (inside stage 2's loop, where caches are cold, a float32 step gained about 5%).
-    With a bfloat16 z (a CPU run with --precision bf16) both products of the block (the forward
-    one and the weight gradient) run 2-3x faster than in float32 where the CPU has bf16 dot
-    products; at WOS size they are most of stage 2. The output [B, C] and the weight gradient
+    thousands) that layout is faster on CPUs than z @ W.T. With a bfloat16 z (a CPU run with
+    --precision bf16) both products of the block (the forward one and the weight gradient) run
+    faster than in float32 where the CPU has bf16 dot products; at WOS size they are most of
+    stage 2 (measured: benchmarks/RESULTS.md). The output [B, C] and the weight gradient
     come back in float32 (the weights' dtype, so that Adam's update is the float32 one); the bias
     is added in float32. Autocast would keep a bfloat16 gradient and cast it again, which costs
     as much as the products save.

@@ -98,8 +98,8 @@ def pass_no_mask_without_padding() -> None:
     Plain eager calls already pass none there. While tracing or capturing, transformers 5.17
     (not 5.24) builds an all-ones [B, 1, L, L] mask instead (an expanded tensor, last stride 0),
     which SDPA's fused CUDA kernels refuse: the attention then ran the math path, float32 batched
-    products (traced on an H200 with transformers 5.17, `benchmarks/trace_attention.py`; graphed
-    steps of unpadded batches got slower, not faster). Full bidirectional attention over real
+    products (traced with `benchmarks/trace_attention.py`; graphed steps of unpadded batches got
+    slower, not faster). Full bidirectional attention over real
     tokens needs no mask, in any version; the wrapper registers itself once, for every model of
     the process."""
     try:

@@ -118,9 +118,9 @@ def capture_by_key(keys: list[GraphKey], batch_size: int, device: torch.device, 
 class GraphedStage1Steps:
     """Full stage-1 training batches (forward, backward, clipping, AdamW) replayed as CUDA graphs.
 
-    A MiniLM step of two models is ~1,250 kernels for ~18 ms of H100 work, but launching them
-    one by one takes the host ~44 ms: eager training waits on the host. A graph is replayed
-    with one launch. Shapes are fixed in a graph, so there is one per padded width (`keys`, from
+    A MiniLM step of two models is about a thousand small kernels, and launching them one by one
+    takes the host longer than the GPU takes to run them: eager training waits on the host. A
+    graph is replayed with one launch. Shapes are fixed in a graph, so there is one per padded width (`keys`, from
     `graph_keys`): a batch runs in the smallest graph at least as wide as its longest text, the
     extra positions masked out (the same maths as its own width), or, when none of its texts is
     padded, in the unmasked graph of their width. All graphs share

@@ -44,14 +44,14 @@ class Trajectories:
         rows = np.ascontiguousarray(self.models[model][np.asarray(index)][:, self.epochs])  # [B, E', D]
         # transfer in the stored (half) precision without waiting for the GPU, widen there
         z = to_device(torch.from_numpy(rows), self.device).reshape(len(rows), -1).float()
-        return z.to(self.dtype)  # float16 -> bfloat16 via float32: 2.7x faster on CPUs than directly
+        return z.to(self.dtype)  # float16 -> bfloat16 via float32: faster on CPUs than directly
 
 
 def stage2_z_dtype(device: torch.device, precision: str) -> torch.dtype:
     """The dtype of z for stage 2's products: bfloat16 for a CPU run with `--precision bf16`.
 
-    At WOS size the z blocks' products are about half of stage 2 on a CPU, and bf16 runs them
-    2-3x faster where the CPU has bf16 dot products. On a GPU a stage-2 step is a few small
+    At WOS size the z blocks' products are much of stage 2 on a CPU, and bf16 runs them faster
+    where the CPU has bf16 dot products (benchmarks/RESULTS.md). On a GPU a stage-2 step is a few small
     kernels, bound by their launches (or replayed as one graph), so it stays float32 there.
     """
     return torch.bfloat16 if device.type == "cpu" and precision == "bf16" else torch.float32

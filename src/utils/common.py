@@ -46,18 +46,18 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def resolve_eval_batch_size(size: int | None, device: torch.device, cuda_graphs: bool = True) -> int:
     """--eval_batch_size default: 128 (the paper's), except 512 on CUDA without CUDA graphs, where
-    eager inference passes of small models are bound by per-batch kernel launches (H100,
-    MiniLM, 20news: stage 1 72.8 s at 512 vs 87.2 s at 128, for 2.2 GB more GPU memory).
-    Replayed as graphs, the passes cost no launches, and 128 keeps the memory."""
+    eager inference passes of small models are bound by per-batch kernel launches (fewer,
+    larger batches for more GPU memory; measured: benchmarks/RESULTS.md). Replayed as graphs,
+    the passes cost no launches, and 128 keeps the memory."""
     if size is not None:
         return size
     return 512 if device.type == "cuda" and not cuda_graphs else 128
 
 
 def resolve_split_batches(name: str, device: torch.device, precision: str) -> bool:
-    """--split_batches auto: on CPU in fp32 only. Measured on the TREC slice (2 cores): fp32
-    3.49x vs 2.92x unsplit; in bf16 the tokens are ~2.7x cheaper while a micro-batch's fixed
-    cost is not, and splitting was no faster (7.50 vs 7.44 s); on a GPU launches dominate."""
+    """--split_batches auto: on CPU in fp32 only. In bf16 the tokens are cheaper while a
+    micro-batch's fixed cost is not, so splitting does not pay there, and on a GPU kernel
+    launches dominate (measured: benchmarks/RESULTS.md)."""
     return name == "on" or (name == "auto" and device.type == "cpu" and precision == "fp32")
 
 
@@ -227,7 +227,7 @@ def host_memory_mb() -> dict[str, float] | None:
 
 def release_freed_host_memory() -> None:
     """Hand memory that the process has freed but the C allocator keeps back to the system
-    (glibc's malloc_trim; a no-op elsewhere). After tokenising 20news, ~100 MB."""
+    (glibc's malloc_trim; a no-op elsewhere), e.g. the tokenizer's per-text objects."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):

@@ -38,7 +38,7 @@ def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3
     fit_t = screen_rows.T  # [D, F]
     half_sq = sq_norms.mul_(0.5).to(dtype)  # [F]
     # results go straight into their place: small tensors kept between the chunks' large
-    # temporaries would fragment the heap (resident memory grew by ~20 MB a chunk)
+    # temporaries would fragment the heap (resident memory grew chunk by chunk)
     distances = torch.empty(len(query), k)
     indices = torch.empty(len(query), k, dtype=torch.long)
     for start in range(0, len(query), chunk):
