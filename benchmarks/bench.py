@@ -94,6 +94,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     With `repeat` > 1 the arms alternate `repeat` times (fresh, identically seeded models each
     time) and the medians are reported: on a shared machine single timings vary by 10%.
     """
+    from src.accel.stage1 import Stage1Speedups
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.data.texts import encode
     from src.model.plm import load_classifier, load_tokenizer
@@ -120,8 +121,8 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             results[name] = train_stage1(
                 models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
                 batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size, lr=config.lr,
-                device=device, precision=precision, seed=config.seed, show_progress=False, pad_to_max=pad,
-                split_batches=split)
+                device=device, precision=precision, seed=config.seed, show_progress=False,
+                speedups=Stage1Speedups(pad_to_max=pad, split_batches=split))
             times[name].append(time.perf_counter() - start)
     seconds = {name: float(np.median(t)) for name, t in times.items()}
     if repeat > 1:
@@ -167,12 +168,10 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     """`steps` stage-1 training steps (after `warmup`) under torch.profiler, on the data set's
     first train batches: the top operators by host time and by device time, and the step time
     without the profiler."""
+    from src.accel.stage1 import Stage1Speedups
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.data.texts import encode
-    from src.model.microbatches import accepts_prepared_mask
     from src.model.plm import load_classifier, load_tokenizer
-    from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
-    from src.model.stage1_step import stage1_optimizer
     from src.model.train_stage1 import train_epoch
     from src.utils.batches import shuffled_batches
 
@@ -187,25 +186,20 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     texts = encode(load_tokenizer(config.model_name()), splits.train.texts, max_length)
     models = [load_classifier(config.model_name(), splits.num_classes).to(device).train()
               for _ in range(config.n_model)]
-    prepared = all(accepts_prepared_mask(m) for m in models)
-    use_graphs = runtime.cuda_graphs and cuda_graphs_blocker(device, prepared) is None
-    optimizer = stage1_optimizer(models, config.lr, capturable=use_graphs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     rng = np.random.default_rng(config.seed)
     batches = []
     while len(batches) < warmup + 2 * steps:  # as many epochs' batches as needed
         batches += shuffled_batches(len(texts), config.train_batch_size, rng)
     batches = batches[: warmup + 2 * steps]
-    graphs = None
-    if use_graphs:
-        graphs = build_graphs(models, optimizer, texts, batches, config.train_batch_size, device=device,
-                              precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm)
+    runner = Stage1Speedups(cuda_graphs=runtime.cuda_graphs, split_batches=runtime.split_batches).build(
+        models, texts, splits.train.noisy, [batches], [], batch_size=config.train_batch_size,
+        eval_batch_size=runtime.eval_batch_size, lr=config.lr, weight_decay=0.0, device=device,
+        precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(runner.optimizer, lambda step: 1.0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def run(part):
-        train_epoch(models, texts, part, splits.train.noisy, 5.0, optimizer, scheduler, device=device,
-                    precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm,
-                    prepared_mask=prepared, split_batches=runtime.split_batches, graphs=graphs)
+        train_epoch(runner, part, 5.0, scheduler)
         sync()
 
     run(batches[:warmup])
@@ -214,7 +208,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     step_ms = (time.perf_counter() - start) / steps * 1e3
     device_ms = print_profile(lambda: run(batches[warmup + steps : warmup + 2 * steps]), device, steps)
     print(f"{config.n_model} x {config.model_name()} on {device} ({runtime.precision}), batch "
-          f"{config.train_batch_size}, prepared mask {prepared}, CUDA graphs {graphs is not None}: "
+          f"{config.train_batch_size}, prepared mask {runner.prepared_mask}, CUDA graphs {runner.graphs is not None}: "
           f"{step_ms:.1f} ms/step"
           + (f", of which {device_ms:.1f} ms of kernels" if device_ms is not None else ""))
     return {"step_ms": step_ms, "device_ms_per_step": device_ms, "peak_host_mb": peak_host_mb(),
@@ -306,10 +300,10 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     `compile_model`). A diagnosis, not a run's setting."""
     from transformers import BertConfig, BertForSequenceClassification
 
+    from src.accel.cuda_graphs import build_graphs, cuda_graphs_blocker
+    from src.accel.models import accepts_prepared_mask, compile_model
+    from src.accel.stage1 import Stage1Speedups
     from src.data.texts import TokenizedTexts
-    from src.model.microbatches import accepts_prepared_mask
-    from src.model.plm import compile_model
-    from src.model.stage1_graphs import build_graphs, cuda_graphs_blocker
     from src.model.stage1_step import stage1_optimizer
     from src.model.train_stage1 import train_epoch
 
@@ -324,7 +318,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
         torch.manual_seed(m)
         models.append(BertForSequenceClassification(config).to(device))
     # Compiled models are captured too (the warm-up compiles them): compiling fuses the kernels,
-    # the graph removes their launches (the best MFU measured, 27.2% on an H200, 2026-11-27 (g)).
+    # the graph removes their launches (the best MFU measured: benchmarks/RESULTS.md).
     use_graphs = cuda_graphs and cuda_graphs_blocker(device, accepts_prepared_mask(models[0])) is None
     optimizer = stage1_optimizer(models, 1e-5, capturable=use_graphs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -345,10 +339,15 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
         model.train()
     graphs = build_graphs(runners, optimizer, texts, batches, batch_size, device=device, precision="bf16",
                           clip_gradient_norm=1.0) if use_graphs else None
+    # the speed layer's steps with this diagnosis's own runners, optimizer and graphs (compiled
+    # models in graphs, which runs do not combine)
+    runner = Stage1Speedups().build(models, texts, labels, [], [], batch_size=batch_size, eval_batch_size=batch_size,
+                                    lr=1e-5, weight_decay=0.0, device=device, precision="bf16",
+                                    clip_gradient_norm=1.0)
+    runner.runners, runner.optimizer, runner.graphs = runners, optimizer, graphs
 
     def run(part):
-        return train_epoch(runners, texts, part, labels, 5.0, optimizer, scheduler, device=device,
-                           precision="bf16", clip_gradient_norm=1.0, graphs=graphs)
+        return train_epoch(runner, part, 5.0, scheduler)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     run(batches[:warmup])

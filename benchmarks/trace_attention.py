@@ -30,8 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from src.accel.models import compile_model  # noqa: E402
 from src.data.texts import TokenizedTexts  # noqa: E402
-from src.model.plm import compile_model  # noqa: E402
 from src.utils.common import autocast, configure_cuda, resolve_device  # noqa: E402
 
 ATTENTION_WORDS = ("attention", "bmm", "baddbmm", "softmax")

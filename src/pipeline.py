@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.accel.knn import screen_dtype
+from src.accel.stage1 import Stage1Speedups
+from src.accel.stage2 import Stage2Speedups
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
@@ -126,7 +129,7 @@ def run(config: Config) -> dict:
                 beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
                 softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
                 seed=config.seed, on_epoch_end=test_accuracy, show_progress=config.progress,
-                cuda_graph=runtime.cuda_graphs,
+                speedups=Stage2Speedups(cuda_graphs=runtime.cuda_graphs),
             )
             for record in stage2_history:
                 log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
@@ -211,7 +214,6 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
         "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
         "precision": runtime.precision, "seed": config.seed,
-        "split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs,
     }
     key_parts = {
         "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": len(train), "n_val": len(val),
@@ -219,6 +221,7 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         "val_labels": stage1_cache.array_digest(val.noisy), "num_classes": splits.num_classes,
         "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
         "n_model": settings.n_model, "device": runtime.device.type, "options": options,
+        "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity(),
     }
     return options, key_parts
@@ -234,9 +237,11 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits)
 
     def train_models(trajectory_dir):
         models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
+        speedups = Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
+                                  split_batches=runtime.split_batches)
         return train_stage1(models, texts, splits.train.noisy, splits.validation.noisy, device=runtime.device,
-                            show_progress=config.progress, compile_models=config.compile,
-                            trajectory_dir=trajectory_dir, **options)
+                            show_progress=config.progress, trajectory_dir=trajectory_dir, speedups=speedups,
+                            **options)
 
     root = Path(config.cache_dir) / "stage1"
     stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models,
@@ -274,5 +279,5 @@ def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray,
         anchors = npc_anchors(stage1.probs[m, : rows.n_train], train_noisy, batches)
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
-                              approximate=config.approximate_knn)
+                              screen_dtype=screen_dtype(config.approximate_knn))
     return dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)

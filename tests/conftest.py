@@ -66,12 +66,9 @@ def shared_data(*parts: str) -> Path:
 
 
 @pytest.fixture(params=["exact", "approximate"])
-def screening(request, monkeypatch):
-    """The neighbour search's `approximate` flag, both ways; approximate screens in bf16 whatever
-    this CPU would pick."""
+def screening(request):
+    """The neighbour search's screening dtype: exact (float32), and approximate (bfloat16,
+    whatever this CPU would pick)."""
     import torch
 
-    import src.utils.neighbours as neighbours
-
-    monkeypatch.setattr(neighbours, "_fast_matmul_dtype", lambda: torch.bfloat16)
-    return request.param == "approximate"
+    return torch.bfloat16 if request.param == "approximate" else torch.float32

@@ -80,10 +80,10 @@ def no_result_written(tmp_path) -> bool:
 
 
 def test_nan_loss_in_stage_1_stops_the_run(run_main, tmp_path, monkeypatch):
-    from src.model import train_stage1
+    from src.model import stage1_step
 
-    real = train_stage1.forward_backward
-    monkeypatch.setattr(train_stage1, "forward_backward", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = stage1_step.coregularized_loss  # what every step runner's forward_backward computes
+    monkeypatch.setattr(stage1_step, "coregularized_loss", lambda *a, **k: real(*a, **k) * float("nan"))
     code, err = run_main()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: stage 1 epoch 1/1: the training loss is nan"), err
     assert no_result_written(tmp_path)

@@ -13,7 +13,7 @@ def test_nearest_rows_are_the_exact_neighbours(screening):
     rng = np.random.default_rng(1)
     fit = rng.normal(size=(600, 48)).astype(np.float32) + 40.0
     query = np.concatenate([fit[:50], rng.normal(size=(50, 48)).astype(np.float32) + 40.0])
-    dist, idx = nearest_rows(torch.as_tensor(query), torch.as_tensor(fit), k=12, chunk=32, approximate=screening)
+    dist, idx = nearest_rows(torch.as_tensor(query), torch.as_tensor(fit), k=12, chunk=32, screen_dtype=screening)
     exact = np.sqrt(((query[:, None, :].astype(np.float64) - fit[None].astype(np.float64)) ** 2).sum(-1))
     order = np.argsort(exact, axis=1, kind="stable")[:, :12]
     assert np.array_equal(idx, order)
@@ -25,8 +25,8 @@ def test_half_precision_rows_give_the_neighbours_of_their_float32_values(screeni
     rng = np.random.default_rng(3)
     fit = rng.normal(size=(300, 32)).astype(np.float16)
     query = rng.normal(size=(40, 32)).astype(np.float16)
-    half = nearest_rows(torch.as_tensor(query), torch.as_tensor(fit), k=5, approximate=screening)
-    full = nearest_rows(torch.as_tensor(query).float(), torch.as_tensor(fit).float(), k=5, approximate=screening)
+    half = nearest_rows(torch.as_tensor(query), torch.as_tensor(fit), k=5, screen_dtype=screening)
+    full = nearest_rows(torch.as_tensor(query).float(), torch.as_tensor(fit).float(), k=5, screen_dtype=screening)
     assert np.array_equal(half[1], full[1]) and np.allclose(half[0], full[0])
 
 
@@ -41,4 +41,4 @@ def test_leave_one_out_neighbours_are_sklearns(screening):
     expected = np.zeros((200, 3))
     np.add.at(expected, (np.arange(200)[:, None], labels[neighbours]), weights)
     expected /= expected.sum(1, keepdims=True)
-    assert np.allclose(loo_knn_proba(x, labels, 3, k=5, approximate=screening), expected, atol=1e-6)
+    assert np.allclose(loo_knn_proba(x, labels, 3, k=5, screen_dtype=screening), expected, atol=1e-6)

@@ -12,7 +12,7 @@ def test_exact_matches_outweigh_the_rest_as_in_sklearn(screening):
     emb = rng.normal(size=(40, 6))
     emb[1] = emb[0]
     labels = np.arange(40) % 3
-    proba = knn_predict_proba(emb, labels, np.zeros(40, bool), 3, k=5, approximate=screening)
+    proba = knn_predict_proba(emb, labels, np.zeros(40, bool), 3, k=5, screen_dtype=screening)
     assert np.allclose(proba[0], [0.5, 0.5, 0.0])
 
 
@@ -22,7 +22,7 @@ def test_knn_fitted_on_unmarked_only(screening):
     labels = rng.integers(0, 3, 80)
     marked = np.zeros(80, bool)
     marked[::4] = True
-    got = knn_predict_proba(emb, labels, marked, 3, k=10, approximate=screening)
+    got = knn_predict_proba(emb, labels, marked, 3, k=10, screen_dtype=screening)
     ref = KNeighborsClassifier(10, weights="distance").fit(emb[~marked], labels[~marked])
     expected = np.zeros((80, 3))
     expected[:, ref.classes_] = ref.predict_proba(emb)
@@ -30,7 +30,7 @@ def test_knn_fitted_on_unmarked_only(screening):
     # Unmarked points are their own nearest neighbour at distance 0: their label wins.
     assert np.all(got[~marked].argmax(1) == labels[~marked])
     # Asking for the first rows only (the train split) fits on all and answers for those rows.
-    assert np.array_equal(knn_predict_proba(emb, labels, marked, 3, k=10, rows=50, approximate=screening), got[:50])
+    assert np.array_equal(knn_predict_proba(emb, labels, marked, 3, k=10, rows=50, screen_dtype=screening), got[:50])
 
 
 def test_missing_class_gets_zero_column():

@@ -59,7 +59,7 @@ def test_compiled_unpadded_batches_pass_no_attention_mask(monkeypatch):
     from transformers import BertConfig, BertForSequenceClassification
 
     from benchmarks.trace_attention import recording_backend
-    from src.model.plm import compile_model
+    from src.accel.models import compile_model
 
     original = masking_utils._ignore_bidirectional_mask_sdpa
     monkeypatch.setattr(masking_utils, "_ignore_bidirectional_mask_sdpa",
@@ -86,7 +86,7 @@ def test_the_registered_mask_function_skips_only_unpadded_full_attention(monkeyp
     """No padding and full attention: no mask; with a padding mask, or when the caller asks for the
     mask itself: transformers' own."""
     masking_utils = pytest.importorskip("transformers.masking_utils")
-    from src.model.plm import pass_no_mask_without_padding
+    from src.accel.models import pass_no_mask_without_padding
 
     monkeypatch.setitem(masking_utils.AttentionMaskInterface._global_mapping, "sdpa", masking_utils.sdpa_mask)
     pass_no_mask_without_padding()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.data.texts import TokenizedTexts
-from src.model.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.model.train_stage1 import train_stage1
 
 
@@ -60,12 +60,15 @@ def test_split_batches_trains_like_whole_batches():
     labels = rng.integers(0, 3, size=n)
 
     def fit(split: bool):
+        from src.accel.stage1 import Stage1Speedups
+
         models = []
         for m in range(2):
             torch.manual_seed(m)
             models.append(BertForSequenceClassification(config))
         return train_stage1(models, texts, labels[:32], labels[32:40], epochs=2, batch_size=16,
-                            eval_batch_size=64, lr=1e-3, seed=0, show_progress=False, split_batches=split)
+                            eval_batch_size=64, lr=1e-3, seed=0, show_progress=False,
+                            speedups=Stage1Speedups(split_batches=True) if split else None)
 
     whole, split = fit(False), fit(True)
     assert [h["train_loss"] for h in split.history] == pytest.approx([h["train_loss"] for h in whole.history],
@@ -110,7 +113,7 @@ def padded_texts(lengths: list[int], width: int) -> TokenizedTexts:
 
 
 def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_outputs():
-    from src.model.microbatches import accepts_prepared_mask
+    from src.accel.models import accepts_prepared_mask
 
     cpu = torch.device("cpu")
     texts = padded_texts([7, 7, 4, 7, 2], width=9)
@@ -133,7 +136,7 @@ def test_batches_carry_a_mask_only_when_padded_and_every_form_gives_the_same_out
 
 
 def test_graph_keys_round_widths_up_keep_those_used_often_and_unpadded_batches_apart():
-    from src.model.stage1_graphs import graph_for, graph_keys
+    from src.accel.cuda_graphs import graph_for, graph_keys
 
     def batch(longest: int, shortest: int) -> np.ndarray:
         return np.array([shortest, longest, longest])
@@ -157,7 +160,7 @@ def test_graph_keys_round_widths_up_keep_those_used_often_and_unpadded_batches_a
 
 
 def test_a_tensor_alpha_gives_the_same_loss_and_this_torch_schedules_a_tensor_lr():
-    from src.model.stage1_graphs import scheduler_updates_tensor_lr
+    from src.accel.cuda_graphs import scheduler_updates_tensor_lr
     from src.model.stage1_step import coregularized_loss
 
     logits = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
@@ -173,7 +176,8 @@ def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = Fa
     """Stage-1 training of two tiny models, eagerly and with graphs for the full batches (two
     padded widths and the unmasked full width; the partial batches eager): (eager models,
     losses), (graphed ..., graphs)."""
-    from src.model.stage1_graphs import build_graphs
+    from src.accel.cuda_graphs import build_graphs
+    from src.accel.stage1 import Stage1Speedups
     from src.model.stage1_step import lr_lambda, stage1_optimizer
     from src.model.train_stage1 import train_epoch
 
@@ -193,19 +197,22 @@ def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = Fa
 
     def fit(graph: bool):
         models = [tiny_classifier("sdpa", seed=m).to(device).train() for m in range(2)]
-        optimizer = stage1_optimizer(models, 1e-2, capturable=graph)
+        # the speed layer's steps, with graphs built here (off CUDA `Stage1Speedups` builds none)
+        runner = Stage1Speedups().build(models, texts, labels, [], [], batch_size=batch_size, eval_batch_size=16,
+                                        lr=1e-2, weight_decay=0.0, device=device, precision="fp32",
+                                        clip_gradient_norm=1.0)
+        runner.optimizer = optimizer = stage1_optimizer(models, 1e-2, capturable=graph)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, steps // epochs, "linear"))
         graphs = build_graphs(models, optimizer, texts, [b for bs in all_batches for b in bs], batch_size,
                               device=device, precision="fp32", clip_gradient_norm=1.0) if graph else None
+        runner.graphs = graphs
         losses = []
         for epoch, batches in enumerate(all_batches):
             if graph and check_no_sync and epoch == epochs - 1:
                 torch.cuda.synchronize()
                 torch.cuda.set_sync_debug_mode("error")
             try:
-                total, _ = train_epoch(models, texts, batches, labels, 0.0 if epoch == 0 else 5.0, optimizer,
-                                       scheduler, device=device, precision="fp32", clip_gradient_norm=1.0,
-                                       prepared_mask=True, graphs=graphs)
+                total, _ = train_epoch(runner, batches, 0.0 if epoch == 0 else 5.0, scheduler)
             finally:
                 if check_no_sync:
                     torch.cuda.set_sync_debug_mode("default")
@@ -269,12 +276,11 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     """The graphed code paths (padded widths, input buffers, the alpha input, the tensor learning
     rate, eager partial batches, filled-up embedding batches) with each replay recomputed on the
     CPU: the same training and embeddings as the eager paths. (The capture itself: CUDA tests.)"""
-    from src.model import stage1_graphs
-    from src.model.stage1_graphs import build_embedding_graphs
-    from src.model.train_stage1 import embed
+    from src.accel import cuda_graphs
+    from src.accel.cuda_graphs import build_embedding_graphs
     from src.utils.batches import length_sorted_batches
 
-    monkeypatch.setattr(stage1_graphs, "capture_cuda_graph", capture_on_cpu)
+    monkeypatch.setattr(cuda_graphs, "capture_cuda_graph", capture_on_cpu)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     masking_utils = pytest.importorskip("transformers.masking_utils")
     monkeypatch.setitem(masking_utils.AttentionMaskInterface._global_mapping, "sdpa", masking_utils.sdpa_mask)
@@ -288,10 +294,24 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     batches = length_sorted_batches(texts.lengths, 16)  # the last 2 (16 and 2 texts) all 64 long
     graphs = build_embedding_graphs(models, texts, batches, 16, None, device=cpu, precision="fp32")
     assert sorted(graphs.graphs) == [(32, True), (64, False), (64, True)]
-    eager = embed(models, texts, batches, cpu, "fp32", prepared_mask=True)
-    graphed = embed(models, texts, batches, cpu, "fp32", prepared_mask=True, graphs=graphs)
+    eager, graphed = embed_with_and_without(models, texts, batches, graphs, cpu)
     for a, b in zip(graphed, eager):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def embed_with_and_without(models, texts, batches, graphs, device):
+    """`embed` through the speed layer's steps, without and with the embedding graphs."""
+    from src.accel.stage1 import Stage1Speedups
+    from src.model.train_stage1 import embed
+
+    runner = Stage1Speedups().build(models, texts, np.zeros(len(texts), dtype=np.int64), [], batches,
+                                    batch_size=16, eval_batch_size=16, lr=1e-3, weight_decay=0.0, device=device,
+                                    precision="fp32", clip_gradient_norm=1.0)
+    eager = embed(runner, len(texts), batches)
+    for model in models:
+        model.train()  # embed must switch dropout off itself
+    runner.eval_graphs = graphs
+    return eager, embed(runner, len(texts), batches)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -305,8 +325,7 @@ def test_stage1_cuda_graphs_train_like_eager_steps():
 def test_embedding_graphs_give_the_eager_embeddings():
     """Replayed embedding passes (eval mode: no dropout; padded widths; a filled-up last batch)
     give the eager [CLS] vectors and probabilities."""
-    from src.model.stage1_graphs import build_embedding_graphs
-    from src.model.train_stage1 import embed
+    from src.accel.cuda_graphs import build_embedding_graphs
     from src.utils.batches import length_sorted_batches
 
     cuda = torch.device("cuda")
@@ -316,10 +335,8 @@ def test_embedding_graphs_give_the_eager_embeddings():
     graphs = build_embedding_graphs(models, texts, batches, 16, torch.cuda.graph_pool_handle(), device=cuda,
                                     precision="fp32")
     assert graphs is not None and sorted(graphs.graphs) == [(32, True), (64, False), (64, True)]
-    eager_cls, eager_probs = embed(models, texts, batches, cuda, "fp32", prepared_mask=True)
-    for model in models:
-        model.train()  # embed must switch dropout off itself
-    graphed_cls, graphed_probs = embed(models, texts, batches, cuda, "fp32", prepared_mask=True, graphs=graphs)
+    (eager_cls, eager_probs), (graphed_cls, graphed_probs) = embed_with_and_without(models, texts, batches,
+                                                                                    graphs, cuda)
     torch.testing.assert_close(graphed_cls, eager_cls, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(graphed_probs, eager_probs, rtol=1e-4, atol=1e-5)
 
@@ -327,9 +344,8 @@ def test_embedding_graphs_give_the_eager_embeddings():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
-    from src.model.microbatches import accepts_prepared_mask
+    from src.accel.stage1 import Stage1Speedups
     from src.model.network import DirichletVAE
-    from src.model.stage1_step import stage1_optimizer
     from src.model.train_stage1 import train_epoch
     from src.model.train_stage2 import Trajectories
     from src.model.train_stage2 import train_epoch as train_vae_epoch
@@ -337,16 +353,16 @@ def test_training_steps_never_wait_for_the_gpu():
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1).to(cuda).train() for _ in range(2)]
-    optimizer = stage1_optimizer(models, 1e-3)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    prepared = accepts_prepared_mask(models[0])
     texts = padded_texts(list(np.random.default_rng(2).integers(2, 12, size=64)), width=12)
     labels = np.random.default_rng(3).integers(0, 3, size=64)
     batches = [np.arange(i, i + 16) for i in range(0, 64, 16)]
+    runner = Stage1Speedups().build(models, texts, labels, [batches], [], batch_size=16, eval_batch_size=16,
+                                    lr=1e-3, weight_decay=0.0, device=cuda, precision="bf16", clip_gradient_norm=1.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(runner.optimizer, lambda step: 1.0)
+    prepared = runner.prepared_mask
 
     def stage1_epoch():
-        return train_epoch(models, texts, batches, labels, 1.0, optimizer, scheduler, device=cuda,
-                           precision="bf16", clip_gradient_norm=1.0, prepared_mask=prepared)
+        return train_epoch(runner, batches, 1.0, scheduler)
 
     stage1_epoch()  # warm-up: lazy initialisation may synchronise once
     trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 64, 3, 8)).astype(np.float16), cuda)
@@ -372,6 +388,7 @@ def test_training_steps_never_wait_for_the_gpu():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_stage2_cuda_graph_trains_like_eager_steps():
     """Replaying the captured step (and undoing its warm-up) gives the eager training."""
+    from src.accel.stage2 import Stage2Speedups
     from src.model.train_stage2 import Trajectories, train_stage2
 
     cuda = torch.device("cuda")
@@ -384,7 +401,7 @@ def test_stage2_cuda_graph_trains_like_eager_steps():
     def fit(graph: bool):
         return train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=3, batch_size=32,
                             lr=1e-2, lambda_t=1.0, warmup_epochs=0.4, seed=0, show_progress=False,
-                            cuda_graph=graph)
+                            speedups=Stage2Speedups(cuda_graphs=True) if graph else None)
 
     (eager, eager_history), (graphed, graphed_history) = fit(False), fit(True)
     assert [h["loss"] for h in graphed_history] == pytest.approx([h["loss"] for h in eager_history], rel=1e-4)

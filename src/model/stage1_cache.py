@@ -34,8 +34,8 @@ from src.utils.row_file import RowFile
 
 SRC = Path(__file__).resolve().parents[1]
 # Code whose edits change stage 1's numbers: an edit there makes every old entry a miss.
-CODE = [SRC / "model" / name for name in
-        ("train_stage1.py", "stage1_step.py", "stage1_graphs.py", "microbatches.py", "plm.py")] + [
+CODE = [SRC / "model" / name for name in ("train_stage1.py", "stage1_step.py", "plm.py")] + [
+    SRC / "accel" / name for name in ("stage1.py", "cuda_graphs.py", "microbatches.py", "models.py")] + [
     SRC / "data" / "texts.py", SRC / "utils" / "batches.py"]
 
 

@@ -1,6 +1,6 @@
 """One stage-1 step: the co-regularised loss, each model's forward pass (catching its [CLS]
 vectors), forward and backward of a (micro-)batch, per-model clipping and AdamW, and the
-learning-rate schedule. Eager training, CUDA graphs (`stage1_graphs`) and the embedding passes
+learning-rate schedule. Eager training, the speed layer (`src/accel`) and the embedding passes
 all run these."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from src.model.network import (
     reconstruction_loss,
 )
 from src.utils.batches import shuffled_batches
-from src.utils.common import capture_cuda_graph, captured_or_none, fused_optimizer, to_device
+from src.utils.common import fused_optimizer, to_device
 
 
 class Trajectories:
@@ -96,44 +96,10 @@ def stage2_update(
     return loss.detach()
 
 
-class GraphedStep:
-    """The stage-2 update of a full batch (forward, backward, Adam) replayed as one CUDA graph.
-
-    A step of two small VAEs is ~200 kernels of a few microseconds each, so on a GPU the host's
-    launching is the cost, not the arithmetic. Each call copies the batch into the graph's
-    fixed input buffers and replays it. The uniform draws of the Dirichlet samples are inputs
-    drawn outside, in the eager order, so graphed and eager training see the same numbers.
-    The optimizer must be built with capturable=True; the warm-up updates that capturing needs
-    are undone (`capture_cuda_graph`).
-    """
-
-    def __init__(self, vaes: list[DirichletVAE], optimizer: torch.optim.Optimizer,
-                 noisy_onehot: torch.Tensor, priors: list[torch.Tensor], beta: float,
-                 batch_size: int, input_dim: int, z_dtype: torch.dtype = torch.float32) -> None:
-        device = noisy_onehot.device
-        num_classes = noisy_onehot.shape[1]
-        self.z = [torch.zeros(batch_size, input_dim, dtype=z_dtype, device=device) for _ in vaes]
-        self.eps = [torch.full((batch_size, num_classes), 0.5, device=device) for _ in vaes]
-        self.local = torch.arange(batch_size, device=device)
-        self.lambda_t = torch.zeros((), device=device)
-
-        def step() -> torch.Tensor:
-            return stage2_update(vaes, optimizer, self.z, self.local, noisy_onehot, priors, beta,
-                                 self.lambda_t, self.eps)
-
-        self.graph, self.loss = capture_cuda_graph(step, optimizer)
-
-    def __call__(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor]) -> torch.Tensor:
-        for buffer, value in zip([*self.z, *self.eps, self.local], [*zs, *eps, local]):
-            buffer.copy_(value)
-        self.graph.replay()
-        return self.loss
-
-
 def train_epoch(
     vaes: list[DirichletVAE], trajectories: Trajectories, batches, train_index: np.ndarray,
     noisy_onehot: torch.Tensor, priors: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-    beta: float, lambda_t: float, graphed: GraphedStep | None = None,
+    beta: float, lambda_t: float, graphed=None,
 ) -> torch.Tensor:
     """One pass over `batches` (positions in train_index); returns the summed loss on the device.
 
@@ -175,32 +141,29 @@ def train_stage2(
     seed: int = 0,
     on_epoch_end=None,
     show_progress: bool = True,
-    cuda_graph: bool = False,
+    speedups=None,
 ) -> tuple[list[DirichletVAE], list[dict]]:
     """Train one VAE per stage-1 model on the rows `train_index` of the trajectories.
 
     noisy_labels [N_train], alpha_priors[m] [N_train, C], aligned with train_index.
     `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
-    `cuda_graph` (on CUDA) replays full batches as one CUDA graph (`GraphedStep`).
+    `speedups` (the speed layer's `Stage2Speedups`) may replay full batches as one CUDA graph.
     `normalise_sample` puts the Dirichlet sample on the simplex (the paper feeds it raw).
     """
     device = trajectories.device
     torch.manual_seed(seed)
     vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta, normalise_sample).to(device)
             for _ in range(trajectories.num_models)]
-    # With about a million weights per VAE and tiny batches, the optimiser step dominates
-    # stage 2 unless it is the fused kernel.
-    cuda_graph = cuda_graph and device.type == "cuda" and len(train_index) >= batch_size
-    optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr,
-                                **({"capturable": True} if cuda_graph else {}))
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
-    graphed = None
-    if cuda_graph:
-        for vae in vaes:
-            vae.train()
-        graphed = captured_or_none("stage 2 runs", lambda: GraphedStep(
-            vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim, trajectories.dtype))
+    params = [p for vae in vaes for p in vae.parameters()]
+    if speedups is None:
+        # With about a million weights per VAE and tiny batches, the optimiser step dominates
+        # stage 2 unless it is the fused kernel.
+        optimizer, graphed = fused_optimizer(torch.optim.Adam, params, lr=lr), None
+    else:
+        optimizer, graphed = speedups.build(vaes, params, lr, onehot, priors, beta, batch_size, trajectories,
+                                            n_rows=len(train_index))
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):

@@ -11,10 +11,8 @@ import resource
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -121,86 +119,6 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cuda":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)
-
-
-def copy_to(buffer: torch.Tensor, host: torch.Tensor) -> None:
-    """Copy a host tensor into a (device) buffer in place, without the host waiting (`to_device`)."""
-    if buffer.device.type == "cuda":
-        buffer.copy_(host.pin_memory(), non_blocking=True)
-    else:
-        buffer.copy_(host)
-
-
-def capture_cuda_graph(step: Callable[[], Any], optimizer: torch.optim.Optimizer | None = None,
-                       warmup_steps: int = 3, pool=None) -> tuple[torch.cuda.CUDAGraph, Any]:
-    """One call of `step` captured as a CUDA graph; returns the graph and what the captured
-    call returned (its tensors are rewritten by each replay).
-
-    Capturing needs a few eager warm-up calls first (on a side stream: lazy initialisation,
-    an optimizer's state). When `step` is a training update through `optimizer` (built with
-    capturable=True), the warm-up updates are undone: weights and optimizer state are put back
-    as they were (state created by the warm-up is zeroed: a fresh optimizer's), so the graph's
-    first replay is the first update. Afterwards the parameters' .grad are the graph's own
-    buffers: an eager step in between must first set them to None (or zero them). If a warm-up
-    call fails, everything is put back the same way and the error is raised (as it is when the
-    capture fails, which changes nothing).
-    `pool` lets graphs that never run at the same time share their memory.
-    """
-    params = [] if optimizer is None else [p for group in optimizer.param_groups for p in group["params"]]
-    saved_params = [p.detach().clone() for p in params]
-    saved_state = {} if optimizer is None else {
-        p: {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
-        for p, state in optimizer.state.items()}
-
-    def undo_updates() -> None:
-        if optimizer is None:
-            return
-        with torch.no_grad():
-            for p, value in zip(params, saved_params):
-                p.copy_(value)
-            for p, state in optimizer.state.items():
-                for key, value in state.items():
-                    if not isinstance(value, torch.Tensor):
-                        continue
-                    if p in saved_state:
-                        value.copy_(saved_state[p][key])
-                    else:
-                        value.zero_()
-        optimizer.zero_grad(set_to_none=True)
-
-    try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup_steps):
-                if optimizer is not None:
-                    optimizer.zero_grad(set_to_none=True)
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-    except Exception:
-        torch.cuda.synchronize()
-        undo_updates()
-        raise
-    undo_updates()
-    # Capturing records kernels without running them: nothing more to undo, so the copies go
-    # (and the side stream's cached blocks, of no use to the other streams).
-    saved_params.clear()
-    saved_state.clear()
-    torch.cuda.empty_cache()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        out = step()
-    return graph, out
-
-
-def captured_or_none(what: str, build):
-    """`build()`, or None with a warning that `what` runs without CUDA graphs where capturing
-    fails (the caller then runs those steps eagerly, the same way)."""
-    try:
-        return build()
-    except RuntimeError as exc:
-        warnings.warn(f"{what} without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=3)
-        return None
 
 
 def peak_host_mb() -> float:

@@ -1,8 +1,9 @@
 """k-nearest-neighbour search: a matrix-product screen of all rows, then exact distances of the best.
 
 Exact by default (a float32 screen): the neighbours, and so the kNN prior, are scikit-learn's
-up to float32 ties. `approximate=True` screens in bfloat16 where the CPU multiplies it
-natively: faster, but it changes a few percent of the neighbour sets on real embeddings.
+up to float32 ties. The speed layer may pass a bfloat16 `screen_dtype` (--approximate_knn):
+faster where the CPU multiplies bf16 natively, but it changes a few percent of the neighbour
+sets on real embeddings.
 """
 
 from __future__ import annotations
@@ -14,20 +15,19 @@ from sklearn.neighbors import KNeighborsClassifier
 
 
 def nearest_rows(query: torch.Tensor, fit: torch.Tensor, k: int, screen: int = 3,
-                 chunk: int = 256, approximate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int = 256, screen_dtype: torch.dtype = torch.float32) -> tuple[np.ndarray, np.ndarray]:
     """The k rows of `fit` nearest to each row of `query` (Euclidean): distances and indices,
     each [Q, k], nearest first. Rows may be stored in half precision: chunks are widened.
 
     For each chunk of queries one matrix product ranks every fit row by |f|^2/2 - q.f, on rows
     centred first (distances do not change, and the rounding is then relative to the data's
-    spread, not its offset), in float32 (or, `approximate`, in bf16 where the CPU multiplies
-    bf16 natively). Its best `screen * k` are then measured directly, |q - f| in fp32 on the
-    rows as given, and the k nearest kept: the neighbours of scikit-learn's brute-force search,
-    except where two distances tie to float32 rounding (and, `approximate`, where the bf16
-    ranking pushed a true neighbour out of the screen).
+    spread, not its offset), in `screen_dtype`. Its best `screen * k` are then measured
+    directly, |q - f| in fp32 on the rows as given, and the k nearest kept: the neighbours of
+    scikit-learn's brute-force search, except where two distances tie to float32 rounding (and,
+    with a bf16 screen, where its ranking pushed a true neighbour out of the screen).
     """
     count = min(screen * k, len(fit))
-    dtype = _fast_matmul_dtype() if approximate else torch.float32
+    dtype = screen_dtype
     centre = fit.mean(0, dtype=torch.float32)
     screen_rows = torch.empty(fit.shape, dtype=dtype)  # centred rows, [F, D]
     sq_norms = torch.empty(len(fit))
@@ -68,11 +68,3 @@ def weighted_vote(distances: np.ndarray, indices: np.ndarray, labels: np.ndarray
     proba = np.zeros((queries, num_classes))
     proba[:, knn.classes_] = knn.predict_proba(graph)
     return proba
-
-
-def _fast_matmul_dtype() -> torch.dtype:
-    """bf16 where this CPU has bf16 dot-product instructions (AVX512-BF16 or AMX), else fp32:
-    emulated bf16 products are slower than fp32 ones."""
-    native = (getattr(torch.cpu, name, lambda: False)() for name in
-              ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return torch.bfloat16 if any(native) else torch.float32

@@ -1,17 +1,21 @@
-"""Stage 1 as CUDA graphs: full training batches and the embedding passes, each replayed with
-one launch instead of hundreds, one graph per (padded width, masked) key."""
+"""CUDA graphs: stage 1's full training batches and embedding passes, one graph per (padded
+width, masked) key, and stage 2's full-batch update, each replayed with one launch instead of
+hundreds; and the capture itself (`capture_cuda_graph`)."""
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from src.accel.models import pass_no_mask_without_padding
 from src.data.texts import TokenizedTexts
-from src.model.plm import pass_no_mask_without_padding
+from src.model.network import DirichletVAE
 from src.model.stage1_step import clip_and_step, forward_backward, forward_cls
-from src.utils.common import capture_cuda_graph, captured_or_none, copy_to
+from src.model.train_stage2 import stage2_update
 
 # CUDA graphs are captured for training batches padded to a multiple of this many tokens.
 GRAPH_WIDTH_STEP = 32
@@ -25,6 +29,86 @@ GRAPH_MIN_BATCHES = 8
 # length), which then run without a mask, as eager steps do: the flash attention kernel, where a
 # mask sends SDPA to the slower memory-efficient one.
 GraphKey = tuple[int, bool]
+
+
+def copy_to(buffer: torch.Tensor, host: torch.Tensor) -> None:
+    """Copy a host tensor into a (device) buffer in place, without the host waiting (`to_device`)."""
+    if buffer.device.type == "cuda":
+        buffer.copy_(host.pin_memory(), non_blocking=True)
+    else:
+        buffer.copy_(host)
+
+
+def capture_cuda_graph(step: Callable[[], Any], optimizer: torch.optim.Optimizer | None = None,
+                       warmup_steps: int = 3, pool=None) -> tuple[torch.cuda.CUDAGraph, Any]:
+    """One call of `step` captured as a CUDA graph; returns the graph and what the captured
+    call returned (its tensors are rewritten by each replay).
+
+    Capturing needs a few eager warm-up calls first (on a side stream: lazy initialisation,
+    an optimizer's state). When `step` is a training update through `optimizer` (built with
+    capturable=True), the warm-up updates are undone: weights and optimizer state are put back
+    as they were (state created by the warm-up is zeroed: a fresh optimizer's), so the graph's
+    first replay is the first update. Afterwards the parameters' .grad are the graph's own
+    buffers: an eager step in between must first set them to None (or zero them). If a warm-up
+    call fails, everything is put back the same way and the error is raised (as it is when the
+    capture fails, which changes nothing).
+    `pool` lets graphs that never run at the same time share their memory.
+    """
+    params = [] if optimizer is None else [p for group in optimizer.param_groups for p in group["params"]]
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = {} if optimizer is None else {
+        p: {k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
+        for p, state in optimizer.state.items()}
+
+    def undo_updates() -> None:
+        if optimizer is None:
+            return
+        with torch.no_grad():
+            for p, value in zip(params, saved_params):
+                p.copy_(value)
+            for p, state in optimizer.state.items():
+                for key, value in state.items():
+                    if not isinstance(value, torch.Tensor):
+                        continue
+                    if p in saved_state:
+                        value.copy_(saved_state[p][key])
+                    else:
+                        value.zero_()
+        optimizer.zero_grad(set_to_none=True)
+
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(warmup_steps):
+                if optimizer is not None:
+                    optimizer.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+    except Exception:
+        torch.cuda.synchronize()
+        undo_updates()
+        raise
+    undo_updates()
+    # Capturing records kernels without running them: nothing more to undo, so the copies go
+    # (and the side stream's cached blocks, of no use to the other streams).
+    saved_params.clear()
+    saved_state.clear()
+    torch.cuda.empty_cache()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = step()
+    return graph, out
+
+
+def captured_or_none(what: str, build):
+    """`build()`, or None with a warning that `what` runs without CUDA graphs where capturing
+    fails (the caller then runs those steps eagerly, the same way)."""
+    try:
+        return build()
+    except RuntimeError as exc:
+        warnings.warn(f"{what} without CUDA graphs ({type(exc).__name__}: {exc})", stacklevel=3)
+        return None
 
 
 def graph_keys(batch_lengths: list[np.ndarray], max_width: int, step: int = GRAPH_WIDTH_STEP,
@@ -219,3 +303,37 @@ def build_embedding_graphs(runners: list, texts: TokenizedTexts, batches: list, 
     keys = graph_keys([texts.lengths[b] for b in batches], texts.input_ids.shape[1], min_batches=1)
     return captured_or_none("embedding passes run", lambda: GraphedEmbedding(
         runners, keys, batch_size, device=device, precision=precision, pool=pool))
+
+
+class GraphedStep:
+    """The stage-2 update of a full batch (forward, backward, Adam) replayed as one CUDA graph.
+
+    A step of two small VAEs is ~200 kernels of a few microseconds each, so on a GPU the host's
+    launching is the cost, not the arithmetic. Each call copies the batch into the graph's
+    fixed input buffers and replays it. The uniform draws of the Dirichlet samples are inputs
+    drawn outside, in the eager order, so graphed and eager training see the same numbers.
+    The optimizer must be built with capturable=True; the warm-up updates that capturing needs
+    are undone (`capture_cuda_graph`).
+    """
+
+    def __init__(self, vaes: list[DirichletVAE], optimizer: torch.optim.Optimizer,
+                 noisy_onehot: torch.Tensor, priors: list[torch.Tensor], beta: float,
+                 batch_size: int, input_dim: int, z_dtype: torch.dtype = torch.float32) -> None:
+        device = noisy_onehot.device
+        num_classes = noisy_onehot.shape[1]
+        self.z = [torch.zeros(batch_size, input_dim, dtype=z_dtype, device=device) for _ in vaes]
+        self.eps = [torch.full((batch_size, num_classes), 0.5, device=device) for _ in vaes]
+        self.local = torch.arange(batch_size, device=device)
+        self.lambda_t = torch.zeros((), device=device)
+
+        def step() -> torch.Tensor:
+            return stage2_update(vaes, optimizer, self.z, self.local, noisy_onehot, priors, beta,
+                                 self.lambda_t, self.eps)
+
+        self.graph, self.loss = capture_cuda_graph(step, optimizer)
+
+    def __call__(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor]) -> torch.Tensor:
+        for buffer, value in zip([*self.z, *self.eps, self.local], [*zs, *eps, local]):
+            buffer.copy_(value)
+        self.graph.replay()
+        return self.loss

@@ -1,0 +1,13 @@
+"""The speed layer: what makes the method run faster without changing what it computes.
+
+Each feature plugs into the method through one seam and is switched by the existing flags:
+- stage 1's step runner (`stage1.Stage1Speedups`, passed to `train_stage1`): torch.compile,
+  CUDA graphs of the training steps and embedding passes, length-sorted micro-batches, the
+  prepared SDPA mask (--compile, --cuda_graphs, --split_batches);
+- stage 2's step runner (`stage2.Stage2Speedups`, passed to `train_stage2`): the CUDA graph of
+  the full-batch update (--cuda_graphs);
+- the Dirichlet VAE's linear layers swapped after construction for block layers whose z
+  products run in bfloat16 (`split_linear`, --precision bf16 on a CPU).
+The method's modules never import this package; `src/pipeline.py` builds the speed-ups from
+the flags and hands them over.
+"""
