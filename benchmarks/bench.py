@@ -224,11 +224,12 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     its per-epoch accuracy file (at 134 classes that is a [N_test, C, C] pass per epoch).
     `precision` bf16 runs stage 2 as a CPU run with `--precision bf16` does (`stage2_z_dtype`).
     """
+    from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
     from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
     from src.model.evaluate import accuracy, denoise, posterior_given_label
     from src.model.generate_prior import dirichlet_prior, knn_predict_proba
     from src.model.train_stage1 import trajectory_path
-    from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
+    from src.model.train_stage2 import Trajectories, train_stage2
     from src.utils.noise import symmetric_noise
     from src.utils.row_file import RowFile, column
 
@@ -272,6 +273,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
         evaluate = lambda e, v: {"test_accuracy": accuracy(denoise(v, trajectories, test_rows, probs), gold[n_fit:])}  # noqa: E731
         vaes, _ = train_stage2(trajectories, np.arange(n_train), noisy[:n_train], priors, num_classes,
                                total_iter=10, batch_size=32, lr=1e-4, lambda_t=1.0, show_progress=False,
+                               speedups=Stage2Speedups(),
                                on_epoch_end=evaluate if per_epoch_eval else None)
     with timer("inference"):
         test_accuracy = accuracy(denoise(vaes, trajectories, test_rows, probs), gold[n_fit:])

@@ -17,7 +17,7 @@ import torch
 
 from src.accel.knn import screen_dtype
 from src.accel.stage1 import Stage1Speedups
-from src.accel.stage2 import Stage2Speedups
+from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
@@ -33,7 +33,7 @@ from src.model.evaluate import accuracy, denoise, posterior_given_label
 from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, resolve_model_path
 from src.model.train_stage1 import new_classifiers, train_stage1
-from src.model.train_stage2 import Trajectories, stage2_z_dtype, train_stage2
+from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import check_output_dirs, fmt, log, log_summary, new_run_id, write_labels, write_outputs
 from src.utils.batches import shuffled_batches
 from src.utils.common import (

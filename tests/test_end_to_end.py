@@ -60,10 +60,10 @@ def test_same_seed_same_result(tiny_bert, tmp_path):
 
 
 def test_cpu_bf16_run_takes_the_bf16_stage2_products(tiny_bert, tmp_path, monkeypatch):
-    from src.model import network
+    from src.accel import split_linear
 
-    z_dtypes, original = [], network.ConstantInputLinear.apply
-    monkeypatch.setattr(network.ConstantInputLinear, "apply",
+    z_dtypes, original = [], split_linear.ConstantInputLinear.apply
+    monkeypatch.setattr(split_linear.ConstantInputLinear, "apply",
                         lambda z, *rest: z_dtypes.append(z.dtype) or original(z, *rest))
     args = ["--bert", tiny_bert, *FAST, "--epochs", "1", "--total_iter", "1", "--device", "cpu"]
     record = run(parse_config([*args, "--precision", "bf16", "--cache_dir", str(tmp_path / "a")]))

@@ -25,28 +25,67 @@ def test_alpha_is_above_one_plus_one_over_c_and_all_labels_matches_loop():
     assert torch.all(all_labels > 1 + 1 / 4)
 
 
-def test_split_layers_are_the_joint_linear_layers_of_the_spec():
-    """Encoder and decoder stored as z / label blocks compute Linear([z; y]) with the weights and
-    initial values of one nn.Linear(F + C, C), and give z no gradient."""
+def test_encoder_and_decoder_are_linear_layers_over_the_concatenation():
+    """Linear([z; onehot]) and Linear([z; u]) as the paper writes them, initialised as two
+    nn.Linear(F + C, C) drawn in that order."""
     torch.manual_seed(3)
     vae = DirichletVAE(input_dim=12, num_classes=4)
     torch.manual_seed(3)
     joint_enc, joint_dec = torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)  # same draws, same order
-    assert torch.equal(torch.cat([vae.encoder_z.weight, vae.encoder_y.weight], 1), joint_enc.weight)
-    assert torch.equal(torch.cat([vae.decoder_z.weight, vae.decoder_u.weight], 1), joint_dec.weight)
+    assert torch.equal(vae.encoder.weight, joint_enc.weight) and torch.equal(vae.decoder.bias, joint_dec.bias)
     z, onehot = torch.randn(5, 12), F.one_hot(torch.tensor([0, 1, 2, 3, 1]), 4).float()
-    u = torch.softmax(torch.randn(5, 4), -1).requires_grad_()
+    u = torch.softmax(torch.randn(5, 4), -1)
     assert torch.allclose(vae.alpha(z, onehot),
                           F.softplus(joint_enc(torch.cat([z, onehot], 1))) + 1 + 1 / 4, atol=1e-6)
     assert torch.allclose(vae.decode(z, u), joint_dec(torch.cat([z, u], 1)), atol=1e-6)
+    assert set(vae.state_dict()) == {"encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"}
+
+
+def test_block_layers_compute_the_plain_layers_and_save_as_them():
+    """The speed layer's swap (z / label blocks, z products in z's dtype): the same outputs and
+    gradients as the plain VAE, no gradient for z, and the plain VAE's state dict."""
+    from src.accel.split_linear import use_block_layers
+
     torch.manual_seed(3)
-    DirichletVAE(input_dim=12, num_classes=4)
-    after_vae = torch.rand(3)
-    torch.manual_seed(3)
-    torch.nn.Linear(16, 4), torch.nn.Linear(16, 4)
-    assert torch.equal(after_vae, torch.rand(3))  # the next model's draws are unchanged too
-    vae.decode(z, u).sum().backward()
-    assert z.grad is None and u.grad is not None
+    plain = DirichletVAE(input_dim=12, num_classes=4)
+    blocks = use_block_layers(DirichletVAE(12, 4))
+    blocks.load_state_dict(plain.state_dict())  # a saved plain VAE loads into the block layers
+    assert set(blocks.state_dict()) == set(plain.state_dict())
+    for name, value in plain.state_dict().items():
+        assert torch.equal(blocks.state_dict()[name], value), name
+    z, onehot, eps = torch.randn(5, 12), F.one_hot(torch.tensor([0, 1, 2, 3, 1]), 4).float(), torch.rand(5, 4)
+    outputs = []
+    for vae in (plain, blocks):
+        z_in = z.clone().requires_grad_(vae is plain)
+        alpha, logits = vae(z_in, onehot, eps)
+        (alpha.sum() + logits.square().sum()).backward()
+        outputs.append((alpha, logits, vae.alpha_all_labels(z)))
+    for ours, theirs in zip(*outputs):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat([blocks.encoder.weight_a.grad, blocks.encoder.weight_b.grad], 1),
+                               plain.encoder.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(blocks.decoder.bias.grad, plain.decoder.bias.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_stage2_trains_the_same_with_and_without_the_speed_layer():
+    import numpy as np
+
+    from src.accel.stage2 import Stage2Speedups
+    from src.model.train_stage2 import Trajectories, train_stage2
+
+    rng = np.random.default_rng(1)
+    n, classes = 80, 3
+    labels = rng.integers(0, classes, n)
+    embeddings = [rng.normal(size=(n, 2, 8)).astype(np.float16) for _ in range(2)]
+    priors = [np.full((n, classes), 1.3) + 4 * np.eye(classes)[labels] for _ in range(2)]
+    runs = [train_stage2(Trajectories(embeddings, torch.device("cpu")), np.arange(n), labels, priors, classes,
+                         total_iter=3, batch_size=16, lr=1e-2, seed=0, show_progress=False, speedups=speedups)
+            for speedups in (None, Stage2Speedups())]
+    (plain, plain_history), (fast, fast_history) = runs
+    assert [h["loss"] for h in fast_history] == pytest.approx([h["loss"] for h in plain_history], rel=1e-4)
+    for a, b in zip(plain, fast):
+        for name, value in a.state_dict().items():
+            torch.testing.assert_close(b.state_dict()[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_dirichlet_sample_is_the_papers_raw_u_by_default():
@@ -159,7 +198,7 @@ def test_trajectories_gather_rows_without_building_the_whole_matrix(on_disk, tmp
 def test_bf16_z_products_give_float32_outputs_and_weight_gradients():
     """ConstantInputLinear: the products of bf16-rounded z and W, accumulated in float32; the
     weight gradient is that of those products, returned in float32 for Adam; z gets none."""
-    from src.model.network import ConstantInputLinear
+    from src.accel.split_linear import ConstantInputLinear
 
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(16, 300, generator=gen).half()  # stored half precision, as stage 1 writes it
@@ -184,6 +223,7 @@ def test_vae_with_bf16_z_trains_like_float32():
     """Stage 2 with bf16 z products (a CPU run with --precision bf16) follows the float32 run."""
     import numpy as np
 
+    from src.accel.stage2 import Stage2Speedups
     from src.model.train_stage2 import Trajectories, train_stage2
 
     rng = np.random.default_rng(0)
@@ -196,7 +236,7 @@ def test_vae_with_bf16_z_trains_like_float32():
     def fit(dtype):
         trajectories = Trajectories(embeddings, torch.device("cpu"), dtype=dtype)
         vaes, history = train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=4,
-                                     batch_size=32, lr=1e-2, seed=0, show_progress=False)
+                                     batch_size=32, lr=1e-2, seed=0, show_progress=False, speedups=Stage2Speedups())
         with torch.no_grad():
             alpha = vaes[0].alpha_all_labels(trajectories(0, np.arange(n)))
         return [h["loss"] for h in history], alpha

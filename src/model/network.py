@@ -5,18 +5,33 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import skip_init
+
+
+class ConcatLinear(nn.Linear):
+    """Linear([a; b]): one linear layer over the concatenation of a [B, A] and b [B, K]."""
+
+    def __init__(self, a_features: int, b_features: int, out_features: int) -> None:
+        super().__init__(a_features + b_features, out_features)
+        self.a_features = a_features
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([a.to(self.weight.dtype), b], 1))  # [B, out]
+
+    def a_part(self, a: torch.Tensor) -> torch.Tensor:
+        """a's share of the output, with the bias: [B, A] -> [B, out]."""
+        return F.linear(a.to(self.weight.dtype), self.weight[:, : self.a_features], self.bias)
+
+    def b_weight(self) -> torch.Tensor:
+        """The columns that multiply b: [out, K]."""
+        return self.weight[:, self.a_features :]
 
 
 class DirichletVAE(nn.Module):
     """Encoder q(y | z, noisy y) -> Dirichlet alpha; decoder p(noisy y | z, u) -> logits.
 
-    Both are single linear layers over a concatenation, [z; onehot(noisy y)] and [z; u]. Each is
-    stored as two blocks (the z columns with the bias, and the C label/sample columns) so that no
-    [B, F + C] concatenation is built and no gradient is computed for the constant z; the blocks
-    are cut from one nn.Linear(F + C, C), so the initial weights are those of the joint layer.
-    The z blocks' products run in z's dtype (`ConstantInputLinear`): bfloat16 for a CPU run with
-    --precision bf16; the weights, their gradients and everything after the products stay float32.
+    Both are single linear layers over a concatenation, Linear([z; onehot(noisy y)]) and
+    Linear([z; u]), as in the paper. (The speed layer may swap them after construction for
+    layers that compute the same without building the concatenation: `src/accel/split_linear.py`.)
     """
 
     def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0,
@@ -25,9 +40,8 @@ class DirichletVAE(nn.Module):
         self.num_classes = num_classes
         self.softplus_beta = softplus_beta
         self.normalise_sample = normalise_sample  # False: the paper's raw sample u
-        encoder, decoder = (nn.Linear(input_dim + num_classes, num_classes) for _ in range(2))
-        self.encoder_z, self.encoder_y = _split_layer(encoder, input_dim)
-        self.decoder_z, self.decoder_u = _split_layer(decoder, input_dim)
+        self.encoder = ConcatLinear(input_dim, num_classes, num_classes)
+        self.decoder = ConcatLinear(input_dim, num_classes, num_classes)
 
     def _alpha(self, pre: torch.Tensor) -> torch.Tensor:
         alpha = F.softplus(pre, beta=self.softplus_beta)
@@ -35,19 +49,19 @@ class DirichletVAE(nn.Module):
 
     def alpha(self, z: torch.Tensor, noisy_onehot: torch.Tensor) -> torch.Tensor:
         """z [B, F], noisy_onehot [B, C] -> alpha [B, C]."""
-        return self._alpha(_z_block(self.encoder_z, z) + self.encoder_y(noisy_onehot))
+        return self._alpha(self.encoder(z, noisy_onehot))
 
     def alpha_all_labels(self, z: torch.Tensor) -> torch.Tensor:
         """alpha for every candidate noisy label at once: z [B, F] -> [B, C(noisy), C(true)].
 
-        The encoder is linear in [z; onehot], so this is one product with the z block plus one
-        column of the label block per candidate, not C forward passes.
+        The encoder is linear in [z; onehot], so this is one product with z's columns plus one
+        label column per candidate, not C forward passes.
         """
-        base = _z_block(self.encoder_z, z)  # [B, C]
-        return self._alpha(base[:, None, :] + self.encoder_y.weight.T[None, :, :])
+        base = self.encoder.a_part(z)  # [B, C]
+        return self._alpha(base[:, None, :] + self.encoder.b_weight().T[None, :, :])
 
     def decode(self, z: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        return _z_block(self.decoder_z, z) + self.decoder_u(u)
+        return self.decoder(z, u)
 
     def forward(self, z: torch.Tensor, noisy_onehot: torch.Tensor,
                 eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,48 +69,6 @@ class DirichletVAE(nn.Module):
         alpha = self.alpha(z, noisy_onehot)
         u = dirichlet_sample(alpha, eps, normalise=self.normalise_sample)
         return alpha, self.decode(z, u)
-
-
-def _z_block(layer: nn.Linear, z: torch.Tensor) -> torch.Tensor:
-    return ConstantInputLinear.apply(z, layer.weight, layer.bias)
-
-
-class ConstantInputLinear(torch.autograd.Function):
-    """z @ W.T + b for an input z that needs no gradient, the products in z's dtype.
-
-    The product is taken as (W @ z.T).T: with z [B, F] short and wide (B = 32, F = E * D in the
-    thousands) that layout is faster on CPUs than z @ W.T. With a bfloat16 z (a CPU run with
-    --precision bf16) both products of the block (the forward one and the weight gradient) run
-    faster than in float32 where the CPU has bf16 dot products; at WOS size they are most of
-    stage 2 (measured: benchmarks/RESULTS.md). The output [B, C] and the weight gradient
-    come back in float32 (the weights' dtype, so that Adam's update is the float32 one); the bias
-    is added in float32. Autocast would keep a bfloat16 gradient and cast it again, which costs
-    as much as the products save.
-    """
-
-    @staticmethod
-    def forward(ctx, z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(z)
-        return (weight.to(z.dtype) @ z.T).T.float() + bias  # [C, B] -> [B, C]
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (z,) = ctx.saved_tensors
-        return None, (grad.to(z.dtype).T @ z).float(), grad.sum(0)
-
-
-def _split_layer(joint: nn.Linear, input_dim: int) -> tuple[nn.Linear, nn.Linear]:
-    """nn.Linear over [z; y] -> (Linear over z with the bias, Linear over y without one).
-
-    skip_init: the blocks take the joint layer's values and draw nothing from the random stream.
-    """
-    z_part = skip_init(nn.Linear, input_dim, joint.out_features)
-    y_part = skip_init(nn.Linear, joint.in_features - input_dim, joint.out_features, bias=False)
-    with torch.no_grad():
-        z_part.weight.copy_(joint.weight[:, :input_dim])
-        z_part.bias.copy_(joint.bias)
-        y_part.weight.copy_(joint.weight[:, input_dim:])
-    return z_part, y_part
 
 
 def dirichlet_sample(alpha: torch.Tensor, eps: torch.Tensor | None = None,

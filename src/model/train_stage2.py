@@ -27,7 +27,7 @@ class Trajectories:
     Only the rows asked for are read (the E x D of an example lie together on disk) and sent to
     `device` in half precision, so neither the host nor the GPU holds the N x E*D matrices.
     `epochs` picks the epochs that make up z (all by default; slice(-1, None): the last only).
-    `dtype` bfloat16 gives z in bfloat16, for the VAEs' bf16 products (`ConstantInputLinear`).
+    `dtype` bfloat16 gives z in bfloat16, for the speed layer's bf16 products.
     """
 
     def __init__(self, embeddings, device: torch.device, epochs: slice = slice(None),
@@ -45,16 +45,6 @@ class Trajectories:
         # transfer in the stored (half) precision without waiting for the GPU, widen there
         z = to_device(torch.from_numpy(rows), self.device).reshape(len(rows), -1).float()
         return z.to(self.dtype)  # float16 -> bfloat16 via float32: faster on CPUs than directly
-
-
-def stage2_z_dtype(device: torch.device, precision: str) -> torch.dtype:
-    """The dtype of z for stage 2's products: bfloat16 for a CPU run with `--precision bf16`.
-
-    At WOS size the z blocks' products are much of stage 2 on a CPU, and bf16 runs them faster
-    where the CPU has bf16 dot products (benchmarks/RESULTS.md). On a GPU a stage-2 step is a few small
-    kernels, bound by their launches (or replayed as one graph), so it stays float32 there.
-    """
-    return torch.bfloat16 if device.type == "cpu" and precision == "bf16" else torch.float32
 
 
 def stage2_loss(
@@ -156,14 +146,14 @@ def train_stage2(
             for _ in range(trajectories.num_models)]
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
-    params = [p for vae in vaes for p in vae.parameters()]
     if speedups is None:
         # With about a million weights per VAE and tiny batches, the optimiser step dominates
         # stage 2 unless it is the fused kernel.
-        optimizer, graphed = fused_optimizer(torch.optim.Adam, params, lr=lr), None
-    else:
-        optimizer, graphed = speedups.build(vaes, params, lr, onehot, priors, beta, batch_size, trajectories,
-                                            n_rows=len(train_index))
+        optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr)
+        graphed = None
+    else:  # may swap the VAEs' layers (the same values), hence the parameters
+        vaes, optimizer, graphed = speedups.build(vaes, lr, onehot, priors, beta, batch_size, trajectories,
+                                                  n_rows=len(train_index))
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):
