@@ -35,16 +35,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.config import parse_config  # noqa: E402
-from src.utils.common import (  # noqa: E402
+from src.accel.host_memory import (  # noqa: E402
     StageTimer,
-    configure_cuda,
     peak_gpu_mb,
     peak_host_mb,
     release_freed_host_memory,
-    resolve_device,
-    resolve_runtime,
 )
+from src.config import parse_config  # noqa: E402
+from src.utils.common import configure_cuda, resolve_device, resolve_runtime  # noqa: E402
 
 # Dense bf16 peak of the GPUs we report on (datasheet, without sparsity).
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -224,14 +222,15 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     its per-epoch accuracy file (at 134 classes that is a [N_test, C, C] pass per epoch).
     `precision` bf16 runs stage 2 as a CPU run with `--precision bf16` does (`stage2_z_dtype`).
     """
+    from src.accel.row_file import RowFile
     from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
     from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
     from src.model.evaluate import accuracy, denoise, posterior_given_label
     from src.model.generate_prior import dirichlet_prior, knn_predict_proba
-    from src.model.train_stage1 import trajectory_path
+    from src.model.stage1_cache import trajectory_path
     from src.model.train_stage2 import Trajectories, train_stage2
     from src.utils.noise import symmetric_noise
-    from src.utils.row_file import RowFile, column
+    from src.utils.rows import column
 
     rng = np.random.default_rng(seed)
     gold = rng.integers(0, num_classes, n)

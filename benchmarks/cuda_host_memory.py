@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.utils.common import host_memory_mb, release_freed_host_memory  # noqa: E402
+from src.accel.host_memory import host_memory_mb, release_freed_host_memory  # noqa: E402
 
 
 def resident_mb() -> tuple[int, int]:

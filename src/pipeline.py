@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.accel.host_memory import StageTimer, peak_gpu_mb, peak_host_mb, release_freed_host_memory
 from src.accel.knn import screen_dtype
+from src.accel.row_file import RowFile
 from src.accel.stage1 import Stage1Speedups
 from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
 from src.config import Config
@@ -36,16 +38,8 @@ from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import check_output_dirs, fmt, log, log_summary, new_run_id, write_labels, write_outputs
 from src.utils.batches import shuffled_batches
-from src.utils.common import (
-    StageTimer,
-    configure_cuda,
-    peak_gpu_mb,
-    peak_host_mb,
-    release_freed_host_memory,
-    resolve_runtime,
-    seed_everything,
-)
-from src.utils.row_file import column
+from src.utils.common import configure_cuda, resolve_runtime, seed_everything
+from src.utils.rows import column
 
 
 @dataclass(frozen=True)
@@ -240,7 +234,9 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits)
         speedups = Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
                                   split_batches=runtime.split_batches)
         return train_stage1(models, texts, splits.train.noisy, splits.validation.noisy, device=runtime.device,
-                            show_progress=config.progress, trajectory_dir=trajectory_dir, speedups=speedups,
+                            show_progress=config.progress, speedups=speedups,
+                            new_trajectory=lambda m, shape: RowFile.create(  # on disk, read by rows later
+                                stage1_cache.trajectory_path(trajectory_dir, m), shape),
                             **options)
 
     root = Path(config.cache_dir) / "stage1"

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from src.accel.row_file import RowFile
 from src.dynamics import euclidean_dist
 from src.dynamics.euclidean_dist import (
     distance_trajectories,
@@ -9,7 +10,6 @@ from src.dynamics.euclidean_dist import (
     mark_noisy,
     trajectory_centroids,
 )
-from src.utils.row_file import RowFile
 
 
 def brute_force(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.utils import row_file
-from src.utils.common import host_memory_mb
-from src.utils.row_file import RowFile, column
+from src.accel.host_memory import host_memory_mb
+from src.accel.row_file import RowFile
+from src.utils import rows as row_file
+from src.utils.rows import column
 
 
 @pytest.fixture

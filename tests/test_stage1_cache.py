@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from src import pipeline
+from src.accel.row_file import RowFile
 from src.config import parse_config
 from src.model import stage1_cache
 from src.model.train_stage1 import Stage1Result
-from src.utils.row_file import RowFile
 
 FAST = ["--epochs", "2", "--total_iter", "1", "--train_batch_size", "16", "--no-progress"]
 

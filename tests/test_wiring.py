@@ -16,7 +16,7 @@ from src.model import train_stage1 as stage1_module
 from src.model import train_stage2 as stage2_module
 from src.model.network import coregularization
 from src.model.stage1_step import coregularized_loss
-from src.utils.row_file import column
+from src.utils.rows import column
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
 

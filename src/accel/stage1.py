@@ -18,11 +18,11 @@ from src.accel.cuda_graphs import (
     cuda_graphs_blocker,
     describe_keys,
 )
+from src.accel.host_memory import host_memory_mb, release_freed_host_memory
 from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.accel.models import accepts_prepared_mask, compile_model
 from src.model.stage1_step import clip_and_step, forward_backward, stage1_optimizer
 from src.model.train_stage1 import EagerSteps
-from src.utils.common import host_memory_mb, release_freed_host_memory
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from src.utils.row_file import row_chunks
+from src.utils.rows import row_chunks
 
 # Rows read and widened to float32 at a time: a half-precision [N, D] is never copied whole.
 ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator

@@ -22,7 +22,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 
 from src.utils.neighbours import nearest_rows, weighted_vote
-from src.utils.row_file import column
+from src.utils.rows import column
 
 # The candidate closest to the true rate on the data sets with gold labels (docs/noise-rate.md).
 AUTO_ESTIMATOR = "knn_last"

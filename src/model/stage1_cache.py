@@ -27,16 +27,21 @@ from pathlib import Path
 
 import numpy as np
 
+from src.accel.row_file import RowFile  # the cache keeps trajectories as files read by rows
 from src.errors import warn
-from src.model.train_stage1 import Stage1Result, trajectory_path
+from src.model.train_stage1 import Stage1Result
 from src.utils.common import atomic_write_json
-from src.utils.row_file import RowFile
 
 SRC = Path(__file__).resolve().parents[1]
 # Code whose edits change stage 1's numbers: an edit there makes every old entry a miss.
 CODE = [SRC / "model" / name for name in ("train_stage1.py", "stage1_step.py", "plm.py")] + [
     SRC / "accel" / name for name in ("stage1.py", "cuda_graphs.py", "microbatches.py", "models.py")] + [
     SRC / "data" / "texts.py", SRC / "utils" / "batches.py"]
+
+
+def trajectory_path(directory: str | Path, model: int) -> Path:
+    """Where model `model`'s trajectory file ([N, E, D] float16, `RowFile`) lives in `directory`."""
+    return Path(directory) / f"trajectories_{model}.npy"
 
 
 def _sha(data: bytes) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,6 @@ from src.model.plm import load_classifier
 from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
 from src.utils.batches import length_sorted_batches, shuffled_batches
 from src.utils.common import to_device
-from src.utils.row_file import RowFile
 
 
 def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) -> list:
@@ -35,15 +33,10 @@ def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) 
     return models
 
 
-def trajectory_path(directory: str | Path, model: int) -> Path:
-    """Where model `model`'s trajectory file ([N, E, D] float16, `RowFile`) lives in `directory`."""
-    return Path(directory) / f"trajectories_{model}.npy"
-
-
 @dataclass
 class Stage1Result:
     # per model, [N, E, D] float16 (rows train | validation | test): each example's [CLS]
-    # embedding at every epoch, an array or a RowFile on disk (`trajectory_dir`)
+    # embedding at every epoch, an array or what `new_trajectory` made (e.g. a file on disk)
     embeddings: list
     probs: np.ndarray  # [M, N, C] float32, softmax of the last-epoch classifiers
     history: list[dict] = field(default_factory=list)  # per epoch: loss, val accuracy, seconds
@@ -151,13 +144,13 @@ def train_stage1(
     precision: str = "fp32",
     seed: int = 0,
     show_progress: bool = True,
-    trajectory_dir: str | Path | None = None,
+    new_trajectory=None,
     speedups=None,
 ) -> Stage1Result:
     """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
 
-    With `trajectory_dir`, the embeddings go to one file per model there (trajectories_<m>.npy,
-    `RowFile`), written as each epoch ends, so the process does not hold them; else to arrays.
+    `new_trajectory(m, shape)` makes the store of model m's embeddings [N, E, D] float16, written
+    as each epoch ends (e.g. a file, so that the process does not hold them); by default an array.
     `texts` holds train, validation and test rows in that order. `speedups` (the speed layer's
     `Stage1Speedups`) builds the step runner; without it the steps run as `EagerSteps`.
     """
@@ -197,8 +190,7 @@ def train_stage1(
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:
             shape = (n_all, epochs, cls.shape[-1])
-            embeddings = [np.empty(shape, np.float16) if trajectory_dir is None
-                          else RowFile.create(trajectory_path(trajectory_dir, m), shape)
+            embeddings = [np.empty(shape, np.float16) if new_trajectory is None else new_trajectory(m, shape)
                           for m in range(num_models)]
         for m, trajectory in enumerate(embeddings):
             trajectory[:, epoch] = cls[m].numpy()
