@@ -12,8 +12,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from src.accel.host_memory import peak_gpu_mb, peak_host_mb
 from src.config import Config
-from src.methods import run_label
+from src.data import noise_rate
+from src.dynamics.noise_rate import AUTO_ESTIMATOR
+from src.methods import ablations_of, run_label
 from src.utils.common import append_line, atomic_file, atomic_save_npy, atomic_write_json, check_writable_dir
 from src.utils.labels_file import label_rows, write_labels_csv
 
@@ -39,6 +42,51 @@ def new_run_id(config: Config) -> str:
     noise = config.noise_type or "default"
     return (f"{config.dataset}-{noise}-{config.noise_ratio}-seed{config.seed}-{run_label(config)}-{stamp}-"
             f"{uuid.uuid4().hex[:6]}")
+
+
+def run_record(config: Config, settings, *, model_name: str, max_length: int, device, precision: str, splits,
+               stage1, stage1_entry: dict, stage2_history: list, marking: list, estimates: dict, ratio: float,
+               cleaning: dict, detection: dict | None, timer, accuracy_before: float | None,
+               accuracy_after: float | None) -> dict:
+    """The run's record (cache/runs/<run_id>.json): every setting, what each stage reported, the
+    diagnostics, timings and memory, and the accuracies; `accuracy` is the method's figure."""
+    train, val = splits.train, splits.validation
+    return {
+        "run_id": new_run_id(config),
+        "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
+        "method": config.method,
+        "ablations": ablations_of(config),
+        "method_label": run_label(config),
+        "plan": settings.to_dict(),
+        "config": config.to_dict(),
+        "resolved": {"bert": model_name, "max_length": max_length, "device": str(device),
+                     "precision": precision, "noise_type": config.noise_type or
+                     ("real" if splits.real_noise else "SN")},
+        "data": {"train": len(train), "validation": len(val), "test": len(splits.test),
+                 "num_classes": splits.num_classes,
+                 "class_names": splits.class_names, "dropped": splits.dropped,
+                 "train_noise_rate": noise_rate(train), "validation_noise_rate": noise_rate(val)},
+        "stage1_cache": stage1_entry,
+        "stage1": stage1.history,
+        "stage1_host_mb": stage1.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
+        "stage2": stage2_history,
+        "marking": marking,
+        "noise_ratio_estimate": estimates.get(AUTO_ESTIMATOR),  # None unless --noise_ratio auto
+        "noise_ratio_estimates": estimates,
+        "noise_ratio_used": ratio,
+        "cleaning": cleaning,
+        "detection": detection,
+        "timings_s": timer.seconds,
+        "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
+        "peak_host_mb": peak_host_mb(),
+        "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
+        "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
+        "peak_gpu_mb": peak_gpu_mb(),
+        "accuracy_before": accuracy_before,
+        "accuracy_after": accuracy_after,
+        # the method's reported test accuracy: after stage 2, or the stage-1 prediction
+        "accuracy": accuracy_after if settings.stage2 else accuracy_before,
+    }
 
 
 def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays: dict) -> None:

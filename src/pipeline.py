@@ -7,7 +7,6 @@ comparisons with gold labels in src/diagnostics.py (whose results the method nev
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.accel.host_memory import StageTimer, peak_gpu_mb, peak_host_mb, release_freed_host_memory
+from src.accel.host_memory import StageTimer, release_freed_host_memory
 from src.accel.knn import screen_dtype
 from src.accel.row_file import RowFile
 from src.accel.stage1 import Stage1Speedups
@@ -28,7 +27,7 @@ from src.diagnostics import cleaning_quality, marking_quality, noise_detection
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
-from src.methods import ablations_of, plan, run_label
+from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, denoise, posterior_given_label
@@ -36,7 +35,7 @@ from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anc
 from src.model.plm import load_tokenizer, max_positions, resolve_model_path
 from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
-from src.outputs import check_output_dirs, fmt, log, log_summary, new_run_id, write_labels, write_outputs
+from src.outputs import check_output_dirs, fmt, log, log_summary, run_record, write_labels, write_outputs
 from src.utils.batches import shuffled_batches
 from src.utils.common import configure_cuda, resolve_runtime, seed_everything
 from src.utils.rows import column
@@ -143,41 +142,12 @@ def run(config: Config) -> dict:
     detection, detection_arrays = noise_detection(scores, stage1.probs[:, rows.fit].mean(0), np.stack(distances),
                                                   fit_labels, fit_gold, num_classes, ratio)
     timer.seconds["total"] = time.perf_counter() - started
-    record = {
-        "run_id": new_run_id(config),
-        "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
-        "method": config.method,
-        "ablations": ablations_of(config),
-        "method_label": run_label(config),
-        "plan": settings.to_dict(),
-        "config": config.to_dict(),
-        "resolved": {"bert": model_name, "max_length": max_length, "device": str(runtime.device),
-                     "precision": runtime.precision, "noise_type": config.noise_type or
-                     ("real" if splits.real_noise else "SN")},
-        "data": {"train": rows.n_train, "validation": rows.n_val, "test": rows.n_test, "num_classes": num_classes,
-                 "class_names": splits.class_names, "dropped": splits.dropped,
-                 "train_noise_rate": noise_rate(train), "validation_noise_rate": noise_rate(val)},
-        "stage1_cache": stage1_entry,
-        "stage1": stage1.history,
-        "stage1_host_mb": stage1.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
-        "stage2": stage2_history,
-        "marking": [marking_quality(mark, fit_labels, fit_gold) for mark in marks],
-        "noise_ratio_estimate": estimates.get(AUTO_ESTIMATOR),  # None unless --noise_ratio auto
-        "noise_ratio_estimates": estimates,
-        "noise_ratio_used": ratio,
-        "cleaning": cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
-        "detection": detection,
-        "timings_s": timer.seconds,
-        "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
-        "peak_host_mb": peak_host_mb(),
-        "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
-        "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
-        "peak_gpu_mb": peak_gpu_mb(),
-        "accuracy_before": accuracy_before,
-        "accuracy_after": accuracy_after,
-        # the method's reported test accuracy: after stage 2, or the stage-1 prediction
-        "accuracy": accuracy_after if settings.stage2 else accuracy_before,
-    }
+    record = run_record(
+        config, settings, model_name=model_name, max_length=max_length, device=runtime.device,
+        precision=runtime.precision, splits=splits, stage1=stage1, stage1_entry=stage1_entry,
+        stage2_history=stage2_history, marking=[marking_quality(mark, fit_labels, fit_gold) for mark in marks],
+        estimates=estimates, ratio=ratio, cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
+        detection=detection, timer=timer, accuracy_before=accuracy_before, accuracy_after=accuracy_after)
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
                                denoised)
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
