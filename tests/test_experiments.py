@@ -96,9 +96,9 @@ def test_grid_runs_skips_finished_runs_and_summarises(tiny_bert, tmp_path, monke
 def test_results_block_is_replaced_not_appended(tmp_path):
     doc = tmp_path / "results.md"
     doc.write_text("# Results\n\nintro\n")
-    begin, end = experiments.RESULTS_BEGIN, experiments.RESULTS_END
-    experiments.replace_block(doc, begin, end, experiments.results_block("| a |", ["quick"]))
-    experiments.replace_block(doc, begin, end, experiments.results_block("| b |", ["quick"]))
+    begin, end = experiments.results_markers("quick")
+    experiments.replace_block(doc, begin, end, experiments.results_block("| a |", "quick"))
+    experiments.replace_block(doc, begin, end, experiments.results_block("| b |", "quick"))
     text = doc.read_text()
     assert text.count(begin) == 1 and "| b |" in text and "| a |" not in text
     assert "--config quick" in text and text.startswith("# Results\n\nintro")
