@@ -15,6 +15,9 @@ class Config:
     # data and noise
     dataset: str = "demo"
     path: str | None = None
+    text_column: str = "text"  # --dataset csv: the text column(s), comma-separated
+    label_column: str = "label"
+    gold_column: str = "gold"
     noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
     noise_ratio: float | str = 0.2  # or "auto": estimated from the run (marking only)
     max_length: int | None = None  # None = the data set's default (SPEC.md)
@@ -66,6 +69,12 @@ class Config:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def columns(self):
+        """The columns of the user's files (`--dataset csv`), from the column flags."""
+        from src.data.user_files import Columns
+
+        return Columns.parse(self.text_column, self.label_column, self.gold_column)
+
     def model_name(self) -> str:
         if self.bert:
             return self.bert
@@ -97,6 +106,12 @@ class Config:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
+        self.columns()  # the column flags: names that can be told apart
+        moved = [name for name, default in (("text_column", "text"), ("label_column", "label"),
+                                            ("gold_column", "gold")) if getattr(self, name) != default]
+        if moved and self.dataset != "csv":
+            raise UserError(f"--{moved[0]}: names a column of your own files (--dataset csv), "
+                            f"not of --dataset {self.dataset}")
         ablations = [name for name in ABLATIONS if getattr(self, name)]
         if ablations and self.method != "dygen":
             raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")
@@ -115,6 +130,11 @@ HELP = {
     "dataset": "data set: demo (embedded, offline), 20news, agnews, wos, trec, semeval, chemprot, "
                "or csv (your own folder: train.csv [valid.csv test.csv], columns text,label[,gold])",
     "path": "folder (or file) holding the data set; default datasets/<dataset>",
+    "text_column": "--dataset csv: the column holding the text, or several comma-separated (e.g. "
+                   "title,description), joined with a space",
+    "label_column": "--dataset csv: the column holding the observed (noisy) label",
+    "gold_column": "--dataset csv: the column holding the verified label, if any (diagnostics and test "
+                   "accuracy only)",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
     "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy; "

@@ -158,7 +158,7 @@ def run(config: Config) -> dict:
 def load_noisy_data(config: Config, model_name: str):
     """The splits with their noise applied, and the maximum length; what can be refused is refused
     here, before anything is written."""
-    splits = apply_noise(load_dataset(config.dataset, config.path, config.seed),
+    splits = apply_noise(load_dataset(config.dataset, config.path, config.seed, config.columns()),
                          config.noise_type, config.noise_ratio, config.seed)
     check_knn_size(splits, config.noise_ratio, k=10)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)

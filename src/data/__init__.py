@@ -16,7 +16,7 @@ from src.data.base import (
 )
 from src.data.demo import load_demo
 from src.data.news20 import load_20news
-from src.data.user_files import load_user_files
+from src.data.user_files import Columns, load_user_files
 from src.data.wos import load_wos
 from src.data.wrench import load_wrench
 from src.errors import UserError
@@ -37,18 +37,23 @@ MAX_LENGTH = {"demo": 32, "20news": 150, "agnews": 128, "wos": 128, "trec": 64, 
               "chemprot": 512, "csv": 128}
 
 
-def load_dataset(name: str, path: str | None, seed: int) -> Splits:
+def load_dataset(name: str, path: str | None, seed: int, columns: Columns | None = None) -> Splits:
+    """The data set's splits (gold and observed labels as the files give them); `columns` names
+    the columns of the user's own files (`--dataset csv`)."""
     if name not in LOADERS:
         raise UserError(f"--dataset {name!r} is unknown; choose one of {', '.join(LOADERS)}")
     try:
+        if name == "csv":
+            return load_user_files(path, seed, columns)
         return LOADERS[name](path, seed)
     except OSError as exc:  # a data folder or file that cannot be read (permissions, I/O error)
         raise UserError(f"{exc.filename or path}: cannot be read ({exc.strerror or exc})") from None
 
 
-def describe(name: str, path: str | None, noise_type: str | None, noise_ratio: float, seed: int) -> dict:
+def describe(name: str, path: str | None, noise_type: str | None, noise_ratio: float, seed: int,
+             columns: Columns | None = None) -> dict:
     """What `--describe` prints: the data set as the method would see it, without any model."""
-    return describe_splits(apply_noise(load_dataset(name, path, seed), noise_type, noise_ratio, seed))
+    return describe_splits(apply_noise(load_dataset(name, path, seed, columns), noise_type, noise_ratio, seed))
 
 
 __all__ = ["LOADERS", "MAX_LENGTH", "Split", "Splits", "apply_noise", "check_knn_size", "describe",

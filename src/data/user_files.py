@@ -4,6 +4,8 @@ A folder with `train.csv` and optionally `valid.csv` and `test.csv` (each may in
 `.jsonl`, one json object per line). Columns (csv header / json keys): `text`, `label` (the
 observed, possibly noisy label) and optionally `gold` (the true label, used only for
 diagnostics and test accuracy); other columns are ignored. A test file may leave out `label`.
+`Columns` renames them (--text_column, --label_column, --gold_column): the text may be several
+columns, joined with a space (e.g. title and description).
 
 Labels are class ids 0..C-1 or class names, never both (a column mixing them is refused). Without
 `classes.txt`, all-integer labels are ids (each id up to the largest is a class) and otherwise
@@ -29,6 +31,31 @@ from src.data.records import csv_rows, jsonl_records, read_text
 from src.errors import UserError, warn
 
 STEMS = {"train": "train", "validation": "valid", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of the user's files hold the text (one or more, joined with a space), the
+    observed label and the gold label."""
+
+    text: tuple[str, ...] = ("text",)
+    label: str = "label"
+    gold: str = "gold"
+
+    @classmethod
+    def parse(cls, text: str = "text", label: str = "label", gold: str = "gold") -> Columns:
+        """From the flags: --text_column `title,description` names two columns."""
+        names = tuple(name.strip() for name in text.split(","))
+        for flag, value in (("--text_column", names), ("--label_column", (label,)), ("--gold_column", (gold,))):
+            if any(not name for name in value):
+                raise UserError(f"{flag} {','.join(value)!r}: a column name is empty")
+        if label == gold or label in names or gold in names:
+            raise UserError(f"--text_column {text!r}, --label_column {label!r} and --gold_column {gold!r} "
+                            f"must name different columns")
+        return cls(names, label, gold)
+
+    def describe(self) -> str:
+        return f"{'+'.join(self.text)},{self.label}[,{self.gold}]"
 INTEGER = re.compile(r"-?\d+")  # values are stripped when read
 
 
@@ -53,8 +80,27 @@ def _find(root: Path, stem: str, required: bool) -> Path | None:
     return found[0] if found else None
 
 
-def _records(file: Path):
-    """(line, {column: value}) for every record, csv or jsonl."""
+def _records(file: Path, columns: Columns):
+    """(line, {"text", "label", "gold": value}) for every record, csv or jsonl: the text columns
+    joined with a space, the label columns under their usual names (absent when the file has none)."""
+    source = _raw_records(file, columns)
+    for line, record in source:
+        missing = [name for name in columns.text if name not in record]
+        if missing:
+            raise UserError(f"{file}:{line}: no column {missing[0]!r} for --text_column; the file has "
+                            f"{', '.join(map(str, record)) or 'no columns'}")
+        parts = [record[name] for name in columns.text]
+        bad = [p for p in parts if not isinstance(p, str)]
+        text = bad[0] if bad else " ".join(p.strip() for p in parts if p.strip())
+        out = {"text": text}
+        for name, column in (("label", columns.label), ("gold", columns.gold)):
+            if column in record:
+                out[name] = record[column]
+        yield line, out
+
+
+def _raw_records(file: Path, columns: Columns):
+    """(line, {column: value}) as written, csv or jsonl."""
     if file.suffix == ".jsonl":
         yield from jsonl_records(file)
         return
@@ -65,9 +111,10 @@ def _records(file: Path):
     if repeated:  # zip() below would keep the last one silently
         raise UserError(f"{file}:{header_line}: the header names the column {repeated[0]!r} more than "
                         f"once; keep one")
-    if "text" not in header:
-        raise UserError(f"{file}:{header_line}: the header needs a text column (text,label[,gold]); "
-                        f"found {','.join(header) or 'nothing'}")
+    missing = [name for name in columns.text if name not in header]
+    if missing:
+        raise UserError(f"{file}:{header_line}: no column {missing[0]!r} for the text (--text_column); "
+                        f"the header has {','.join(header) or 'nothing'}")
     for line, fields in rows:
         if len(fields) != len(header):
             raise UserError(f"{file}:{line}: expected {len(header)} fields ({','.join(header)}), "
@@ -75,14 +122,15 @@ def _records(file: Path):
         yield line, dict(zip(header, fields))
 
 
-def _read(file: Path, label_required: bool) -> _Rows:
+def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
     rows = _Rows(file, [], [], None, None)
     columns: set | None = None
-    for line, record in _records(file):
+    for line, record in _records(file, names):
         if columns is None:  # the first record decides which label columns the file has
             columns = {c for c in ("label", "gold") if c in record}
             if label_required and "label" not in columns:
-                raise UserError(f"{file}:{line}: no label column (columns text,label[,gold])")
+                raise UserError(f"{file}:{line}: no column {names.label!r} for the label (--label_column); "
+                                f"the file has {', '.join(_column_names(file, line, names)) or 'no columns'}")
             rows.label = [] if "label" in columns else None
             rows.gold = [] if "gold" in columns else None
         if {c for c in ("label", "gold") if c in record} != columns:
@@ -204,14 +252,23 @@ def _subset(split: Split, index: np.ndarray) -> Split:
     return Split([split.texts[i] for i in index], pick(split.noisy), pick(split.gold))
 
 
-def load_user_files(path: str | None, seed: int) -> Splits:
+def _column_names(file: Path, line: int, columns: Columns) -> list[str]:
+    """The columns of `file` as written (its header, or the keys of its record on `line`)."""
+    for record_line, record in _raw_records(file, columns):
+        if record_line >= line:
+            return [str(name) for name in record]
+    return []
+
+
+def load_user_files(path: str | None, seed: int, columns: Columns | None = None) -> Splits:
+    columns = columns or Columns()
     if not path:
         raise UserError("--dataset csv needs --path: a folder with train.csv (columns text,label[,gold])")
     root = require_dir(path, "csv")
     if not root.is_dir():
         raise UserError(f"--path {root}: the csv data set needs a folder holding train.csv, not a file")
     found = {split: _find(root, stem, split == "train") for split, stem in STEMS.items()}
-    raw = {split: _read(file, split != "test") for split, file in found.items() if file is not None}
+    raw = {split: _read(file, split != "test", columns) for split, file in found.items() if file is not None}
 
     classes = _classes_file(root)
     integer_ids = _integer_ids(raw, classes)
