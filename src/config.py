@@ -18,6 +18,7 @@ class Config:
     text_column: str = "text"  # --dataset csv: the text column(s), comma-separated
     label_column: str = "label"
     gold_column: str = "gold"
+    abstain_label: str | None = None  # --dataset csv: the label value that means "no label"
     noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
     noise_ratio: float | str = 0.2  # or "auto": estimated from the run (marking only)
     max_length: int | None = None  # None = the data set's default (SPEC.md)
@@ -73,7 +74,7 @@ class Config:
         """The columns of the user's files (`--dataset csv`), from the column flags."""
         from src.data.user_files import Columns
 
-        return Columns.parse(self.text_column, self.label_column, self.gold_column)
+        return Columns.parse(self.text_column, self.label_column, self.gold_column, self.abstain_label)
 
     def model_name(self) -> str:
         if self.bert:
@@ -108,7 +109,8 @@ class Config:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
         self.columns()  # the column flags: names that can be told apart
         moved = [name for name, default in (("text_column", "text"), ("label_column", "label"),
-                                            ("gold_column", "gold")) if getattr(self, name) != default]
+                                            ("gold_column", "gold"), ("abstain_label", None))
+                 if getattr(self, name) != default]
         if moved and self.dataset != "csv":
             raise UserError(f"--{moved[0]}: names a column of your own files (--dataset csv), "
                             f"not of --dataset {self.dataset}")
@@ -135,6 +137,8 @@ HELP = {
     "label_column": "--dataset csv: the column holding the observed (noisy) label",
     "gold_column": "--dataset csv: the column holding the verified label, if any (diagnostics and test "
                    "accuracy only)",
+    "abstain_label": "--dataset csv: a label value meaning the labeller gave no label (e.g. -1); an empty "
+                     "label cell always does. Such rows are not trained on, but are predicted",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
     "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy; "
@@ -219,7 +223,7 @@ def _ratio(text: str) -> float | str:
 
 
 TYPES = {"noise_ratio": _ratio, "max_length": int, "eval_batch_size": int, "selected_class": int, "bert": str,
-         "path": str, "noise_type": str}
+         "path": str, "noise_type": str, "abstain_label": str}
 
 
 class _OneLineParser(argparse.ArgumentParser):

@@ -42,6 +42,16 @@ def noise_detection(scores: np.ndarray, probs: np.ndarray, distances: np.ndarray
     return metrics, arrays
 
 
+def abstained_quality(splits, probs: np.ndarray | None) -> dict:
+    """How many rows without a label were predicted and, where their gold labels are known, how
+    often the prediction agrees with them. probs [N_abstained, C] in `Splits.abstained_items` order."""
+    gold = [split.gold for _, split in splits.abstained_items()]
+    out = {"predicted": 0 if probs is None else len(probs)}
+    if probs is not None and gold and all(g is not None for g in gold):
+        out["agrees_with_gold"] = float((probs.argmax(1) == np.concatenate(gold)).mean())
+    return out
+
+
 def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | None) -> dict:
     """How many labels the cleaning changed and, where gold is known, agreement with it."""
     quality = {"changed": int((noisy != cleaned).sum()), "total": len(noisy)}

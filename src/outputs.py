@@ -121,17 +121,24 @@ def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays:
 
 
 def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
-                 marked: np.ndarray, test_probs: np.ndarray | None) -> Path:
-    """cache/runs/<run_id>-labels.csv: train and validation rows; test rows when test is unlabelled.
+                 marked: np.ndarray, test_probs: np.ndarray | None, abstained_probs: np.ndarray | None = None) -> Path:
+    """cache/runs/<run_id>-labels.csv: train and validation rows (those without a label after the
+    labelled ones of their split, with an empty noisy_label); test rows when test is unlabelled.
 
     cleaned [N_train + N_val, C] = P(y | x, noisy label); noise_score and marked [N_train + N_val]
-    (mean score over the models; marked by any model); test_probs [N_test, C] = P(y | x).
+    (mean score over the models; marked by any model); test_probs [N_test, C] and
+    abstained_probs [N_abstained, C] = P(y | x).
     """
     rows, start = [], 0
     for name, split in (("train", splits.train), ("validation", splits.validation)):
         part = slice(start, start + len(split))
         rows += label_rows(name, split.texts, splits.class_names, cleaned[part], split.noisy,
                            noise_score[part], marked[part], split.gold)
+        start += len(split)
+    start = 0
+    for name, split in splits.abstained_items():  # no label given: the prediction P(y | x)
+        rows += label_rows(name, split.texts, splits.class_names, abstained_probs[start : start + len(split)],
+                           gold=split.gold, first_index=len(getattr(splits, name)))
         start += len(split)
     if splits.test.gold is None and len(splits.test):
         rows += label_rows("test", splits.test.texts, splits.class_names, test_probs, splits.test.noisy)

@@ -23,7 +23,7 @@ from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
 from src.data.texts import encode
-from src.diagnostics import cleaning_quality, marking_quality, noise_detection
+from src.diagnostics import abstained_quality, cleaning_quality, marking_quality, noise_detection
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
 from src.errors import UserError
@@ -43,11 +43,13 @@ from src.utils.rows import column
 
 @dataclass(frozen=True)
 class Rows:
-    """Where each split lies in stage 1's outputs: train | validation | test."""
+    """Where each split lies in stage 1's outputs: train | validation | test | abstained (the
+    rows of train, then of validation, that have no label)."""
 
     n_train: int
     n_val: int
     n_test: int
+    n_abstained: int = 0
 
     @property
     def fit(self) -> np.ndarray:  # train + validation: what the method marks and fits on
@@ -56,6 +58,11 @@ class Rows:
     @property
     def test(self) -> np.ndarray:
         return np.arange(self.n_train + self.n_val, self.n_train + self.n_val + self.n_test)
+
+    @property
+    def abstained(self) -> np.ndarray:
+        start = self.n_train + self.n_val + self.n_test
+        return np.arange(start, start + self.n_abstained)
 
 
 def run(config: Config) -> dict:
@@ -79,7 +86,8 @@ def run(config: Config) -> dict:
                               noise_ratio=config.noise_ratio, seed=config.seed)
         release_freed_host_memory()  # the tokenizer's per-text objects
     train, val, test = splits.train, splits.validation, splits.test
-    rows, num_classes = Rows(len(train), len(val), len(test)), splits.num_classes
+    rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
+    num_classes = splits.num_classes
     fit_labels = np.concatenate([train.noisy, val.noisy])  # [N_train + N_val], noisy labels only
     log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {num_classes} "
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
@@ -129,12 +137,16 @@ def run(config: Config) -> dict:
                     f"test acc {fmt(record['test_accuracy'])}")
 
     with timer("inference"):  # P(y|x) = sum over noisy labels, with the last-epoch models
-        if settings.stage2:
-            denoised = denoise(vaes, trajectories, rows.test, test_noisy_probs) if rows.n_test else None
-            cleaned = posterior_given_label(vaes, trajectories, rows.fit, fit_labels)  # [N_train + N_val, C]
-        else:  # base / coreg: the stage-1 prediction is the method's answer
-            denoised = test_noisy_probs.mean(0) if rows.n_test else None
-            cleaned = stage1.probs[:, rows.fit].mean(0)
+        def predict(index: np.ndarray) -> np.ndarray | None:  # P(y | x) [len(index), C]
+            if not len(index):
+                return None
+            if settings.stage2:
+                return denoise(vaes, trajectories, index, stage1.probs[:, index])
+            return stage1.probs[:, index].mean(0)  # base / coreg: the stage-1 prediction is the answer
+
+        denoised, abstained_probs = predict(rows.test), predict(rows.abstained)  # test; rows without a label
+        cleaned = (posterior_given_label(vaes, trajectories, rows.fit, fit_labels) if settings.stage2
+                   else stage1.probs[:, rows.fit].mean(0))  # P(y | x, given label) [N_train + N_val, C]
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
 
     # ---- diagnostics against gold labels (never read by the method), the record, the files ----
@@ -148,8 +160,9 @@ def run(config: Config) -> dict:
         stage2_history=stage2_history, marking=[marking_quality(mark, fit_labels, fit_gold) for mark in marks],
         estimates=estimates, ratio=ratio, cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         detection=detection, timer=timer, accuracy_before=accuracy_before, accuracy_after=accuracy_after)
+    record["abstained"] = abstained_quality(splits, abstained_probs)
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
-                               denoised)
+                               denoised, abstained_probs)
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
     log_summary(record, labels_file)
     return record

@@ -36,6 +36,9 @@ class Splits:
     real_noise: bool = False  # labels are already noisy (weak supervision, user files)
     dropped: dict[str, int] = field(default_factory=lambda: {"train": 0, "validation": 0, "test": 0})
     files: list[str] = field(default_factory=list)  # the files read: part of the cache key
+    # train / validation rows that have no label (the labeller abstained): never trained on,
+    # not a class, counted in `dropped`, and still predicted (their gold labels where known)
+    abstained: dict[str, Split] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -43,6 +46,18 @@ class Splits:
 
     def items(self):
         return (("train", self.train), ("validation", self.validation), ("test", self.test))
+
+    def abstained_items(self) -> list[tuple[str, Split]]:
+        """(split name, its abstained rows), train first: the order in which they follow test."""
+        return [(name, self.abstained[name]) for name in ("train", "validation") if name in self.abstained]
+
+    def all_texts(self) -> list[str]:
+        """Every text in the one row order of stage 1's outputs: train, validation, test, then the
+        abstained rows of train and of validation."""
+        texts = self.train.texts + self.validation.texts + self.test.texts
+        for _, split in self.abstained_items():
+            texts += split.texts
+        return texts
 
 
 def require_dir(path: str | Path, dataset: str) -> Path:

@@ -95,7 +95,7 @@ def cached_encode(encode, tokenizer, splits: Splits, max_length: int, *, cache_d
     reuse=True (`--saved_dataset y`) reads a matching entry and builds it when there is none;
     reuse=False tokenises afresh. Either way the entry is (re)written for later runs.
     """
-    texts = splits.train.texts + splits.validation.texts + splits.test.texts
+    texts = splits.all_texts()
     key = cache_key(splits, tokenizer, max_length, noise_type, noise_ratio, seed)
     file, digest = cache_file(cache_dir, key), texts_digest(texts)
     if reuse and file.exists():

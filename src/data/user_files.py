@@ -7,6 +7,11 @@ diagnostics and test accuracy); other columns are ignored. A test file may leave
 `Columns` renames them (--text_column, --label_column, --gold_column): the text may be several
 columns, joined with a space (e.g. title and description).
 
+A label cell that is empty, or equal to `--abstain_label`, means the labeller gave no label:
+such rows of train and validation are not trained on and are no class; they are counted
+(`dropped`) and still get a prediction in the labels file. (In test the observed labels play no
+part: an abstention there drops test's label column.)
+
 Labels are class ids 0..C-1 or class names, never both (a column mixing them is refused). Without
 `classes.txt`, all-integer labels are ids (each id up to the largest is a class) and otherwise
 names, in sorted order. With `classes.txt` (one name per line, in class order) a label that
@@ -41,9 +46,11 @@ class Columns:
     text: tuple[str, ...] = ("text",)
     label: str = "label"
     gold: str = "gold"
+    abstain: str | None = None  # a label value meaning "no label" (an empty cell always does)
 
     @classmethod
-    def parse(cls, text: str = "text", label: str = "label", gold: str = "gold") -> Columns:
+    def parse(cls, text: str = "text", label: str = "label", gold: str = "gold",
+              abstain: str | None = None) -> Columns:
         """From the flags: --text_column `title,description` names two columns."""
         names = tuple(name.strip() for name in text.split(","))
         for flag, value in (("--text_column", names), ("--label_column", (label,)), ("--gold_column", (gold,))):
@@ -52,7 +59,7 @@ class Columns:
         if label == gold or label in names or gold in names:
             raise UserError(f"--text_column {text!r}, --label_column {label!r} and --gold_column {gold!r} "
                             f"must name different columns")
-        return cls(names, label, gold)
+        return cls(names, label, gold, None if abstain is None else abstain.strip())
 
     def describe(self) -> str:
         return f"{'+'.join(self.text)},{self.label}[,{self.gold}]"
@@ -145,6 +152,9 @@ def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
             value = record.get(column)
             if isinstance(value, str):
                 value = value.strip()
+            if column == "label" and (value in ("", None) or str(value) == names.abstain):
+                rows.label.append(None)  # the labeller abstained
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
                 raise UserError(f"{file}:{line}: {column} must be a class id or name, found {value!r}")
             getattr(rows, column).append(value)
@@ -164,7 +174,8 @@ def _label_cells(raw: dict[str, _Rows]):
     for rows in raw.values():
         for column in ("label", "gold"):
             for line, value in zip(rows.lines, getattr(rows, column) or []):
-                yield rows.file, line, column, value
+                if value is not None:  # an abstention is no label
+                    yield rows.file, line, column, value
 
 
 def _integer_ids(raw: dict[str, _Rows], classes: list[str] | None) -> bool:
@@ -197,7 +208,7 @@ def _classes_file(root: Path) -> list[str] | None:
 def _class_names(train: _Rows, classes: list[str] | None, integer_ids: bool) -> list[str]:
     if classes is not None:
         return classes
-    seen = train.label + (train.gold or [])
+    seen = [v for v in train.label + (train.gold or []) if v is not None]
     names = ([str(k) for k in range(1 + max(int(v) for v in seen))] if integer_ids
              else sorted({str(v) for v in seen}))
     if len(names) < 2:
@@ -247,6 +258,19 @@ def _warn_odd_classes(class_names: list[str], train: Split, file: Path) -> None:
              f"they are {len(same[0])} separate classes")
 
 
+def _without_abstentions(rows: _Rows) -> tuple[_Rows, _Rows]:
+    """(the rows with a label, the rows whose labeller abstained); the label column of the second is None."""
+    labelled = [i for i, value in enumerate(rows.label) if value is not None]
+    abstained = [i for i, value in enumerate(rows.label) if value is None]
+
+    def pick(index: list[int], with_label: bool) -> _Rows:
+        return _Rows(rows.file, [rows.lines[i] for i in index], [rows.texts[i] for i in index],
+                     [rows.label[i] for i in index] if with_label else None,
+                     None if rows.gold is None else [rows.gold[i] for i in index])
+
+    return pick(labelled, True), pick(abstained, False)
+
+
 def _subset(split: Split, index: np.ndarray) -> Split:
     pick = (lambda labels: None if labels is None else labels[index])
     return Split([split.texts[i] for i in index], pick(split.noisy), pick(split.gold))
@@ -272,12 +296,22 @@ def load_user_files(path: str | None, seed: int, columns: Columns | None = None)
 
     classes = _classes_file(root)
     integer_ids = _integer_ids(raw, classes)
+    abstained_rows = {}
+    for split in ("train", "validation"):  # rows without a label: not trained on, still predicted
+        if split in raw:
+            raw[split], abstained_rows[split] = _without_abstentions(raw[split])
+    if "test" in raw and raw["test"].label is not None and None in raw["test"].label:
+        raw["test"].label = None  # test's observed labels play no part; gold is what counts there
+    if not raw["train"].texts:
+        raise UserError(f"{found['train']}: every label is an abstention; nothing to train on")
     class_names = _class_names(raw["train"], classes, integer_ids)
 
     splits = {}
     for split, rows in raw.items():
         splits[split] = Split(rows.texts, _ids(rows, "label", class_names, integer_ids, classes is not None),
                               _ids(rows, "gold", class_names, integer_ids, classes is not None))
+    abstained = {split: Split(rows.texts, None, _ids(rows, "gold", class_names, integer_ids, classes is not None))
+                 for split, rows in abstained_rows.items() if rows.texts}
     _warn_odd_classes(class_names, splits["train"], found["train"])
     if "validation" not in splits:  # hold out a seeded 20% of train
         order = np.random.default_rng([seed, 3]).permutation(len(splits["train"]))
@@ -289,5 +323,6 @@ def load_user_files(path: str | None, seed: int, columns: Columns | None = None)
     files = [str(f) for f in found.values() if f is not None]
     if (root / "classes.txt").is_file():
         files.append(str(root / "classes.txt"))
+    dropped = {"train": 0, "validation": 0, "test": 0} | {name: len(split) for name, split in abstained.items()}
     return Splits("csv", class_names, splits["train"], splits["validation"], splits["test"],
-                  real_noise=True, files=files)
+                  real_noise=True, dropped=dropped, files=files, abstained=abstained)

@@ -4,7 +4,8 @@ Layout under `--path`: `train.json`, `valid.json`, `test.json` (and `label.json`
 names), each `{"id": {"label": int, "weak_labels": [int, ...], "data": {"text": str, ...}}}`.
 The noisy label of a train/validation example is the majority vote of its labelling
 functions (-1 = abstain), ties broken at random with the seed; examples on which every
-function abstains are dropped and counted. Test keeps its gold labels.
+function abstains are not trained on and counted (`dropped`), and kept as abstained rows that
+the run still predicts. Test keeps its gold labels.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def load_wrench(name: str, path: str | None, seed: int) -> Splits:
         class_names = [str(k) for k in range(num)]
     num_classes = len(class_names)
 
-    splits, dropped = {}, {}
+    splits, dropped, abstained = {}, {}, {}
     for offset, (split, (records, text)) in enumerate(raw.items()):
         texts, gold, weak = _parse(root / FILES[split], text, records, num_classes, split != "test")
         if name == "trec" and split == "test":
@@ -109,8 +110,10 @@ def load_wrench(name: str, path: str | None, seed: int) -> Splits:
             splits[split], dropped[split] = Split(texts, gold.copy(), gold), 0
             continue
         noisy = majority_vote(weak, num_classes, np.random.default_rng([seed, offset]))
-        keep = np.flatnonzero(noisy >= 0)
+        keep, uncovered = np.flatnonzero(noisy >= 0), np.flatnonzero(noisy < 0)
         splits[split] = Split([texts[i] for i in keep], noisy[keep], gold[keep])
-        dropped[split] = int(len(texts) - len(keep))
+        dropped[split] = int(len(uncovered))
+        if len(uncovered):  # no function voted: not trained on, but predicted
+            abstained[split] = Split([texts[i] for i in uncovered], None, gold[uncovered])
     return Splits(name, class_names, splits["train"], splits["validation"], splits["test"],
-                  real_noise=True, dropped=dropped, files=files)
+                  real_noise=True, dropped=dropped, files=files, abstained=abstained)

@@ -27,9 +27,10 @@ COLUMNS = ["split", "index", "text", "noisy_label", "cleaned_label", "cleaned_pr
 def label_rows(
     split: str, texts: list[str], class_names: list[str], cleaned_probs: np.ndarray,
     noisy: np.ndarray | None = None, noise_score: np.ndarray | None = None,
-    marked: np.ndarray | None = None, gold: np.ndarray | None = None,
+    marked: np.ndarray | None = None, gold: np.ndarray | None = None, first_index: int = 0,
 ) -> list[dict]:
-    """Rows of one split. cleaned_probs [N, C]; the optional per-example arrays are [N].
+    """Rows of one split. cleaned_probs [N, C]; the optional per-example arrays are [N]; the rows
+    are numbered from `first_index`.
 
     A missing array leaves its column empty (e.g. test texts have no noise score).
     """
@@ -39,7 +40,7 @@ def label_rows(
         return "" if ids is None else class_names[int(ids[i])]
 
     return [{
-        "split": split, "index": i, "text": text,
+        "split": split, "index": first_index + i, "text": text,
         "noisy_label": name(noisy, i),
         "cleaned_label": class_names[int(cleaned[i])],
         "cleaned_prob": f"{cleaned_probs[i, cleaned[i]]:.4f}",
