@@ -194,7 +194,10 @@ def run_grid(experiment: str, cells: list[list[dict]], cache_dir: str, jobs: int
 def load_records(cache_dir: str) -> list[dict]:
     records = []
     for path in sorted((Path(cache_dir) / "experiments").glob("*/runs/*.json")):
-        records.append(json.loads(path.read_text()))
+        record = json.loads(path.read_text())
+        if record.get("arrays") and path.with_suffix(".npz").exists():  # beside it, wherever the grid ran
+            record["arrays"] = str(path.with_suffix(".npz"))
+        records.append(record)
     return records
 
 
