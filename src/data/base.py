@@ -64,7 +64,8 @@ def require_dir(path: str | Path, dataset: str) -> Path:
     """The data folder named by --path, or a one-line error when it is not there."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"--path {path}: no such file or directory (data set {dataset})")
+        raise UserError(f"--path {path}: no such file or directory (data set {dataset}; datasets/README.md "
+                        f"says where to get it and where it goes)")
     return path
 
 
