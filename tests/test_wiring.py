@@ -165,8 +165,8 @@ def test_test_data_cannot_change_training(tiny_bert, tmp_path, monkeypatch):
     cleaned train labels. (The stage-1 cache key covers the test texts, so both runs train.)"""
     original = pipeline.load_dataset
 
-    def with_other_test(name, path, seed):
-        splits = original(name, path, seed)
+    def with_other_test(name, path, seed, columns=None):
+        splits = original(name, path, seed, columns)
         order = np.random.default_rng(0).permutation(len(splits.test))
         test = splits.test
         other = dataclasses.replace(test, texts=[test.texts[i] for i in order],
