@@ -202,3 +202,19 @@ def _cleaned_labels(runs_dir) -> list[tuple[str, str]]:
     (path,) = runs_dir.glob("*-labels.csv")
     with open(path, newline="") as f:
         return [(r["split"], r["cleaned_label"]) for r in csv.DictReader(f) if r["split"] != "test"]
+
+
+def test_a_run_gives_the_same_numbers_with_the_speed_layer_on_and_off(tiny_bert, tmp_path, monkeypatch):
+    """The whole pipeline with its speed-ups (here on a CPU: the prepared SDPA mask, the VAE's
+    block layers) and with the plain method alone (EagerSteps, ConcatLinear): the same run up to
+    float rounding. (--split_batches off: micro-batches would draw dropout in another order.)"""
+    args = ["--bert", tiny_bert, *FAST, "--split_batches", "off"]
+    fast = pipeline.run(parse_config([*args, "--cache_dir", str(tmp_path / "fast")]))
+    monkeypatch.setattr(pipeline, "Stage1Speedups", lambda **k: None)
+    monkeypatch.setattr(pipeline, "Stage2Speedups", lambda **k: None)
+    plain = pipeline.run(parse_config([*args, "--cache_dir", str(tmp_path / "plain")]))
+    assert [h["train_loss"] for h in plain["stage1"]] == pytest.approx([h["train_loss"] for h in fast["stage1"]],
+                                                                     rel=1e-4)
+    assert [h["loss"] for h in plain["stage2"]] == pytest.approx([h["loss"] for h in fast["stage2"]], rel=1e-5)
+    assert plain["accuracy_before"] == fast["accuracy_before"]
+    assert plain["accuracy_after"] == fast["accuracy_after"] and plain["cleaning"] == fast["cleaning"]
