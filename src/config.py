@@ -108,9 +108,7 @@ class Config:
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
         self.columns()  # the column flags: names that can be told apart
-        moved = [name for name, default in (("text_column", "text"), ("label_column", "label"),
-                                            ("gold_column", "gold"), ("abstain_label", None))
-                 if getattr(self, name) != default]
+        moved = [f.name for f in fields(self) if f.name in COLUMN_FLAGS and getattr(self, f.name) != f.default]
         if moved and self.dataset != "csv":
             raise UserError(f"--{moved[0]}: names a column of your own files (--dataset csv), "
                             f"not of --dataset {self.dataset}")
@@ -123,6 +121,8 @@ class Config:
         return self
 
 
+# The flags that describe the user's own files (`--dataset csv`).
+COLUMN_FLAGS = ("text_column", "label_column", "gold_column", "abstain_label")
 # Real-valued flags and their ranges (checked by Config.validate; the rest have their own checks).
 POSITIVE = ("lr", "vae_lr", "softplus_beta", "clip_gradient_norm")
 NON_NEGATIVE = ("weight_decay", "alpha_t_hi", "prior_norm", "beta", "lambda_t")

@@ -46,7 +46,7 @@ def new_run_id(config: Config) -> str:
 
 def run_record(config: Config, settings, *, model_name: str, max_length: int, device, precision: str, splits,
                stage1, stage1_entry: dict, stage2_history: list, marking: list, estimates: dict, ratio: float,
-               cleaning: dict, detection: dict | None, timer, accuracy_before: float | None,
+               cleaning: dict, abstained: dict, detection: dict | None, timer, accuracy_before: float | None,
                accuracy_after: float | None) -> dict:
     """The run's record (cache/runs/<run_id>.json): every setting, what each stage reported, the
     diagnostics, timings and memory, and the accuracies; `accuracy` is the method's figure."""
@@ -75,6 +75,7 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "noise_ratio_estimates": estimates,
         "noise_ratio_used": ratio,
         "cleaning": cleaning,
+        "abstained": abstained,  # rows without a label: how many were predicted (and how well, with gold)
         "detection": detection,
         "timings_s": timer.seconds,
         "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,

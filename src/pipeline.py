@@ -31,7 +31,7 @@ from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, denoise, posterior_given_label
-from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
+from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, resolve_model_path
 from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
@@ -99,9 +99,10 @@ def run(config: Config) -> dict:
     accuracy_before = accuracy(test_noisy_probs.mean(0), test.gold)
 
     with timer("dynamics"):  # distance to the noisy label's centroid, score, marking
-        distances = [distance_trajectories(e, torch.as_tensor(fit_labels), num_classes).numpy()
-                     for e in stage1.embeddings]  # M x [E, N_train + N_val]
-        scores = np.stack([dynamics_score(torch.as_tensor(d)).numpy() for d in distances])  # [M, N_train + N_val]
+        labels_t = torch.as_tensor(fit_labels)
+        per_model = [distance_trajectories(e, labels_t, num_classes) for e in stage1.embeddings]  # M x [E, N]
+        distances = [d.numpy() for d in per_model]
+        scores = np.stack([dynamics_score(d).numpy() for d in per_model])  # [M, N_train + N_val]
         ratio, estimates = marking_ratio(config, settings, stage1, scores, fit_labels, splits)
         if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
             marks = [mark_noisy(cross_entropy_scores(p[rows.fit], fit_labels), ratio) for p in stage1.probs]
@@ -159,8 +160,8 @@ def run(config: Config) -> dict:
         precision=runtime.precision, splits=splits, stage1=stage1, stage1_entry=stage1_entry,
         stage2_history=stage2_history, marking=[marking_quality(mark, fit_labels, fit_gold) for mark in marks],
         estimates=estimates, ratio=ratio, cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
-        detection=detection, timer=timer, accuracy_before=accuracy_before, accuracy_after=accuracy_after)
-    record["abstained"] = abstained_quality(splits, abstained_probs)
+        abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
+        accuracy_before=accuracy_before, accuracy_after=accuracy_after)
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
                                denoised, abstained_probs)
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
@@ -173,7 +174,7 @@ def load_noisy_data(config: Config, model_name: str):
     here, before anything is written."""
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed, config.columns()),
                          config.noise_type, config.noise_ratio, config.seed)
-    check_knn_size(splits, config.noise_ratio, k=10)
+    check_knn_size(splits, config.noise_ratio, k=K_NEIGHBOURS)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
     limit = max_positions(model_name)
     if limit is not None and max_length > limit:
@@ -242,7 +243,7 @@ def marking_ratio(config: Config, settings, stage1, scores: np.ndarray, fit_labe
         log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR})")
     ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
     if settings.mark_ratio == "auto" and settings.knn_fit == "unmarked":  # the estimate may leave < k
-        check_knn_size(splits, "auto", k=10, estimate=ratio)
+        check_knn_size(splits, "auto", k=K_NEIGHBOURS, estimate=ratio)
     log(f"marking {ratio:.4f} of train+validation" + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
     return ratio, estimates
 

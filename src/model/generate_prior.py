@@ -9,9 +9,11 @@ import torch
 from src.errors import UserError
 from src.utils.neighbours import nearest_rows, weighted_vote
 
+K_NEIGHBOURS = 10  # the prior's k (the paper's and NPC's KNeighborsClassifier(n_neighbors=10))
+
 
 def knn_predict_proba(
-    embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = 10,
+    embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = K_NEIGHBOURS,
     rows: int | None = None, screen_dtype: torch.dtype = torch.float32,
 ) -> np.ndarray:
     """Distance-weighted kNN fitted on the unmarked examples; probabilities for the first `rows`
