@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
             from src.data import describe
 
             print(json.dumps(describe(config.dataset, config.path, config.noise_type,
-                                      config.noise_ratio, config.seed, config.columns())))
+                                      config.noise_ratio, config.seed, config.columns(), config.trusted)))
             return 0
         from src.pipeline import run
 

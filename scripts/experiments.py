@@ -140,7 +140,9 @@ def run_cell(job: tuple[str, str, list[dict]]) -> list[dict]:
             continue
         start = time.perf_counter()
         try:
-            record = run(parse_config(item["argv"]))
+            config = parse_config(item["argv"])
+            config.figure_dir = str(out.parent / "cleaning")  # each run's picture, beside the grid's runs
+            record = run(config)
         except Exception as exc:  # noqa: BLE001 -- one failed run must not lose the rest of the grid
             traceback.print_exc()
             statuses.append({"name": item["name"], "status": f"failed: {type(exc).__name__}: {exc}"})

@@ -19,6 +19,8 @@ class Config:
     label_column: str = "label"
     gold_column: str = "gold"
     abstain_label: str | None = None  # --dataset csv: the label value that means "no label"
+    trusted_column: str | None = None  # --dataset csv: verified labels on the rows someone checked
+    trusted: str | None = None  # "validation": its gold labels are a trusted sample
     noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
     noise_ratio: float | str = 0.2  # or "auto": estimated from the run (marking only)
     max_length: int | None = None  # None = the data set's default (SPEC.md)
@@ -62,6 +64,7 @@ class Config:
     cuda_graphs: bool = True
     save_model: bool = False
     cache_dir: str = "cache"
+    figure_dir: str = "figure"
     model_dir: str = "model_save"
     progress: bool = True
     describe: bool = False
@@ -74,7 +77,8 @@ class Config:
         """The columns of the user's files (`--dataset csv`), from the column flags."""
         from src.data.user_files import Columns
 
-        return Columns.parse(self.text_column, self.label_column, self.gold_column, self.abstain_label)
+        return Columns.parse(self.text_column, self.label_column, self.gold_column, self.abstain_label,
+                             self.trusted_column)
 
     def model_name(self) -> str:
         if self.bert:
@@ -107,6 +111,12 @@ class Config:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
+        if self.trusted == "test":
+            raise UserError("--trusted test: the test split can never be trusted (its labels are what the "
+                            "method is measured against)")
+        if self.trusted not in (None, "validation"):
+            raise UserError(f"--trusted {self.trusted}: only `validation` can be trusted as a whole; mark "
+                            f"checked train rows with --trusted_column (--dataset csv)")
         self.columns()  # the column flags: names that can be told apart
         moved = [f.name for f in fields(self) if f.name in COLUMN_FLAGS and getattr(self, f.name) != f.default]
         if moved and self.dataset != "csv":
@@ -122,7 +132,7 @@ class Config:
 
 
 # The flags that describe the user's own files (`--dataset csv`).
-COLUMN_FLAGS = ("text_column", "label_column", "gold_column", "abstain_label")
+COLUMN_FLAGS = ("text_column", "label_column", "gold_column", "abstain_label", "trusted_column")
 # Real-valued flags and their ranges (checked by Config.validate; the rest have their own checks).
 POSITIVE = ("lr", "vae_lr", "softplus_beta", "clip_gradient_norm")
 NON_NEGATIVE = ("weight_decay", "alpha_t_hi", "prior_norm", "beta", "lambda_t")
@@ -139,6 +149,12 @@ HELP = {
                    "accuracy only)",
     "abstain_label": "--dataset csv: a label value meaning the labeller gave no label (e.g. -1); an empty "
                      "label cell always does. Such rows are not trained on, but are predicted",
+    "trusted_column": "--dataset csv: a column holding a verified label on the rows someone checked "
+                      "(empty elsewhere; train and validation only): a trusted sample, used for the "
+                      "--noise_ratio auto estimate, never marked noisy, and entering the kNN prior with "
+                      "its verified label",
+    "trusted": "validation: trust the validation split's gold labels (WRENCH's protocol, or a csv valid "
+               "file with gold), used as --trusted_column's are; test can never be trusted",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
     "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy; "
@@ -187,6 +203,7 @@ HELP = {
                    "--no-cuda_graphs to run every step eagerly)",
     "save_model": "save the final stage-1 classifiers and stage-2 VAEs to --model_dir",
     "cache_dir": "where results logs, run JSONs and reusable artefacts go",
+    "figure_dir": "where each run's picture of the cleaning (<run_id>-cleaning.png) goes",
     "model_dir": "where --save_model writes",
     "progress": "show progress bars (--no-progress to hide them)",
     "describe": "print the data set as the method sees it (sizes, class counts, noise rate, dropped "
@@ -223,7 +240,7 @@ def _ratio(text: str) -> float | str:
 
 
 TYPES = {"noise_ratio": _ratio, "max_length": int, "eval_batch_size": int, "selected_class": int, "bert": str,
-         "path": str, "noise_type": str, "abstain_label": str}
+         "path": str, "noise_type": str, "abstain_label": str, "trusted_column": str, "trusted": str}
 
 
 class _OneLineParser(argparse.ArgumentParser):

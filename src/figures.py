@@ -4,7 +4,9 @@
   wrong examples (band: ± one standard deviation across examples), DyGen's stage 1;
 - accuracy: test accuracy of every method per setting (error bars: std over seeds);
 - detection: precision-recall curves of the dynamics score and the loss, and confident
-  learning's operating point, on train+validation.
+  learning's operating point, on train+validation;
+- cleaning (one run): the noise score of kept and marked rows with the marking threshold, and
+  the matrices of given vs cleaned labels (and, with gold labels, of both against gold).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import numpy as np
 from sklearn.metrics import precision_recall_curve
 
 from src.report import METHOD_ORDER, setting_key
+from src.utils.common import atomic_file
+
+MAX_NAMED_CLASSES = 30  # beyond this the matrices' axes show class ids, not names
+MAX_ANNOTATED_CLASSES = 10  # up to this each cell of a matrix shows its count
 
 
 def _title(key: tuple) -> str:
@@ -143,6 +149,63 @@ def _suptitle(fig, text: str) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_file(path) as f:  # never a half-written png
+            fig.savefig(f, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+
+
+def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.ndarray, cleaned: np.ndarray,
+                  class_names: list[str], gold: np.ndarray | None = None, score_name: str = "dynamics score",
+                  title: str = "") -> None:
+    """One run's cleaning. scores and marked [M, N]: each model's marking score and marks on
+    train+validation; given, cleaned (and gold) [N] class ids. Top: per model, the histogram of
+    the score for kept and marked rows and the threshold (the lowest marked score); bottom: the
+    given-vs-cleaned matrix, and with gold labels given and cleaned against gold (rows: shares)."""
+    matrices = [("given label", given, "cleaned label", cleaned)]
+    if gold is not None:
+        matrices += [("gold label", gold, "given label", given), ("gold label", gold, "cleaned label", cleaned)]
+    cols = max(len(scores), len(matrices))
+    fig, axes = plt.subplots(2, cols, figsize=(4.6 * cols, 8.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for m, (ax, score, mark) in enumerate(zip(axes[0], scores, marked)):
+        ax.set_visible(True)
+        bins = np.histogram_bin_edges(score, bins=40)
+        ax.hist([score[~mark], score[mark]], bins=bins, stacked=True, color=["tab:blue", "tab:red"],
+                label=[f"kept ({int((~mark).sum())})", f"marked noisy ({int(mark.sum())})"])
+        if mark.any():
+            ax.axvline(score[mark].min(), color="black", ls="--", lw=1, label="marking threshold")
+        ax.set_xlabel(score_name)
+        ax.set_ylabel("rows (train + validation)")
+        ax.set_title(f"model {m}" + ("" if mark.any() else ": nothing marked"), fontsize=10)
+        ax.legend(fontsize=8)
+    for ax, (row_name, rows, col_name, cols_) in zip(axes[1], matrices):
+        ax.set_visible(True)
+        _label_matrix(ax, rows, cols_, class_names, row_name, col_name)
+    _suptitle(fig, title or "What the cleaning changed")
+    _save(fig, path)
+
+
+def _label_matrix(ax, rows: np.ndarray, cols: np.ndarray, class_names: list[str], row_name: str,
+                  col_name: str) -> None:
+    """Counts of (row label, column label) pairs, coloured by each row's share."""
+    c = len(class_names)
+    counts = np.zeros((c, c), dtype=np.int64)
+    np.add.at(counts, (rows, cols), 1)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if c <= MAX_ANNOTATED_CLASSES:
+        for i, j in np.ndindex(c, c):
+            if counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if shares[i, j] > 0.6 else "black")
+    if c <= MAX_NAMED_CLASSES:
+        names = [textwrap.shorten(name, 18, placeholder="…") for name in class_names]
+        ax.set_xticks(range(c), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(c), names, fontsize=7)
+    agree = float((rows == cols).mean()) if len(rows) else float("nan")
+    ax.set_xlabel(col_name + ("" if c <= MAX_NAMED_CLASSES else " (class id)"))
+    ax.set_ylabel(row_name + ("" if c <= MAX_NAMED_CLASSES else " (class id)"))
+    ax.set_title(f"{row_name} vs {col_name}: {agree:.1%} agree", fontsize=10)

@@ -15,7 +15,6 @@ from tqdm.auto import tqdm
 from src.accel.host_memory import peak_gpu_mb, peak_host_mb
 from src.config import Config
 from src.data import noise_rate
-from src.dynamics.noise_rate import AUTO_ESTIMATOR
 from src.methods import ablations_of, run_label
 from src.utils.common import append_line, atomic_file, atomic_save_npy, atomic_write_json, check_writable_dir
 from src.utils.labels_file import label_rows, write_labels_csv
@@ -33,6 +32,7 @@ def check_output_dirs(config: Config) -> None:
     """Where results go can be written, checked before any work (not a traceback after hours)."""
     for folder in ("", "data", "runs", "stage1"):
         check_writable_dir(Path(config.cache_dir) / folder, "--cache_dir")
+    check_writable_dir(config.figure_dir, "--figure_dir")
     if config.save_model:
         check_writable_dir(config.model_dir, "--model_dir")
 
@@ -46,8 +46,8 @@ def new_run_id(config: Config) -> str:
 
 def run_record(config: Config, settings, *, model_name: str, max_length: int, device, precision: str, splits,
                stage1, stage1_entry: dict, stage2_history: list, marking: list, estimates: dict, ratio: float,
-               cleaning: dict, abstained: dict, detection: dict | None, timer, accuracy_before: float | None,
-               accuracy_after: float | None) -> dict:
+               ratio_source: str, trusted: dict | None, cleaning: dict, abstained: dict, detection: dict | None,
+               timer, accuracy_before: float | None, accuracy_after: float | None) -> dict:
     """The run's record (cache/runs/<run_id>.json): every setting, what each stage reported, the
     diagnostics, timings and memory, and the accuracies; `accuracy` is the method's figure."""
     train, val = splits.train, splits.validation
@@ -71,9 +71,13 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "stage1_host_mb": stage1.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
         "stage2": stage2_history,
         "marking": marking,
-        "noise_ratio_estimate": estimates.get(AUTO_ESTIMATOR),  # None unless --noise_ratio auto
-        "noise_ratio_estimates": estimates,
-        "noise_ratio_used": ratio,
+        # with --noise_ratio auto, the estimate used: the trusted sample's, else AUTO_ESTIMATOR's
+        "noise_ratio_estimate": ratio if config.noise_ratio == "auto" else None,
+        "noise_ratio_source": ratio_source,  # --noise_ratio, trusted, or the estimator's name
+        "noise_ratio_estimates": estimates,  # every candidate (--noise_ratio auto only)
+        "noise_ratio_used": ratio,  # the share of the untrusted train + validation rows marked
+        # the trusted sample: rows, wrong, rate and 95% interval, and how the cleaning did on it
+        "trusted": trusted,
         "cleaning": cleaning,
         "abstained": abstained,  # rows without a label: how many were predicted (and how well, with gold)
         "detection": detection,
@@ -134,7 +138,7 @@ def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise
     for name, split in (("train", splits.train), ("validation", splits.validation)):
         part = slice(start, start + len(split))
         rows += label_rows(name, split.texts, splits.class_names, cleaned[part], split.noisy,
-                           noise_score[part], marked[part], split.gold)
+                           noise_score[part], marked[part], split.gold, trusted=split.trusted)
         start += len(split)
     start = 0
     for name, split in splits.abstained_items():  # no label given: the prediction P(y | x)
@@ -148,10 +152,23 @@ def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise
     return path
 
 
+def write_cleaning_figure(config: Config, run_id: str, scores: np.ndarray, marked: np.ndarray, given: np.ndarray,
+                          cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
+                          score_name: str) -> Path:
+    """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
+    from src.figures import plot_cleaning
+
+    path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
+    plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name,
+                  title=f"{config.dataset}, {run_label(config)}, seed {config.seed}: noise score and marking "
+                        f"(top), labels before and after cleaning (bottom)")
+    return path
+
+
 def log_summary(record: dict, labels_file: Path) -> None:
-    """The run's last log lines: the cleaned labels, the accuracies, the timings, the detectors."""
-    cleaning, detection = record["cleaning"], record["detection"]
-    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
+    """The run's last log lines: the accuracies, the timings, the detectors, the trusted rows,
+    then the two files a user opens: the cleaned labels and the picture of the cleaning."""
+    cleaning, detection, trusted = record["cleaning"], record["detection"], record["trusted"]
     log(f"{record['method_label']}: test accuracy {fmt(record['accuracy'])} (stage-1 prediction "
         f"{fmt(record['accuracy_before'])}, after stage 2 {fmt(record['accuracy_after'])})"
         + "".join(f"; marking m{m}: precision {q['precision']:.3f} recall {q['recall']:.3f}"
@@ -165,3 +182,9 @@ def log_summary(record: dict, labels_file: Path) -> None:
             f"{name} P {detection[name]['precision']:.3f} R {detection[name]['recall']:.3f} "
             f"F1 {detection[name]['f1']:.3f} AUC {fmt(detection[name]['roc_auc'])}"
             for name in ("dynamics", "loss", "confident_learning")))
+    if trusted:
+        log(f"trusted rows ({trusted['rows']}, {trusted['source']}): the given label is the verified one on "
+            f"{trusted['given_agrees']:.1%}, the cleaned label on {trusted['cleaned_agrees']:.1%} ({trusted['fixed']} "
+            f"wrong labels fixed, {trusted['broken']} right ones changed; optimistic, as each informs its own prior)")
+    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
+    log(f"picture of the cleaning: {record['figure']}")

@@ -20,22 +20,31 @@ from src.accel.row_file import RowFile
 from src.accel.stage1 import Stage1Speedups
 from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
 from src.config import Config
-from src.data import MAX_LENGTH, apply_noise, check_knn_size, load_dataset, noise_rate
+from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate, trusted_rows
 from src.data.cache import cached_encode
 from src.data.texts import encode
-from src.diagnostics import abstained_quality, cleaning_quality, marking_quality, noise_detection
+from src.diagnostics import abstained_quality, cleaning_quality, marking_quality, noise_detection, trusted_quality
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
-from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates
+from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates, frozen_noise_rates, trusted_noise_rate
 from src.errors import UserError
 from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
-from src.model.plm import load_tokenizer, max_positions, resolve_model_path
+from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
 from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
-from src.outputs import check_output_dirs, fmt, log, log_summary, run_record, write_labels, write_outputs
+from src.outputs import (
+    check_output_dirs,
+    fmt,
+    log,
+    log_summary,
+    run_record,
+    write_cleaning_figure,
+    write_labels,
+    write_outputs,
+)
 from src.utils.batches import shuffled_batches
 from src.utils.common import configure_cuda, resolve_runtime, seed_everything
 from src.utils.rows import column
@@ -89,6 +98,9 @@ def run(config: Config) -> dict:
     rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
     num_classes = splits.num_classes
     fit_labels = np.concatenate([train.noisy, val.noisy])  # [N_train + N_val], noisy labels only
+    # [N_train + N_val] the trusted sample's verified labels, -1 on the rows nobody checked
+    fit_trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
+    trusted = trusted_noise_rate(*trusted_rows(splits)) if (fit_trusted >= 0).any() else None
     log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {num_classes} "
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
         f"({runtime.precision}); method {run_label(config)}")
@@ -103,14 +115,19 @@ def run(config: Config) -> dict:
         per_model = [distance_trajectories(e, labels_t, num_classes) for e in stage1.embeddings]  # M x [E, N]
         distances = [d.numpy() for d in per_model]
         scores = np.stack([dynamics_score(d).numpy() for d in per_model])  # [M, N_train + N_val]
-        ratio, estimates = marking_ratio(config, settings, stage1, scores, fit_labels, splits)
+        estimates = {}
+        if config.noise_ratio == "auto":  # every candidate, recorded even where a trusted sample decides
+            estimates = noise_estimates(config, runtime, model_name, texts, stage1, scores, fit_labels, num_classes)
+        ratio, ratio_source = marking_ratio(config, settings, estimates, trusted, splits)
         if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
-            marks = [mark_noisy(cross_entropy_scores(p[rows.fit], fit_labels), ratio) for p in stage1.probs]
+            marking_scores = np.stack([cross_entropy_scores(p[rows.fit], fit_labels) for p in stage1.probs])
         else:
-            marks = [mark_noisy(score, ratio) for score in scores]
+            marking_scores = scores
+        marks = [mark_noisy(score, ratio, eligible=fit_trusted < 0) for score in marking_scores]  # trusted: never
 
     with timer("prior"):  # kNN on the first-epoch embeddings of the unmarked examples (or NPC's)
-        priors = [prior_of_model(config, settings, stage1, m, marks[m], fit_labels, rows, train.noisy)
+        prior_labels = np.where(fit_trusted >= 0, fit_trusted, fit_labels)  # trusted rows: their verified label
+        priors = [prior_of_model(config, settings, stage1, m, marks[m], prior_labels, rows, train.noisy)
                   for m in range(settings.n_model)]
 
     vaes, stage2_history, trajectories = [], [], None
@@ -154,16 +171,22 @@ def run(config: Config) -> dict:
     fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
     detection, detection_arrays = noise_detection(scores, stage1.probs[:, rows.fit].mean(0), np.stack(distances),
                                                   fit_labels, fit_gold, num_classes, ratio)
+    if trusted is not None:  # how the cleaning did on the trusted rows
+        trusted |= {"source": trusted_source(config), **trusted_quality(fit_labels, cleaned.argmax(1), fit_trusted)}
     timer.seconds["total"] = time.perf_counter() - started
     record = run_record(
         config, settings, model_name=model_name, max_length=max_length, device=runtime.device,
         precision=runtime.precision, splits=splits, stage1=stage1, stage1_entry=stage1_entry,
         stage2_history=stage2_history, marking=[marking_quality(mark, fit_labels, fit_gold) for mark in marks],
-        estimates=estimates, ratio=ratio, cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
+        estimates=estimates, ratio=ratio, ratio_source=ratio_source, trusted=trusted,
+        cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
         accuracy_before=accuracy_before, accuracy_after=accuracy_after)
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
                                denoised, abstained_probs)
+    record["figure"] = str(write_cleaning_figure(
+        config, record["run_id"], marking_scores, np.stack(marks), fit_labels, cleaned.argmax(1), splits.class_names,
+        fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score"))
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
     log_summary(record, labels_file)
     return record
@@ -174,6 +197,7 @@ def load_noisy_data(config: Config, model_name: str):
     here, before anything is written."""
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed, config.columns()),
                          config.noise_type, config.noise_ratio, config.seed)
+    splits = apply_trusted(splits, config.trusted)
     check_knn_size(splits, config.noise_ratio, k=K_NEIGHBOURS)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
     limit = max_positions(model_name)
@@ -231,27 +255,52 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits)
     return stage1, entry, models
 
 
-def marking_ratio(config: Config, settings, stage1, scores: np.ndarray, fit_labels: np.ndarray, splits):
-    """The share to mark: the plan's (--noise_ratio; 0 for methods without marking), or with
-    `auto` an estimate from this run (noise_rate.py), with every candidate estimate. The
-    estimators run only then: their leave-one-out kNN searches cost more than the rest of the
+def noise_estimates(config: Config, runtime, model_name: str, texts, stage1, scores: np.ndarray,
+                    fit_labels: np.ndarray, num_classes: int) -> dict[str, float]:
+    """Every candidate estimate of the noise rate (noise_rate.py): from stage 1's outputs, and
+    from the pretrained model's embeddings of the train + validation rows. Run only for
+    `--noise_ratio auto`: their leave-one-out kNN searches cost more than the rest of the
     dynamics at WOS size."""
-    estimates = {}
+    estimates = estimate_noise_rates(stage1.embeddings, stage1.probs[:, : len(fit_labels)], scores,
+                                     fit_labels, num_classes, seed=config.seed)
+    features = pretrained_embeddings(model_name, texts, np.arange(len(fit_labels)), runtime.device,
+                                     runtime.precision, runtime.eval_batch_size)  # [N_train + N_val, D]
+    return estimates | frozen_noise_rates(features, fit_labels, num_classes, seed=config.seed)
+
+
+def marking_ratio(config: Config, settings, estimates: dict, trusted: dict | None, splits) -> tuple[float, str]:
+    """The share of the untrusted rows to mark, and where it came from: the plan's (--noise_ratio;
+    0 for methods without marking), or with `auto` the trusted sample's share of wrong labels,
+    or without one the `AUTO_ESTIMATOR` candidate."""
+    source, estimate = "--noise_ratio", None
     if config.noise_ratio == "auto":
-        estimates = estimate_noise_rates(stage1.embeddings, stage1.probs[:, : len(fit_labels)], scores,
-                                         fit_labels, splits.num_classes, seed=config.seed)
-        log(f"noise rate estimate {estimates[AUTO_ESTIMATOR]:.4f} ({AUTO_ESTIMATOR})")
-    ratio = estimates[AUTO_ESTIMATOR] if settings.mark_ratio == "auto" else settings.mark_ratio
+        if trusted is not None:
+            source, estimate = "trusted", trusted["rate"]
+            low, high = trusted["interval"]
+            log(f"noise rate estimate {estimate:.4f} from {trusted['rows']} trusted rows "
+                f"(95% interval {low:.4f}-{high:.4f})")
+        else:
+            source, estimate = AUTO_ESTIMATOR, estimates[AUTO_ESTIMATOR]
+            log(f"noise rate estimate {estimate:.4f} ({AUTO_ESTIMATOR})")
+    ratio = estimate if settings.mark_ratio == "auto" else settings.mark_ratio
     if settings.mark_ratio == "auto" and settings.knn_fit == "unmarked":  # the estimate may leave < k
         check_knn_size(splits, "auto", k=K_NEIGHBOURS, estimate=ratio)
-    log(f"marking {ratio:.4f} of train+validation" + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
-    return ratio, estimates
+    log(f"marking {ratio:.4f} of the {'untrusted ' if trusted else ''}train+validation rows"
+        + ("" if config.noise_ratio == "auto" else " (--noise_ratio)"))
+    return ratio, source
+
+
+def trusted_source(config: Config) -> str:
+    """Where the trusted sample came from, for the record."""
+    return " and ".join(([f"column {config.trusted_column}"] if config.trusted_column else [])
+                        + ([config.trusted] if config.trusted else []))
 
 
 def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray, fit_labels: np.ndarray,
                    rows: Rows, train_noisy: np.ndarray) -> np.ndarray:
     """Model m's Dirichlet prior parameters [N_train, C] from its kNN (only the train split, on
-    which stage 2 trains, is asked)."""
+    which stage 2 trains, is asked). fit_labels [N_train + N_val]: the labels the kNN votes with
+    (the noisy ones; a trusted row's verified one)."""
     embedded = column(stage1.embeddings[m], 0 if settings.knn_epoch == "first" else -1, len(fit_labels))
     left_out = marked  # DyGen: fitted on the unmarked train + validation rows
     if settings.knn_fit == "npc":  # NPC: on the most confident example of each class per batch

@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(items) -> None:
             item.add_marker(pytest.mark.cuda)
 
 
+@pytest.fixture(autouse=True)
+def figures_in_tmp(tmp_path, monkeypatch):
+    """Runs write their picture of the cleaning to --figure_dir: by default, in every test, a
+    temporary folder rather than the repository's figure/ (the parser reads the field default)."""
+    from src.config import Config
+
+    monkeypatch.setattr(Config.__dataclass_fields__["figure_dir"], "default", str(tmp_path / "figure"))
+
+
 def make_tiny_bert(directory: Path, words: list[str]) -> Path:
     """A 2-layer, 32-wide BERT with a word-level vocabulary, saved with save_pretrained."""
     import torch

@@ -207,7 +207,7 @@ def test_describe_prints_one_json_object_and_loads_no_model(tmp_path, capsys, mo
     assert code == 0  # a --bert that does not exist is never touched
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"dataset", "num_classes", "class_names", "splits"}
-    assert set(out["splits"]["train"]) == {"size", "class_counts", "noise_rate", "dropped"}
+    assert set(out["splits"]["train"]) == {"size", "class_counts", "noise_rate", "dropped", "trusted"}
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 

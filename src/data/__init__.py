@@ -10,9 +10,11 @@ from src.data.base import (
     Split,
     Splits,
     apply_noise,
+    apply_trusted,
     check_knn_size,
     describe_splits,
     noise_rate,
+    trusted_rows,
 )
 from src.data.demo import load_demo
 from src.data.news20 import load_20news
@@ -51,10 +53,11 @@ def load_dataset(name: str, path: str | None, seed: int, columns: Columns | None
 
 
 def describe(name: str, path: str | None, noise_type: str | None, noise_ratio: float, seed: int,
-             columns: Columns | None = None) -> dict:
+             columns: Columns | None = None, trusted: str | None = None) -> dict:
     """What `--describe` prints: the data set as the method would see it, without any model."""
-    return describe_splits(apply_noise(load_dataset(name, path, seed, columns), noise_type, noise_ratio, seed))
+    splits = apply_noise(load_dataset(name, path, seed, columns), noise_type, noise_ratio, seed)
+    return describe_splits(apply_trusted(splits, trusted))
 
 
-__all__ = ["LOADERS", "MAX_LENGTH", "Split", "Splits", "apply_noise", "check_knn_size", "describe",
-           "load_dataset", "noise_rate"]
+__all__ = ["LOADERS", "MAX_LENGTH", "Split", "Splits", "apply_noise", "apply_trusted", "check_knn_size",
+           "describe", "load_dataset", "noise_rate", "trusted_rows"]

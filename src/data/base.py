@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.dynamics.noise_rate import trusted_noise_rate
 from src.errors import UserError, warn  # noqa: F401 -- warn: used by the loaders
 from src.utils.noise import add_noise
 
@@ -21,6 +22,9 @@ class Split:
     texts: list[str]
     noisy: np.ndarray | None  # [N] int64 observed labels; None until noise is applied / unlabelled
     gold: np.ndarray | None  # [N] int64 true labels, or None when unknown
+    # [N] int64 verified labels of the rows someone checked (-1 elsewhere), or None: a trusted
+    # sample (--trusted_column, --trusted validation), which the method may read; never on test
+    trusted: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -101,6 +105,33 @@ def apply_noise(splits: Splits, noise_type: str | None, rate: float | str, seed:
     return splits
 
 
+def apply_trusted(splits: Splits, trusted: str | None) -> Splits:
+    """`--trusted validation`: the validation split's gold labels become its verified labels
+    (WRENCH's protocol: its validation labels are clean). Only validation can be trusted whole:
+    test labels are what the method is measured against."""
+    if trusted is None:
+        return splits
+    if trusted != "validation":
+        raise UserError(f"--trusted {trusted}: only the validation split can be trusted as a whole")
+    if splits.validation.gold is None:
+        raise UserError(f"--trusted validation: the validation split of {splits.name} has no gold labels "
+                        f"to trust")
+    splits.validation.trusted = splits.validation.gold.copy()
+    return splits
+
+
+def trusted_rows(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
+    """The given and the verified labels of the trusted train and validation rows ([T] each)."""
+    given, verified = [], []
+    for split in (splits.train, splits.validation):
+        if split.trusted is not None:
+            rows = split.trusted >= 0
+            given.append(split.noisy[rows])
+            verified.append(split.trusted[rows])
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(given) if given else empty), (np.concatenate(verified) if verified else empty)
+
+
 def noise_rate(split: Split) -> float | None:
     """Share of examples whose observed label differs from the gold one."""
     if split.gold is None or split.noisy is None or len(split) == 0:
@@ -115,9 +146,14 @@ def describe_splits(splits: Splits) -> dict:
         labels = split.noisy if split.noisy is not None else split.gold
         counts = None if labels is None else np.bincount(labels, minlength=splits.num_classes).tolist()
         out[name] = {"size": len(split), "class_counts": counts, "noise_rate": noise_rate(split),
-                     "dropped": int(splits.dropped.get(name, 0))}
-    return {"dataset": splits.name, "num_classes": splits.num_classes,
-            "class_names": list(splits.class_names), "splits": out}
+                     "dropped": int(splits.dropped.get(name, 0)),
+                     "trusted": 0 if split.trusted is None else int((split.trusted >= 0).sum())}
+    described = {"dataset": splits.name, "num_classes": splits.num_classes,
+                 "class_names": list(splits.class_names), "splits": out}
+    given, verified = trusted_rows(splits)
+    if len(given):  # what --noise_ratio auto would use: the share of trusted rows labelled wrong
+        described["trusted_noise_estimate"] = trusted_noise_rate(given, verified)
+    return described
 
 
 def check_knn_size(splits: Splits, noise_ratio: float | str, k: int, estimate: float | None = None) -> None:

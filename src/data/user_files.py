@@ -7,6 +7,12 @@ diagnostics and test accuracy); other columns are ignored. A test file may leave
 `Columns` renames them (--text_column, --label_column, --gold_column): the text may be several
 columns, joined with a space (e.g. title and description).
 
+`--trusted_column NAME` names a column holding a verified label on the rows someone checked
+(empty elsewhere; in jsonl the key may also be left out): a trusted sample, which unlike `gold`
+the method reads (the noise-rate estimate, the marking and the kNN prior). Test rows can never
+be trusted: a verified label there is refused. A row with a verified label but no given label
+stays an abstained row, and its verified label is not used (a warning counts them).
+
 A label cell that is empty, or equal to `--abstain_label`, means the labeller gave no label:
 such rows of train and validation are not trained on and are no class; they are counted
 (`dropped`) and still get a prediction in the labels file. (In test the observed labels play no
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +54,24 @@ class Columns:
     label: str = "label"
     gold: str = "gold"
     abstain: str | None = None  # a label value meaning "no label" (an empty cell always does)
+    trusted: str | None = None  # a column of verified labels on some rows (a trusted sample)
 
     @classmethod
     def parse(cls, text: str = "text", label: str = "label", gold: str = "gold",
-              abstain: str | None = None) -> Columns:
+              abstain: str | None = None, trusted: str | None = None) -> Columns:
         """From the flags: --text_column `title,description` names two columns."""
         names = tuple(name.strip() for name in text.split(","))
-        for flag, value in (("--text_column", names), ("--label_column", (label,)), ("--gold_column", (gold,))):
+        trusted = None if trusted is None else trusted.strip()
+        for flag, value in (("--text_column", names), ("--label_column", (label,)), ("--gold_column", (gold,)),
+                            ("--trusted_column", (trusted,) if trusted is not None else ())):
             if any(not name for name in value):
                 raise UserError(f"{flag} {','.join(value)!r}: a column name is empty")
-        if label == gold or label in names or gold in names:
-            raise UserError(f"--text_column {text!r}, --label_column {label!r} and --gold_column {gold!r} "
-                            f"must name different columns")
-        return cls(names, label, gold, None if abstain is None else abstain.strip())
+        single = [label, gold] + ([trusted] if trusted else [])
+        if len(set(single)) < len(single) or any(name in names for name in single):
+            raise UserError(f"--text_column {text!r}, --label_column {label!r}, --gold_column {gold!r}"
+                            + (f" and --trusted_column {trusted!r}" if trusted else "")
+                            + " must name different columns")
+        return cls(names, label, gold, None if abstain is None else abstain.strip(), trusted)
 
     def describe(self) -> str:
         return f"{'+'.join(self.text)},{self.label}[,{self.gold}]"
@@ -75,6 +87,7 @@ class _Rows:
     texts: list[str]
     label: list | None
     gold: list | None
+    trusted: list | None = None  # verified labels, None where the row was not checked
 
 
 def _find(root: Path, stem: str, required: bool) -> Path | None:
@@ -100,8 +113,8 @@ def _records(file: Path, columns: Columns):
         bad = [p for p in parts if not isinstance(p, str)]
         text = bad[0] if bad else " ".join(p.strip() for p in parts if p.strip())
         out = {"text": text}
-        for name, column in (("label", columns.label), ("gold", columns.gold)):
-            if column in record:
+        for name, column in (("label", columns.label), ("gold", columns.gold), ("trusted", columns.trusted)):
+            if column is not None and column in record:
                 out[name] = record[column]
         yield line, out
 
@@ -130,8 +143,11 @@ def _raw_records(file: Path, columns: Columns):
 
 
 def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
-    rows = _Rows(file, [], [], None, None)
+    """The records of one file. `label_required`: a train or validation file (test's labels are
+    optional, and test can never be trusted)."""
+    rows = _Rows(file, [], [], None, None, [] if names.trusted else None)
     columns: set | None = None
+    has_trusted = False
     for line, record in _records(file, names):
         if columns is None:  # the first record decides which label columns the file has
             columns = {c for c in ("label", "gold") if c in record}
@@ -158,11 +174,31 @@ def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
             if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
                 raise UserError(f"{file}:{line}: {column} must be a class id or name, found {value!r}")
             getattr(rows, column).append(value)
+        if names.trusted:
+            has_trusted |= "trusted" in record
+            rows.trusted.append(_verified(file, line, record.get("trusted"), label_required))
         rows.lines.append(line)
         rows.texts.append(text)
     if label_required and not rows.texts:
         raise UserError(f"{file}: no records")
+    if names.trusted and STEMS["train"] == file.stem and not has_trusted:
+        raise UserError(f"{file}: no column {names.trusted!r} for the verified labels (--trusted_column); "
+                        f"the file has {', '.join(_column_names(file, rows.lines[0], names)) or 'no columns'}")
     return rows
+
+
+def _verified(file: Path, line: int, value, trustable: bool):
+    """One cell of the trusted column: None (not checked) or the verified label as written."""
+    if isinstance(value, str):
+        value = value.strip()
+    if value in ("", None):
+        return None
+    if not trustable:
+        raise UserError(f"{file}:{line}: a verified label ({value!r}) in the test split; test can never be "
+                        f"trusted (its labels are what the method is measured against)")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise UserError(f"{file}:{line}: trusted label must be a class id or name, found {value!r}")
+    return value
 
 
 def _is_id(value) -> bool:
@@ -172,7 +208,7 @@ def _is_id(value) -> bool:
 def _label_cells(raw: dict[str, _Rows]):
     """(file, line, column, value) of every label and gold cell, in file order."""
     for rows in raw.values():
-        for column in ("label", "gold"):
+        for column in ("label", "gold", "trusted"):
             for line, value in zip(rows.lines, getattr(rows, column) or []):
                 if value is not None:  # an abstention is no label
                     yield rows.file, line, column, value
@@ -217,14 +253,17 @@ def _class_names(train: _Rows, classes: list[str] | None, integer_ids: bool) -> 
 
 
 def _ids(rows: _Rows, column: str, class_names: list[str], integer_ids: bool, from_file: bool) -> np.ndarray | None:
-    """The class ids of one column; `from_file`: the classes come from classes.txt."""
+    """The class ids of one column; `from_file`: the classes come from classes.txt. An empty
+    cell of the trusted column (a row nobody checked) is -1."""
     values = getattr(rows, column)
     if values is None:
         return None
     index = {name: k for k, name in enumerate(class_names)}
     out = np.empty(len(values), dtype=np.int64)
     for i, value in enumerate(values):
-        if integer_ids:
+        if value is None:  # only the trusted column has empty cells here
+            k = -1
+        elif integer_ids:
             k = int(value)
             if not 0 <= k < len(class_names):
                 where = f" (the {len(class_names)} lines of classes.txt)" if from_file else ""
@@ -264,16 +303,21 @@ def _without_abstentions(rows: _Rows) -> tuple[_Rows, _Rows]:
     abstained = [i for i, value in enumerate(rows.label) if value is None]
 
     def pick(index: list[int], with_label: bool) -> _Rows:
-        return _Rows(rows.file, [rows.lines[i] for i in index], [rows.texts[i] for i in index],
-                     [rows.label[i] for i in index] if with_label else None,
-                     None if rows.gold is None else [rows.gold[i] for i in index])
+        take = (lambda values: None if values is None else [values[i] for i in index])
+        return _Rows(rows.file, take(rows.lines), take(rows.texts), take(rows.label) if with_label else None,
+                     take(rows.gold), take(rows.trusted) if with_label else None)
 
+    if rows.trusted is not None:
+        unused = sum(rows.trusted[i] is not None for i in abstained)
+        if unused:
+            warn(f"{rows.file}: {unused} rows with a verified label (--trusted_column) have no given label; "
+                 f"they stay unlabelled rows, and their verified labels are not used")
     return pick(labelled, True), pick(abstained, False)
 
 
 def _subset(split: Split, index: np.ndarray) -> Split:
     pick = (lambda labels: None if labels is None else labels[index])
-    return Split([split.texts[i] for i in index], pick(split.noisy), pick(split.gold))
+    return Split([split.texts[i] for i in index], pick(split.noisy), pick(split.gold), pick(split.trusted))
 
 
 def _column_names(file: Path, line: int, columns: Columns) -> list[str]:
@@ -308,8 +352,9 @@ def load_user_files(path: str | None, seed: int, columns: Columns | None = None)
 
     splits = {}
     for split, rows in raw.items():
-        splits[split] = Split(rows.texts, _ids(rows, "label", class_names, integer_ids, classes is not None),
-                              _ids(rows, "gold", class_names, integer_ids, classes is not None))
+        ids = partial(_ids, rows, class_names=class_names, integer_ids=integer_ids, from_file=classes is not None)
+        trusted = ids("trusted") if split != "test" else None  # test: every cell checked empty
+        splits[split] = Split(rows.texts, ids("label"), ids("gold"), trusted)
     abstained = {split: Split(rows.texts, None, _ids(rows, "gold", class_names, integer_ids, classes is not None))
                  for split, rows in abstained_rows.items() if rows.texts}
     _warn_odd_classes(class_names, splits["train"], found["train"])

@@ -52,13 +52,17 @@ def dynamics_score(distances: torch.Tensor) -> torch.Tensor:
     return distances.mean(0) + distances.std(0, correction=1)
 
 
-def mark_noisy(scores, ratio: float) -> np.ndarray:
-    """Boolean mask [N] of the floor(ratio * N) largest scores [N] (ties: the earlier index first).
+def mark_noisy(scores, ratio: float, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask [N] of the floor(ratio * N') largest scores [N] among the N' eligible rows
+    (all by default; a trusted row is not), ties: the earlier index first.
 
     The one top-share rule: DyGen's marking, and the diagnostics' flags of a score."""
     scores = np.asarray(scores)
-    count = int(ratio * len(scores))
+    order = np.argsort(-scores, kind="stable")
+    if eligible is not None:
+        order = order[np.asarray(eligible, dtype=bool)[order]]
+    count = int(ratio * len(order))
     marked = np.zeros(len(scores), dtype=bool)
     if count > 0:
-        marked[np.argsort(-scores, kind="stable")[:count]] = True
+        marked[order[:count]] = True
     return marked

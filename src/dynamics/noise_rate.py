@@ -1,7 +1,10 @@
-"""Estimating the share of wrong labels from a run itself, for `--noise_ratio auto`.
+"""Estimating the share of wrong labels, for `--noise_ratio auto`.
 
-Every estimator sees only the noisy labels and what stage 1 produced from them (embeddings,
-class probabilities, dynamics scores); gold labels never reach them. Candidates:
+With a trusted sample (rows whose label someone verified: `--trusted_column`, `--trusted
+validation`) the estimate is the share of those rows whose given label is wrong, with a 95%
+Wilson interval (`trusted_noise_rate`); it needs no model. Without one, the estimators below see
+only the noisy labels and what the models produced from them; gold labels never reach them.
+Candidates:
 
 - `gmm`:        weight of the high-score component of a two-component Gaussian mixture fitted
                 to the dynamics scores (clean examples near their centroid, noisy ones far).
@@ -10,6 +13,11 @@ class probabilities, dynamics scores); gold labels never reach them. Candidates:
 - `cj_first`, `cj_last`: the confident-joint estimate (Northcutt et al., JAIR 2021) on the same
                 leave-one-out kNN probabilities.
 - `classifier`: share where the averaged last-epoch stage-1 classifiers disagree with the label.
+- `frozen_lr`, `frozen_cj`: the disagreement rate and the confident-joint estimate of out-of-fold
+                logistic-regression probabilities on the *pretrained* (not fine-tuned) model's
+                mean-pooled embeddings, the way cleanlab's text recipe works. Unlike the others
+                it does not read the noise back from models fitted to the noisy labels, which
+                learn a noise that follows the text (WRENCH TREC's) as if it were signal.
 
 `AUTO_ESTIMATOR` names the one `--noise_ratio auto` uses; it was chosen by measurement on data
 with gold labels (see the readme section "Cleaning your own data").
@@ -19,7 +27,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from src.utils.neighbours import nearest_rows, weighted_vote
 from src.utils.rows import column
@@ -131,3 +143,51 @@ def estimate_noise_rates(
     estimates = {name: float(np.mean(values)) for name, values in out.items()}
     estimates["classifier"] = disagreement_rate(np.asarray(probs).mean(0), labels)
     return estimates
+
+
+def wilson_interval(wrong: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion wrong/total (95% by default); (0, 1) for none."""
+    if total == 0:
+        return 0.0, 1.0
+    p = wrong / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def trusted_noise_rate(given: np.ndarray, verified: np.ndarray) -> dict:
+    """The share of trusted rows whose given label is not the verified one, with its 95% interval.
+    given, verified [T] -> {"rows", "wrong", "rate", "interval"} (rate None without rows)."""
+    given, verified = np.asarray(given), np.asarray(verified)
+    wrong = int((given != verified).sum())
+    return {"rows": len(given), "wrong": wrong, "rate": wrong / len(given) if len(given) else None,
+            "interval": list(wilson_interval(wrong, len(given)))}
+
+
+def frozen_oof_proba(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5,
+                     seed: int = 0) -> np.ndarray:
+    """Out-of-fold class probabilities of a logistic regression on fixed features.
+
+    features [N, D] (e.g. a pretrained encoder's embeddings), labels [N] (noisy) -> [N, C]: each
+    row predicted by a model fitted on the other folds (stratified when every class has `folds`
+    members). A class absent from a fold's training rows gets probability 0 there.
+    """
+    features, labels = np.asarray(features, dtype=np.float32), np.asarray(labels)
+    counts = np.bincount(labels, minlength=num_classes)
+    stratify = counts[counts > 0].min() >= folds
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits=folds, shuffle=True, random_state=seed)
+    out = np.zeros((len(labels), num_classes))
+    for fit, held_out in splitter.split(features, labels if stratify else None):
+        if len(np.unique(labels[fit])) < 2:  # one class only: it is all this fold can predict
+            out[held_out, labels[fit][0]] = 1.0
+            continue
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(features[fit], labels[fit])
+        out[np.ix_(held_out, model.classes_)] = model.predict_proba(features[held_out])
+    return out
+
+
+def frozen_noise_rates(features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0) -> dict[str, float]:
+    """`frozen_lr` and `frozen_cj` from the pretrained model's embeddings [N, D] and labels [N]."""
+    proba = frozen_oof_proba(features, labels, num_classes, seed=seed)
+    return {"frozen_lr": disagreement_rate(proba, labels), "frozen_cj": confident_joint_rate(proba, labels)}

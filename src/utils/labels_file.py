@@ -2,7 +2,8 @@
 text when the test split has no labels), written atomically as CSV.
 
 Columns: split, index, text, noisy_label, cleaned_label, cleaned_prob, noise_score,
-marked_noisy, and gold where the data set has gold labels. Labels are class names.
+marked_noisy, trusted_label where some rows have a verified label, and gold where the data set
+has gold labels. Labels are class names.
 
 A text or label cell that begins with =, +, -, @ (or a tab or carriage return) is written with a
 leading apostrophe (`'=1+2`), so that a spreadsheet shows it as text instead of running it as a
@@ -28,6 +29,7 @@ def label_rows(
     split: str, texts: list[str], class_names: list[str], cleaned_probs: np.ndarray,
     noisy: np.ndarray | None = None, noise_score: np.ndarray | None = None,
     marked: np.ndarray | None = None, gold: np.ndarray | None = None, first_index: int = 0,
+    trusted: np.ndarray | None = None,
 ) -> list[dict]:
     """Rows of one split. cleaned_probs [N, C]; the optional per-example arrays are [N]; the rows
     are numbered from `first_index`.
@@ -36,8 +38,8 @@ def label_rows(
     """
     cleaned = cleaned_probs.argmax(1)
 
-    def name(ids: np.ndarray | None, i: int) -> str:
-        return "" if ids is None else class_names[int(ids[i])]
+    def name(ids: np.ndarray | None, i: int) -> str:  # -1: none (a row nobody verified)
+        return "" if ids is None or ids[i] < 0 else class_names[int(ids[i])]
 
     return [{
         "split": split, "index": first_index + i, "text": text,
@@ -46,12 +48,13 @@ def label_rows(
         "cleaned_prob": f"{cleaned_probs[i, cleaned[i]]:.4f}",
         "noise_score": "" if noise_score is None else f"{noise_score[i]:.4f}",
         "marked_noisy": "" if marked is None else int(marked[i]),
+        "trusted_label": name(trusted, i),
         "gold": name(gold, i),
     } for i, text in enumerate(texts)]
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")  # "'": so that one "'" is always ours
-USER_COLUMNS = ("text", "noisy_label", "cleaned_label", "gold")  # the user's strings
+USER_COLUMNS = ("text", "noisy_label", "cleaned_label", "trusted_label", "gold")  # the user's strings
 
 
 def spreadsheet_safe(cell: str) -> str:
@@ -60,8 +63,8 @@ def spreadsheet_safe(cell: str) -> str:
 
 
 def write_labels_csv(path: str | Path, rows: list[dict]) -> None:
-    """Write `rows` atomically; the gold column only when some row has a gold label."""
-    columns = COLUMNS + (["gold"] if any(row["gold"] != "" for row in rows) else [])
+    """Write `rows` atomically; the trusted_label and gold columns only when some row has one."""
+    columns = COLUMNS + [c for c in ("trusted_label", "gold") if any(row[c] != "" for row in rows)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

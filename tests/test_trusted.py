@@ -1,0 +1,221 @@
+"""A trusted sample (rows someone verified): read from a column or from validation's gold labels,
+counted, the noise-rate estimate with its interval, never marked, in the kNN prior with the
+verified label, reported on, and never on test. Also the frozen-embedding estimator and the
+picture of the cleaning."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from main import main
+from src.data import load_dataset
+from src.dynamics.euclidean_dist import mark_noisy
+from src.dynamics.noise_rate import frozen_noise_rates, frozen_oof_proba, trusted_noise_rate, wilson_interval
+
+FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
+FLAGS = ["--text_column", "message", "--label_column", "llm_label", "--gold_column", "true_label",
+         "--trusted_column", "checked", "--abstain_label", "-1"]
+
+
+def write_file(path: Path, n: int, flip_every: int = 4, abstain_every: int = 20, checked: int = 30,
+               offset: int = 0) -> dict:
+    """n demo texts under other column names: every `flip_every`-th label wrong, every
+    `abstain_every`-th an abstention (-1), the first `checked` rows verified. Returns the counts."""
+    from src.data.demo import TOPICS
+
+    names, data = list(TOPICS), load_dataset("demo", None, 0).train
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"abstained": 0, "trusted": 0, "trusted_wrong": 0}
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "message", "llm_label", "true_label", "checked"])
+        for i in range(n):
+            text, y = data.texts[offset + i], int(data.gold[offset + i])
+            wrong = i % flip_every == 1
+            label = names[(y + 1) % len(names)] if wrong else names[y]
+            abstained = i % abstain_every == 0
+            counts["abstained"] += abstained
+            verified = names[y] if i < checked else ""
+            if verified and not abstained:
+                counts["trusted"] += 1
+                counts["trusted_wrong"] += wrong
+            out.writerow([i, text, "-1" if abstained else label, names[y], verified])
+    return counts
+
+
+def describe(tmp_path, capsys, *extra: str) -> dict:
+    assert main(["--dataset", "csv", "--path", str(tmp_path / "d"), *FLAGS, *extra, "--describe"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_describe_counts_trusted_rows_and_estimates_the_noise(tmp_path, capsys):
+    train = write_file(tmp_path / "d" / "train.csv", 200, checked=60)  # 5% abstentions
+    valid = write_file(tmp_path / "d" / "valid.csv", 40, checked=10, offset=200)
+    out = describe(tmp_path, capsys)
+    splits = out["splits"]
+    assert {k: v["dropped"] for k, v in splits.items()} == {"train": 10, "validation": 2, "test": 0}
+    assert {k: v["trusted"] for k, v in splits.items()} == {"train": train["trusted"], "validation": valid["trusted"],
+                                                             "test": 0}
+    assert train["trusted"] == 57  # 60 checked, 3 of them abstained (their verified label unused)
+    estimate = out["trusted_noise_estimate"]
+    wrong = train["trusted_wrong"] + valid["trusted_wrong"]
+    assert estimate["rows"] == train["trusted"] + valid["trusted"] and estimate["wrong"] == wrong
+    assert estimate["rate"] == pytest.approx(wrong / estimate["rows"])
+    low, high = estimate["interval"]
+    assert low < estimate["rate"] < high
+
+
+def test_trusted_validation_trusts_validation_gold(tmp_path, capsys):
+    write_file(tmp_path / "d" / "train.csv", 100, checked=0)
+    write_file(tmp_path / "d" / "valid.csv", 40, checked=0, abstain_every=1000)  # row 0 abstains
+    out = describe(tmp_path, capsys, "--trusted", "validation")
+    assert out["splits"]["validation"]["trusted"] == 39 and out["splits"]["train"]["trusted"] == 0
+    # validation labels: every 4th wrong (i % 4 == 1) -> 10 of 39
+    assert out["trusted_noise_estimate"]["wrong"] == 10
+
+
+def fails(args: list[str], capsys, *expected: str) -> None:
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning: ")]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for text in expected:
+        assert text in err[0], err[0]
+
+
+def test_bad_trusted_inputs_are_one_error_line_and_write_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_file(tmp_path / "d" / "train.csv", 60)
+    base = ["--dataset", "csv", "--path", str(tmp_path / "d"), *FLAGS[:8], "--abstain_label", "-1",
+            "--bert", "minilm", "--cache_dir", str(tmp_path / "cache"), "--figure_dir", str(tmp_path / "fig")]
+    fails([*base, "--trusted_column", "checkd"], capsys, "no column 'checkd'", "message, llm_label")
+    fails([*base, "--trusted", "test"], capsys, "test split can never be trusted")
+    fails([*base, "--trusted", "train"], capsys, "only `validation`")
+    # a verified label that is not a class
+    rows = (tmp_path / "d" / "train.csv").read_text().splitlines()
+    rows[2] = rows[2].rsplit(",", 1)[0] + ",no_such_class"  # row 1 (row 0 is an abstention)
+    (tmp_path / "d" / "train.csv").write_text("\n".join(rows) + "\n")
+    fails([*base, "--trusted_column", "checked"], capsys, "trusted 'no_such_class' is not a class")
+    write_file(tmp_path / "d" / "train.csv", 60)
+    # a verified label on a test row
+    write_file(tmp_path / "d" / "test.csv", 20, checked=3, offset=60)
+    fails([*base, "--trusted_column", "checked"], capsys, "test split", "never be trusted")
+    (tmp_path / "d" / "test.csv").unlink()
+    # --trusted validation where validation has no gold labels
+    with open(tmp_path / "d2.csv", "w") as f:
+        f.write("message,llm_label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(30)))
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2.csv").rename(tmp_path / "d2" / "train.csv")
+    fails(["--dataset", "csv", "--path", str(tmp_path / "d2"), "--text_column", "message", "--label_column",
+           "llm_label", "--trusted", "validation", "--bert", "minilm", "--cache_dir", str(tmp_path / "cache")],
+          capsys, "--trusted validation", "no gold labels")
+    fails(["--trusted_column", "checked"], capsys, "--trusted_column", "not of --dataset demo")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "fig").exists()
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    assert wilson_interval(232, 500) == pytest.approx((0.42073, 0.50782), abs=1e-5)
+    assert trusted_noise_rate(np.array([0, 1, 2, 2]), np.array([0, 1, 1, 0]))["rate"] == 0.5
+    assert trusted_noise_rate(np.zeros(0, int), np.zeros(0, int))["rate"] is None
+
+
+def test_trusted_rows_are_never_marked_and_the_share_is_of_the_others():
+    scores = np.array([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    eligible = np.ones(10, dtype=bool)
+    eligible[[0, 2]] = False  # the two highest-scoring rows are trusted
+    marked = mark_noisy(scores, 0.25, eligible=eligible)  # floor(0.25 * 8) = 2 of the 8 others
+    assert marked.tolist() == [False, True, False, True] + [False] * 6
+    assert mark_noisy(scores, 0.25).tolist() == [True, True] + [False] * 8  # unchanged without trust
+
+
+def test_frozen_estimator_is_out_of_fold_and_reads_planted_noise():
+    rng = np.random.default_rng(0)
+    # pure noise features: in-sample a logistic regression would fit many labels; out of fold it
+    # cannot do better than chance, so the disagreement is near 1 - 1/C
+    labels = rng.integers(0, 4, 400)
+    proba = frozen_oof_proba(rng.normal(size=(400, 50)), labels, 4)
+    assert proba.shape == (400, 4) and np.allclose(proba.sum(1), 1)
+    assert (proba.argmax(1) != labels).mean() > 0.6
+    # separable classes with 30% of the labels resampled: about 22.5% wrong
+    gold = rng.integers(0, 4, 800)
+    features = rng.normal(size=(800, 8)) + 4 * np.eye(8)[gold]
+    noisy = gold.copy()
+    flip = rng.random(800) < 0.3
+    noisy[flip] = rng.integers(0, 4, flip.sum())
+    truth = (noisy != gold).mean()
+    for value in frozen_noise_rates(features, noisy, 4).values():
+        assert abs(value - truth) < 0.05
+
+
+def test_frozen_estimator_handles_a_class_too_small_to_stratify():
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 2)
+    proba = frozen_oof_proba(np.random.default_rng(0).normal(size=(62, 4)), labels, 3)
+    assert proba.shape == (62, 3) and np.allclose(proba.sum(1), 1)
+
+
+def test_cleaning_figure_with_and_without_gold_and_many_classes(tmp_path):
+    from src.figures import plot_cleaning
+
+    rng = np.random.default_rng(0)
+    for classes, gold in ((4, True), (40, False)):
+        given, cleaned = rng.integers(0, classes, 300), rng.integers(0, classes, 300)
+        scores = rng.normal(size=(2, 300))
+        marked = np.stack([mark_noisy(s, 0.2) for s in scores])
+        path = tmp_path / f"c{classes}.png"
+        plot_cleaning(path, scores, marked, given, cleaned, [f"class {k}" for k in range(classes)],
+                      rng.integers(0, classes, 300) if gold else None)
+        assert path.stat().st_size > 20_000
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def read_labels(cache: Path) -> list[dict]:
+    with open(next((cache / "runs").glob("*-labels.csv")), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert, tmp_path, monkeypatch, capsys):
+    import src.pipeline as pipeline
+
+    write_file(tmp_path / "d" / "train.csv", 160, checked=40)
+    write_file(tmp_path / "d" / "valid.csv", 40, checked=0, offset=160)
+    votes = []  # the labels each kNN prior votes with
+    original = pipeline.knn_predict_proba
+    monkeypatch.setattr(pipeline, "knn_predict_proba",
+                        lambda embedded, labels, *a, **k: votes.append(np.array(labels)) or original(
+                            embedded, labels, *a, **k))
+    cache = tmp_path / "cache"
+    args = ["--dataset", "csv", "--path", str(tmp_path / "d"), *FLAGS, "--noise_ratio", "auto",
+            "--bert", tiny_bert, *FAST, "--cache_dir", str(cache), "--figure_dir", str(tmp_path / "fig")]
+    assert main(args) == 0
+    log = capsys.readouterr().out.strip().splitlines()
+    (record_file,) = (cache / "runs").glob("*[0-9a-f].json")
+    record = json.loads(record_file.read_text())
+    trusted = record["trusted"]
+    assert record["noise_ratio_source"] == "trusted" and trusted["source"] == "column checked"
+    assert record["noise_ratio_used"] == pytest.approx(trusted["wrong"] / trusted["rows"])
+    assert {"frozen_lr", "frozen_cj", "knn_last"} <= set(record["noise_ratio_estimates"])
+    rows = read_labels(cache)
+    labelled = [r for r in rows if r["noisy_label"]]
+    checked = [r for r in labelled if r["trusted_label"]]
+    assert len(checked) == trusted["rows"] == 38  # 40 checked, 2 of them abstained
+    assert all(r["marked_noisy"] == "0" for r in checked)  # never marked
+    marked = sum(r["marked_noisy"] == "1" for r in labelled)
+    untrusted = len(labelled) - len(checked)
+    assert 0 < marked and all(q["marked"] <= int(trusted["rate"] * untrusted) for q in record["marking"])
+    # the prior votes with the verified label on trusted rows and the given one elsewhere
+    names = record["data"]["class_names"]
+    expected = [names.index(r["trusted_label"] or r["noisy_label"]) for r in labelled]
+    assert len(votes) == 2 and all(v.tolist() == expected for v in votes)
+    assert trusted["given_agrees"] == pytest.approx(np.mean([r["noisy_label"] == r["trusted_label"] for r in checked]))
+    assert trusted["cleaned_agrees"] == pytest.approx(np.mean([r["cleaned_label"] == r["trusted_label"]
+                                                               for r in checked]))
+    # the last two log lines name the labels file and the picture, which exists
+    assert log[-2].startswith("cleaned labels:") and log[-2].endswith("-labels.csv")
+    assert log[-1] == f"picture of the cleaning: {record['figure']}"
+    assert Path(record["figure"]).parent == tmp_path / "fig" and Path(record["figure"]).stat().st_size > 20_000
