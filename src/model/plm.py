@@ -107,6 +107,7 @@ def pretrained_embeddings(name: str, texts: TokenizedTexts, rows: np.ndarray, de
     from src.utils.common import autocast
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     path = resolve_model_path(name)
     try:
         model = AutoModel.from_pretrained(path, dtype=torch.float32, **_local(path)).to(device).eval()
