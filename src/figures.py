@@ -158,11 +158,13 @@ def _save(fig, path: Path) -> None:
 
 def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.ndarray, cleaned: np.ndarray,
                   class_names: list[str], gold: np.ndarray | None = None, score_name: str = "dynamics score",
-                  title: str = "") -> None:
+                  title: str = "", trusted: np.ndarray | None = None) -> None:
     """One run's cleaning. scores and marked [M, N]: each model's marking score and marks on
-    train+validation; given, cleaned (and gold) [N] class ids. Top: per model, the histogram of
-    the score for kept and marked rows and the threshold (the lowest marked score); bottom: the
-    given-vs-cleaned matrix, and with gold labels given and cleaned against gold (rows: shares)."""
+    train+validation; given, cleaned (and gold) [N] class ids; trusted [N] bool: rows with a
+    verified label (never marked). Top: per model, the histogram of the score for kept, marked
+    and trusted rows and the threshold (the lowest marked score); bottom: the given-vs-cleaned
+    matrix, and with gold labels given and cleaned against gold (rows: shares)."""
+    trusted = np.zeros(len(given), dtype=bool) if trusted is None else np.asarray(trusted, dtype=bool)
     matrices = [("given label", given, "cleaned label", cleaned)]
     if gold is not None:
         matrices += [("gold label", gold, "given label", given), ("gold label", gold, "cleaned label", cleaned)]
@@ -173,8 +175,13 @@ def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.
     for m, (ax, score, mark) in enumerate(zip(axes[0], scores, marked)):
         ax.set_visible(True)
         bins = np.histogram_bin_edges(score, bins=40)
-        ax.hist([score[~mark], score[mark]], bins=bins, stacked=True, color=["tab:blue", "tab:red"],
-                label=[f"kept ({int((~mark).sum())})", f"marked noisy ({int(mark.sum())})"])
+        kept = ~mark & ~trusted
+        parts = [(score[kept], "tab:blue", f"kept ({int(kept.sum())})"),
+                 (score[mark], "tab:red", f"marked noisy ({int(mark.sum())})")]
+        if trusted.any():
+            parts.append((score[trusted], "tab:green", f"trusted, never marked ({int(trusted.sum())})"))
+        values, colors, labels = zip(*parts)
+        ax.hist(list(values), bins=bins, stacked=True, color=list(colors), label=list(labels))
         if mark.any():
             ax.axvline(score[mark].min(), color="black", ls="--", lw=1, label="marking threshold")
         ax.set_xlabel(score_name)

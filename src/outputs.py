@@ -154,12 +154,12 @@ def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise
 
 def write_cleaning_figure(config: Config, run_id: str, scores: np.ndarray, marked: np.ndarray, given: np.ndarray,
                           cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
-                          score_name: str) -> Path:
+                          score_name: str, trusted: np.ndarray) -> Path:
     """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
     from src.figures import plot_cleaning
 
     path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
-    plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name,
+    plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name, trusted=trusted,
                   title=f"{config.dataset}, {run_label(config)}, seed {config.seed}: noise score and marking "
                         f"(top), labels before and after cleaning (bottom)")
     return path

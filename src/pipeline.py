@@ -186,7 +186,8 @@ def run(config: Config) -> dict:
                                denoised, abstained_probs)
     record["figure"] = str(write_cleaning_figure(
         config, record["run_id"], marking_scores, np.stack(marks), fit_labels, cleaned.argmax(1), splits.class_names,
-        fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score"))
+        fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score",
+        trusted=fit_trusted >= 0))
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
     log_summary(record, labels_file)
     return record

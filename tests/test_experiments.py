@@ -67,6 +67,8 @@ def test_grid_runs_skips_finished_runs_and_summarises(tiny_bert, tmp_path, monke
     assert experiments.run_grid("quick", cells, cache, jobs=1) == 0
     runs = sorted((tmp_path / "cache" / "experiments" / "quick" / "runs").glob("*.json"))
     assert len(runs) == 7 and len(list(runs[0].parent.glob("*.npz"))) == 7
+    # each run's picture of the cleaning beside the grid's runs, none in the working directory
+    assert len(list((runs[0].parent.parent / "cleaning").glob("*-cleaning.png"))) == 7
 
     import src.pipeline
 

@@ -219,3 +219,28 @@ def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert
     assert log[-2].startswith("cleaned labels:") and log[-2].endswith("-labels.csv")
     assert log[-1] == f"picture of the cleaning: {record['figure']}"
     assert Path(record["figure"]).parent == tmp_path / "fig" and Path(record["figure"]).stat().st_size > 20_000
+
+
+def test_worked_example_file_describes_as_the_docs_say(tmp_path, capsys):
+    """docs/own-data.md's worked example: the file make_noisy_csv.py writes, and --describe on it."""
+    import importlib.util
+
+    file = Path(__file__).resolve().parents[1] / "scripts" / "make_noisy_csv.py"
+    spec = importlib.util.spec_from_file_location("make_noisy_csv", file)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--dataset", "demo", "--noise_type", "SN", "--noise_ratio", "0.3", "--out", str(tmp_path / "d"),
+                 "--text_column", "message", "--label_column", "llm_label", "--gold_column", "true_label",
+                 "--abstain_share", "0.05", "--abstain_label", "-1", "--trusted_rows", "100",
+                 "--trusted_column", "checked"])
+    capsys.readouterr()
+    header = (tmp_path / "d" / "train.csv").read_text().splitlines()[0]
+    assert header == "message,llm_label,true_label,checked"
+    out = describe(tmp_path, capsys)
+    splits = out["splits"]
+    assert [splits[k]["size"] for k in ("train", "validation", "test")] == [460, 114, 400]
+    assert [splits[k]["dropped"] for k in ("train", "validation")] == [20, 6]
+    assert [splits[k]["trusted"] for k in ("train", "validation", "test")] == [100, 0, 0]
+    estimate = out["trusted_noise_estimate"]
+    assert (estimate["rows"], estimate["wrong"]) == (100, 29)
+    assert estimate["interval"] == pytest.approx([0.210, 0.385], abs=1e-3)
