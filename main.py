@@ -13,6 +13,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = parse_config(argv)
+        from src.accel.distributed import join, launched_by_torchrun, leave
+
+        if config.describe and launched_by_torchrun():
+            raise UserError("--describe: run it as one process (python main.py ... --describe), not under torchrun")
         if config.describe:  # the data only: no model is loaded, nothing is written
             import json
 
@@ -23,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from src.pipeline import run
 
-        run(config)
+        world = join(config)  # under torchrun: this process's rank (ranks other than 0 fall quiet)
+        try:
+            run(config, world)
+        finally:
+            leave(world)
     except UserError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
         return 2

@@ -159,10 +159,20 @@ def run_cell(job: tuple[str, str, list[dict]]) -> list[dict]:
     return statuses
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, slots, gpus: int) -> None:
+    """A worker's threads and, with several GPUs visible, its own GPU (set before CUDA starts)."""
+    if gpus > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(slots.get() % gpus)
     import torch
 
     torch.set_num_threads(threads)
+
+
+def visible_gpus() -> int:
+    """How many GPUs this process sees (without starting CUDA here)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def run_grid(experiment: str, cells: list[list[dict]], cache_dir: str, jobs: int) -> int:
@@ -185,9 +195,14 @@ def run_grid(experiment: str, cells: list[list[dict]], cache_dir: str, jobs: int
         return failed
     import multiprocessing as mp
 
-    # The cores are split between the workers: more threads than cores slows every run down.
+    # The cores are split between the workers: more threads than cores slows every run down. With
+    # several GPUs, worker k runs on GPU k mod their number: one run per GPU, every GPU busy.
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+    context = mp.get_context("spawn")
+    slots, gpus = context.Queue(), visible_gpus()
+    for k in range(jobs):
+        slots.put(k)
+    with context.Pool(jobs, initializer=_init_worker, initargs=(threads, slots, gpus)) as pool:
         for statuses in pool.imap_unordered(run_cell, work):
             report(statuses)
     return failed

@@ -11,6 +11,10 @@ class UserError(Exception):
     """
 
 
+WARNINGS = {"shown": True}  # off on the ranks of torchrun other than 0 (they warn alike)
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr (never silently trusting or changing the user's input)."""
-    print(f"warning: {message}", file=sys.stderr)
+    if WARNINGS["shown"]:
+        print(f"warning: {message}", file=sys.stderr)

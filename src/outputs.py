@@ -47,7 +47,7 @@ def new_run_id(config: Config) -> str:
 def run_record(config: Config, settings, *, model_name: str, max_length: int, device, precision: str, splits,
                stage1, stage1_entry: dict, stage2_history: list, marking: list, estimates: dict, ratio: float,
                ratio_source: str, trusted: dict | None, cleaning: dict, abstained: dict, detection: dict | None,
-               timer, accuracy_before: float | None, accuracy_after: float | None) -> dict:
+               timer, accuracy_before: float | None, accuracy_after: float | None, world_size: int = 1) -> dict:
     """The run's record (cache/runs/<run_id>.json): every setting, what each stage reported, the
     diagnostics, timings and memory, and the accuracies; `accuracy` is the method's figure."""
     train, val = splits.train, splits.validation
@@ -59,7 +59,7 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "method_label": run_label(config),
         "plan": settings.to_dict(),
         "config": config.to_dict(),
-        "resolved": {"bert": model_name, "max_length": max_length, "device": str(device),
+        "resolved": {"bert": model_name, "max_length": max_length, "device": str(device), "world_size": world_size,
                      "precision": precision, "noise_type": config.noise_type or
                      ("real" if splits.real_noise else "SN")},
         "data": {"train": len(train), "validation": len(val), "test": len(splits.test),

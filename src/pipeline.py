@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.accel.distributed import ALONE, DiscardedTrajectory, DistributedSpeedups, World, broadcast
 from src.accel.host_memory import StageTimer, release_freed_host_memory
 from src.accel.knn import screen_dtype
 from src.accel.row_file import RowFile
@@ -74,10 +75,13 @@ class Rows:
         return np.arange(start, start + self.n_abstained)
 
 
-def run(config: Config) -> dict:
-    """Run the whole method once; returns the run record also written to cache/runs/."""
+def run(config: Config, world: World = ALONE) -> dict | None:
+    """Run the whole method once; returns the run record also written to cache/runs/. Under
+    torchrun (`world`, src/accel/distributed.py) every rank trains stage 1 and rank 0 alone does
+    the rest; the other ranks return None after stage 1."""
     started, timer = time.perf_counter(), StageTimer()
-    check_output_dirs(config)
+    if world.main:
+        check_output_dirs(config)
     with timer("setup"):  # on CUDA this starts the device context
         runtime = resolve_runtime(config)
         settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
@@ -92,7 +96,8 @@ def run(config: Config) -> dict:
         tokenizer = load_tokenizer(model_name)
         texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
                               reuse=config.saved_dataset == "y", noise_type=config.noise_type,
-                              noise_ratio=config.noise_ratio, seed=config.seed)
+                              noise_ratio=config.noise_ratio, seed=config.seed) if world.main else \
+            encode(tokenizer, splits.all_texts(), max_length)  # the same ids; rank 0 writes the cache
         release_freed_host_memory()  # the tokenizer's per-text objects
     train, val, test = splits.train, splits.validation, splits.test
     rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
@@ -106,7 +111,9 @@ def run(config: Config) -> dict:
         f"({runtime.precision}); method {run_label(config)}")
 
     with timer("stage1"):  # co-regularised fine-tuning, embeddings recorded every epoch (or reused)
-        stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits)
+        stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, world)
+    if not world.main:  # torchrun: the rest is rank 0's
+        return None
     test_noisy_probs = stage1.probs[:, rows.test]  # [M, N_test, C]
     accuracy_before = accuracy(test_noisy_probs.mean(0), test.gold)
 
@@ -181,7 +188,7 @@ def run(config: Config) -> dict:
         estimates=estimates, ratio=ratio, ratio_source=ratio_source, trusted=trusted,
         cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
-        accuracy_before=accuracy_before, accuracy_after=accuracy_after)
+        accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
                                denoised, abstained_probs)
     record["figure"] = str(write_cleaning_figure(
@@ -207,7 +214,8 @@ def load_noisy_data(config: Config, model_name: str):
     return splits, max_length
 
 
-def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits) -> tuple[dict, dict]:
+def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits,
+                    world: World = ALONE) -> tuple[dict, dict]:
     """train_stage1's keyword settings, and the stage-1 cache key's parts: everything that
     changes stage 1's result (token ids, noisy labels, model, settings, device type, code)."""
     train, val = splits.train, splits.validation
@@ -227,30 +235,41 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity(),
     }
+    if world.distributed:  # the same maths, but each rank's dropout masks fall on other rows
+        key_parts["world_size"] = world.size
     return options, key_parts
 
 
-def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits):
+def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits, world: World = ALONE):
     """Stage 1, or its cached result when a run with the same settings finished before.
 
     Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
-    reused; --save_model needs them, so it always trains)."""
-    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits)
+    reused; --save_model needs them, so it always trains). Under torchrun every rank trains,
+    and only rank 0 reads or writes the cache (the others return no result)."""
+    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits, world)
     models = []
 
     def train_models(trajectory_dir):
         models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
-        speedups = Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
-                                  split_batches=runtime.split_batches)
+        speedups = (DistributedSpeedups(world) if world.distributed else
+                    Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
+                                   split_batches=runtime.split_batches))
         return train_stage1(models, texts, splits.train.noisy, splits.validation.noisy, device=runtime.device,
                             show_progress=config.progress, speedups=speedups,
                             new_trajectory=lambda m, shape: RowFile.create(  # on disk, read by rows later
-                                stage1_cache.trajectory_path(trajectory_dir, m), shape),
+                                stage1_cache.trajectory_path(trajectory_dir, m), shape)
+                            if world.main else DiscardedTrajectory(),  # rank 0 stores the gathered rows
                             **options)
 
     root = Path(config.cache_dir) / "stage1"
-    stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models,
-                                               reuse=config.reuse_stage1 and not config.save_model)
+    reuse = config.reuse_stage1 and not config.save_model
+    if world.distributed:  # every rank trains, unless rank 0 finds the result in the cache
+        cached = world.main and reuse and stage1_cache.load(root, stage1_cache.cache_key(key_parts)) is not None
+        if not broadcast(cached, world) and not world.main:
+            train_models(None)
+        if not world.main:
+            return None, None, models
+    stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models, reuse=reuse)
     if entry["hit"]:
         log(f"stage 1: reused {root / entry['key']}")
     return stage1, entry, models

@@ -106,3 +106,27 @@ def test_results_block_is_replaced_not_appended(tmp_path):
     assert "--config quick" in text and text.startswith("# Results\n\nintro")
     assert experiments.headline_experiment(["quick", "real", "paper"]) == "paper"
     assert experiments.headline_experiment(["quick", "real"]) == "real"
+
+
+def test_parallel_workers_take_one_gpu_each(monkeypatch):
+    """--jobs with several GPUs visible: worker k runs on GPU k mod their number."""
+    import os
+    import queue
+
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    slots = queue.Queue()
+    for k in range(4):
+        slots.put(k)
+    seen = []
+    try:
+        for _ in range(4):
+            experiments._init_worker(1, slots, 3)
+            seen.append(os.environ.pop("CUDA_VISIBLE_DEVICES"))
+        experiments._init_worker(1, slots, 1)  # one GPU (or none): every worker shares it
+        assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == ["0", "1", "2", "0"]

@@ -179,7 +179,7 @@ def test_staging_of_a_dead_run_is_removed(tmp_path):
 def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_path):
     import inspect
 
-    from src.accel import cuda_graphs, microbatches, models, stage1
+    from src.accel import cuda_graphs, distributed, microbatches, models, stage1
     from src.data import texts
     from src.model import plm, stage1_step, train_stage1
     from src.utils import batches
@@ -188,7 +188,7 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     for function in (train_stage1.new_classifiers, train_stage1.train_stage1, stage1_step.forward_backward,
                      cuda_graphs.GraphedStage1Steps, stage1.FastSteps, models.compile_model, texts.encode,
                      texts.TokenizedTexts, batches.shuffled_batches,
-                     microbatches.split_by_length, plm.load_classifier):
+                     microbatches.split_by_length, plm.load_classifier, distributed.DistributedSteps):
         assert Path(inspect.getsourcefile(function)).resolve() in stage1_cache.CODE
     # the pipeline seeds no heads itself (an edit there would not miss the cache)
     assert "manual_seed" not in Path(inspect.getsourcefile(pipeline)).read_text()

@@ -8,6 +8,8 @@ Each feature plugs into the method through one seam and is switched by the exist
   the full-batch update (--cuda_graphs);
 - the Dirichlet VAE's linear layers swapped after construction for block layers whose z
   products run in bfloat16 (`split_linear`, --precision bf16 on a CPU).
+- stage 1 on several processes under torchrun (`distributed.DistributedSpeedups`, the same
+  seam as `Stage1Speedups`): DDP training, embedding passes split across ranks and gathered;
 - the trajectory files read by rows (`row_file.RowFile`), the approximate kNN screen
   (`knn.screen_dtype`) and the host-memory readings (`host_memory`).
 The method's modules never import this package; `src/pipeline.py` builds the speed-ups from

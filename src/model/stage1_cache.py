@@ -35,7 +35,8 @@ from src.utils.common import atomic_write_json
 SRC = Path(__file__).resolve().parents[1]
 # Code whose edits change stage 1's numbers: an edit there makes every old entry a miss.
 CODE = [SRC / "model" / name for name in ("train_stage1.py", "stage1_step.py", "plm.py")] + [
-    SRC / "accel" / name for name in ("stage1.py", "cuda_graphs.py", "microbatches.py", "models.py")] + [
+    SRC / "accel" / name
+    for name in ("stage1.py", "cuda_graphs.py", "microbatches.py", "models.py", "distributed.py")] + [
     SRC / "data" / "texts.py", SRC / "utils" / "batches.py"]
 
 

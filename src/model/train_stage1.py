@@ -86,6 +86,14 @@ class EagerSteps:
     def host_memory(self) -> dict | None:
         return None
 
+    def embedding_batches(self, batches: list) -> list:
+        """The embedding batches this process runs: all (one rank of torchrun: its share)."""
+        return batches
+
+    def gather(self, outputs: tuple[torch.Tensor, torch.Tensor], batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding pass's (cls, probs) with every process's rows: here, this one's."""
+        return outputs
+
 
 @torch.inference_mode()
 def embed(steps: EagerSteps, n: int, batches) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +193,8 @@ def train_stage1(
         plm_seconds += seconds
 
         tick = time.perf_counter()
-        cls, probs = embed(steps, n_all, eval_batches)
+        mine = steps.embedding_batches(eval_batches)
+        cls, probs = steps.gather(embed(steps, n_all, mine), mine)  # [M, N, D], [M, N, C]
         sync()
         plm_seconds += time.perf_counter() - tick
         if embeddings is None:
