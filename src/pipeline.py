@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.accel.distributed import ALONE, DiscardedTrajectory, DistributedSpeedups, World, broadcast
+from src.accel.distributed import ALONE, DiscardedTrajectory, DistributedSpeedups, World, broadcast, checked_on_rank0
 from src.accel.host_memory import StageTimer, release_freed_host_memory
 from src.accel.knn import screen_dtype
 from src.accel.row_file import RowFile
@@ -80,8 +80,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     torchrun (`world`, src/accel/distributed.py) every rank trains stage 1 and rank 0 alone does
     the rest; the other ranks return None after stage 1."""
     started, timer = time.perf_counter(), StageTimer()
-    if world.main:
-        check_output_dirs(config)
+    checked_on_rank0(lambda: check_output_dirs(config), world)  # rank 0 writes; under torchrun all fail alike
     with timer("setup"):  # on CUDA this starts the device context
         runtime = resolve_runtime(config)
         settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)

@@ -78,9 +78,11 @@ def test_two_ranks_give_one_process_stage_1(tiny_bert_without_dropout, tmp_path)
 
 
 def test_bad_set_ups_fail_on_every_rank(tiny_bert, tmp_path):
+    (tmp_path / "a_file").write_text("")  # rank 0 cannot write there: both ranks end, neither waits
     for args, expected in ((["--train_batch_size", "15"], "not divisible by the 2 processes"),
-                           (["--describe"], "run it as one process")):
-        done = torchrun(["--bert", tiny_bert, *args, "--cache_dir", str(tmp_path / "cache")], tmp_path)
+                           (["--describe"], "run it as one process"),
+                           (["--cache_dir", str(tmp_path / "a_file" / "cache")], "a_file is a file")):
+        done = torchrun(["--bert", tiny_bert, "--cache_dir", str(tmp_path / "cache"), *args], tmp_path)
         errors = [line for line in done.stderr.splitlines() if "error: " in line]
         assert done.returncode != 0 and len(errors) == 2 and all(expected in line for line in errors), done.stderr
     assert not (tmp_path / "cache").exists()

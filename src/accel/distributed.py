@@ -102,6 +102,20 @@ def broadcast(value, world: World):
     return box[0]
 
 
+def checked_on_rank0(check, world: World) -> None:
+    """Run `check` on rank 0 (e.g. that its output folders can be written); a `UserError` there
+    ends every rank with the same line, instead of leaving the others waiting for rank 0."""
+    error = None
+    if world.main:
+        try:
+            check()
+        except UserError as exc:
+            error = str(exc)
+    error = broadcast(error, world)
+    if error is not None:
+        raise UserError(error)
+
+
 def rank_part(index: np.ndarray, world: World) -> tuple[np.ndarray, float]:
     """This rank's contiguous part of a global batch and the weight of its loss (its share of the
     batch times the world size: DDP averages the ranks' gradients). A rank left without rows gets
