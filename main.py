@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             leave(world)
     except UserError as exc:
-        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # always one line
+        # always one line, in one write (the ranks of torchrun share one stderr)
+        sys.stderr.write("error: " + " ".join(str(exc).split()) + "\n")
+        sys.stderr.flush()
         return 2
     except OSError as exc:
         if exc.errno not in WRITE_FAILURES:

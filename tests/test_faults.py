@@ -117,7 +117,7 @@ def test_full_disk_is_one_line_and_leaves_no_entry(run_main, tmp_path, monkeypat
 def test_ctrl_c_is_one_line_and_exit_code_130(run_main, monkeypatch):
     from src import pipeline
 
-    def interrupted(config):
+    def interrupted(config, world):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "run", interrupted)
