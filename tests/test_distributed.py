@@ -75,6 +75,12 @@ def test_two_ranks_give_one_process_stage_1(tiny_bert_without_dropout, tmp_path)
     (single,) = [json.loads(p.read_text()) for p in (tmp_path / "one" / "runs").glob("*[0-9a-f].json")]
     assert [q["marked"] for q in records[0]["marking"]] == [q["marked"] for q in single["marking"]]
     assert done.stdout.count("stage 1 epoch 1/2") == 1  # one voice: rank 0's
+    # the seed makes it repeatable: a second run with two ranks gives the same trajectories
+    again = torchrun([*args, "--cache_dir", str(tmp_path / "again")], tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for m in range(2):
+        assert np.array_equal(np.load(two / f"trajectories_{m}.npy"),
+                              np.load(stage1_entry(tmp_path / "again") / f"trajectories_{m}.npy"))
 
 
 def test_bad_set_ups_fail_on_every_rank(tiny_bert, tmp_path):
