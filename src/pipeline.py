@@ -93,10 +93,12 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         splits, max_length = load_noisy_data(config, model_name)
     with timer("tokenize"):
         tokenizer = load_tokenizer(model_name)
-        texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
-                              reuse=config.saved_dataset == "y", noise_type=config.noise_type,
-                              noise_ratio=config.noise_ratio, seed=config.seed) if world.main else \
-            encode(tokenizer, splits.all_texts(), max_length)  # the same ids; rank 0 writes the cache
+        if world.main:
+            texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
+                                  reuse=config.saved_dataset == "y", noise_type=config.noise_type,
+                                  noise_ratio=config.noise_ratio, seed=config.seed)
+        else:  # the same ids; rank 0 writes the preprocessing cache
+            texts = encode(tokenizer, splits.all_texts(), max_length)
         release_freed_host_memory()  # the tokenizer's per-text objects
     train, val, test = splits.train, splits.validation, splits.test
     rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
