@@ -21,7 +21,7 @@ from src.accel.row_file import RowFile
 from src.accel.stage1 import Stage1Speedups
 from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
 from src.config import Config
-from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate, trusted_rows
+from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
 from src.data.texts import encode
 from src.diagnostics import abstained_quality, cleaning_quality, marking_quality, noise_detection, trusted_quality
@@ -106,7 +106,8 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     fit_labels = np.concatenate([train.noisy, val.noisy])  # [N_train + N_val], noisy labels only
     # [N_train + N_val] the trusted sample's verified labels, -1 on the rows nobody checked
     fit_trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
-    trusted = trusted_noise_rate(*trusted_rows(splits)) if (fit_trusted >= 0).any() else None
+    checked = fit_trusted >= 0
+    trusted = trusted_noise_rate(fit_labels[checked], fit_trusted[checked]) if checked.any() else None
     log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {num_classes} "
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
         f"({runtime.precision}); method {run_label(config)}")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from src.errors import WARNINGS, UserError
-from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, stage1_optimizer
+from src.model.stage1_step import forward_cls, stage1_optimizer
 from src.model.train_stage1 import EagerSteps
 
 
@@ -163,11 +163,7 @@ class DistributedSteps(EagerSteps):
         import torch.distributed as dist
 
         part, weight = rank_part(index, self.world)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = forward_backward(self.runners, self.batch(part), self.labels(part), alpha, weight,
-                                device=self.device, precision=self.precision)
-        clip_and_step(self.optimizer, self.clip_gradient_norm)  # the same averaged gradients on every rank
-        self.optimizer.zero_grad(set_to_none=True)
+        loss = super().train(part, alpha, weight)  # DDP averages the gradients: the same step on every rank
         dist.all_reduce(loss)  # the batch's loss, as one process reports it
         return loss / self.world.size
 

@@ -69,10 +69,11 @@ class EagerSteps:
     def labels(self, index: np.ndarray) -> torch.Tensor:
         return to_device(torch.as_tensor(self.train_labels[index]), self.device)
 
-    def train(self, index: np.ndarray, alpha: float) -> torch.Tensor:
-        """One update on the training rows `index`; returns the batch's loss (on the device)."""
+    def train(self, index: np.ndarray, alpha: float, weight: float = 1.0) -> torch.Tensor:
+        """One update on the training rows `index` (their loss times `weight`); returns that loss
+        (on the device)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = forward_backward(self.runners, self.batch(index), self.labels(index), alpha, 1.0,
+        loss = forward_backward(self.runners, self.batch(index), self.labels(index), alpha, weight,
                                 device=self.device, precision=self.precision)
         clip_and_step(self.optimizer, self.clip_gradient_norm)
         self.optimizer.zero_grad(set_to_none=True)  # no gradients held between steps
