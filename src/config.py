@@ -165,14 +165,16 @@ HELP = {
             "default minilm for demo, else bert-base-uncased",
     "n_model": "number of co-regularised models M in both stages",
     "epochs": "stage-1 fine-tuning epochs E (one embedding snapshot per epoch)",
-    "lr": "stage-1 learning rate (Adam, linear warm-up 6%% then linear decay)",
+    "lr": "stage-1 learning rate (Adam, eps 1e-9; linear warm-up over 6%% of the steps, then linear "
+          "decay to 0, as transformers' get_linear_schedule_with_warmup)",
     "weight_decay": "stage-1 weight decay",
     "train_batch_size": "stage-1 training batch size",
     "eval_batch_size": "batch size of the embedding and prediction passes; default 128, or 512 on CUDA "
                        "with --no-cuda_graphs (fewer kernel launches; same embeddings up to float "
                        "error; more GPU memory)",
     "alpha_t_hi": "stage-1 co-regularisation weight after the first E/10 epochs",
-    "clip_gradient_norm": "stage-1 gradient-norm clip, per model",
+    "clip_gradient_norm": "stage-1 gradient-norm clip, one norm over the parameters of all M models (the "
+                          "paper's code hard-codes 1.0 so)",
     "lr_schedule": "linear: one warm-up/decay over all steps; restart: the reference code's "
                    "schedule that restarts the warm-up every epoch",
     "split_batches": "run each stage-1 training batch as length-sorted micro-batches and add up their "
@@ -209,9 +211,11 @@ HELP = {
     "describe": "print the data set as the method sees it (sizes, class counts, noise rate, dropped "
                 "examples) as one JSON object and exit, without loading a model",
     "method": "dygen; or a baseline in the same harness: base (one PLM, cross-entropy), coreg "
-              "(the co-regularised stage-1 ensemble alone), npc (stage 2 on the last-epoch "
-              "embedding, kNN prior on all examples, one model)",
-    "no_dynamics": "DyGen ablation: the last-epoch embedding instead of the trajectory, no marking",
+              "(the co-regularised stage-1 ensemble alone), npc (NPC: one base model's predictions "
+              "calibrated by one Dirichlet VAE on its last-epoch embedding, with a kNN prior fitted on "
+              "the most confident example of each predicted class per batch)",
+    "no_dynamics": "DyGen ablation: the last-epoch embedding instead of the trajectory, and the same "
+                   "share marked by each model's last-epoch loss instead of the dynamics score",
     "no_coreg": "DyGen ablation: no co-regularisation in either stage (alpha_t_hi = lambda_t = 0)",
     "uniform_prior": ("DyGen ablation: a uniform Dirichlet prior (1 + 1/C) instead of the kNN prior; the "
                       "posterior then collapses to it (chance accuracy, see the readme's results)"),

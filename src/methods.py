@@ -28,6 +28,8 @@ class Plan:
     knn_epoch: str  # "first" or "last": the embeddings the kNN prior is fitted on
     prior_norm: float  # weight of the kNN prediction in the Dirichlet prior (0: uniform prior)
     stage2: bool  # False: report the stage-1 classifiers' averaged prediction
+    label: str = "given"  # the label the prior votes with and stage 2 reconstructs: "given" (the
+    # noisy label) or "prediction" (NPC's ŷ: the stage-1 classifier's argmax on each row)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +95,8 @@ def plan(config) -> Plan:
         return Plan(**{**dygen.to_dict(), **single, "stage2": False})
     if config.method == "coreg":  # the co-regularised ensemble alone
         return Plan(**{**dygen.to_dict(), "stage2": False})
-    if config.method == "npc":  # NPC: one base model, its final embedding, NPC's own kNN prior
+    if config.method == "npc":  # NPC: one base model's predictions ŷ, calibrated with its final
+        # embedding and NPC's own kNN prior
         return Plan(**{**dygen.to_dict(), **single, "trajectory": "last", "mark_ratio": 0.0,
-                       "knn_fit": "npc", "knn_epoch": "last"})
+                       "knn_fit": "npc", "knn_epoch": "last", "label": "prediction"})
     raise ValueError(f"unknown method {config.method!r}")

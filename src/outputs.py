@@ -58,6 +58,7 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "ablations": ablations_of(config),
         "method_label": run_label(config),
         "plan": settings.to_dict(),
+        **({"npc_label": settings.label} if config.method == "npc" else {}),  # NPC calibrates its ŷ
         "config": config.to_dict(),
         "resolved": {"bert": model_name, "max_length": max_length, "device": str(device), "world_size": world_size,
                      "precision": precision, "noise_type": config.noise_type or

@@ -135,9 +135,12 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         marks = [mark_noisy(score, ratio, eligible=fit_trusted < 0) for score in marking_scores]  # trusted: never
 
     with timer("prior"):  # kNN on the first-epoch embeddings of the unmarked examples (or NPC's)
-        prior_labels = np.where(fit_trusted >= 0, fit_trusted, fit_labels)  # trusted rows: their verified label
-        priors = [prior_of_model(config, settings, stage1, m, marks[m], prior_labels, rows, train.noisy)
-                  for m in range(settings.n_model)]
+        # [N_train + N_val] the label the prior votes with and stage 2 reconstructs: the given one,
+        # or NPC's ŷ, the stage-1 classifier's prediction (NPC's `save_data`)
+        method_labels = fit_labels if settings.label == "given" else stage1.probs[:, rows.fit].mean(0).argmax(-1)
+        prior_labels = np.where(fit_trusted >= 0, fit_trusted, method_labels)  # trusted rows: their verified label
+        priors = [prior_of_model(config, settings, stage1, m, marks[m], prior_labels, rows,
+                                 method_labels[: rows.n_train]) for m in range(settings.n_model)]
 
     vaes, stage2_history, trajectories = [], [], None
     if settings.stage2:
@@ -152,7 +155,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
                 return {"test_accuracy": accuracy(denoise(vaes, trajectories, rows.test, test_noisy_probs), test.gold)}
 
             vaes, stage2_history = train_stage2(
-                trajectories, np.arange(rows.n_train), train.noisy, priors, num_classes,
+                trajectories, np.arange(rows.n_train), method_labels[: rows.n_train], priors, num_classes,
                 total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
                 beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
                 softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
@@ -172,8 +175,10 @@ def run(config: Config, world: World = ALONE) -> dict | None:
             return stage1.probs[:, index].mean(0)  # base / coreg: the stage-1 prediction is the answer
 
         denoised, abstained_probs = predict(rows.test), predict(rows.abstained)  # test; rows without a label
-        cleaned = (posterior_given_label(vaes, trajectories, rows.fit, fit_labels) if settings.stage2
-                   else stage1.probs[:, rows.fit].mean(0))  # P(y | x, given label) [N_train + N_val, C]
+        if settings.stage2 and settings.label == "given":  # P(y | x, given label) [N_train + N_val, C]
+            cleaned = posterior_given_label(vaes, trajectories, rows.fit, fit_labels)
+        else:  # base / coreg: the stage-1 prediction; NPC: its P(y | x) (it never sees the given label)
+            cleaned = predict(rows.fit)
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
 
     # ---- diagnostics against gold labels (never read by the method), the record, the files ----
@@ -319,15 +324,16 @@ def trusted_source(config: Config) -> str:
 
 
 def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray, fit_labels: np.ndarray,
-                   rows: Rows, train_noisy: np.ndarray) -> np.ndarray:
+                   rows: Rows, train_labels: np.ndarray) -> np.ndarray:
     """Model m's Dirichlet prior parameters [N_train, C] from its kNN (only the train split, on
     which stage 2 trains, is asked). fit_labels [N_train + N_val]: the labels the kNN votes with
-    (the noisy ones; a trusted row's verified one)."""
+    (the method's label, `Plan.label`; a trusted row's verified one); train_labels [N_train]: the
+    method's label of the train rows, by which NPC picks its anchors."""
     embedded = column(stage1.embeddings[m], 0 if settings.knn_epoch == "first" else -1, len(fit_labels))
     left_out = marked  # DyGen: fitted on the unmarked train + validation rows
     if settings.knn_fit == "npc":  # NPC: on the most confident example of each class per batch
         batches = shuffled_batches(rows.n_train, config.train_batch_size, np.random.default_rng([config.seed, 3]))
-        anchors = npc_anchors(stage1.probs[m, : rows.n_train], train_noisy, batches)
+        anchors = npc_anchors(stage1.probs[m, : rows.n_train], train_labels, batches)
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
                               screen_dtype=screen_dtype(config.approximate_knn))

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from src.diagnostics import marking_quality
@@ -34,9 +35,22 @@ def test_marking_quality():
     assert marking_quality(marked, noisy, None) is None
 
 
-def test_lr_schedule_linear_and_restart():
-    linear = lr_lambda(100, 10, "linear")
-    assert linear(0) < linear(5) and abs(linear(5) - 1.0) < 1e-9  # warm-up over 6 steps
-    assert linear(99) < 0.02 and linear(50) < 1
-    restart = lr_lambda(100, 10, "restart")
-    assert restart(10) == restart(0) and restart(95) > 0.9  # warm-up again every epoch
+@pytest.mark.parametrize("total", [100, 17, 1000])
+def test_lr_schedule_is_transformers_linear_schedule_with_warmup(total):
+    """The paper's code: get_linear_schedule_with_warmup(num_warmup_steps=int(0.06 * t_total))."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    reference = get_linear_schedule_with_warmup(optimizer, int(0.06 * total), total)
+    ours = lr_lambda(total, 10, "linear")
+    for step in range(total + 1):
+        assert ours(step) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12), step
+        optimizer.step()
+        reference.step()
+    assert ours(0) == 0.0  # the first update runs at learning rate 0, as the paper's
+
+
+def test_lr_schedule_restart_warms_up_every_epoch():
+    restart, linear = lr_lambda(100, 10, "restart"), lr_lambda(100, 10, "linear")
+    assert [restart(10 * e + s) for e in range(10) for s in range(10)] == [linear(s) for s in range(10)] * 10

@@ -408,3 +408,18 @@ def test_stage2_cuda_graph_trains_like_eager_steps():
     for a, b in zip(eager, graphed):
         for (name, p), q in zip(a.named_parameters(), b.parameters()):
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_clipping_takes_one_norm_over_all_models_and_the_optimiser_is_the_papers_adam():
+    """The paper's code clips `NLLModel.parameters()` (all M models) at 1.0 as one norm and uses
+    Adam with eps 1e-9. Gradients of norm 3 and 4 (joint norm 5) are both scaled by 1/5; a
+    per-model clip would give norms 1 and 1."""
+    from src.model.stage1_step import clip_and_step, stage1_optimizer
+
+    models = [torch.nn.Linear(1, 1, bias=False) for _ in range(2)]
+    optimizer = stage1_optimizer(models, lr=1e-3)
+    assert optimizer.defaults["eps"] == 1e-9 and optimizer.defaults["weight_decay"] == 0.0
+    models[0].weight.grad, models[1].weight.grad = torch.tensor([[3.0]]), torch.tensor([[4.0]])
+    optimizer.step = lambda: None  # the gradients as the step would see them
+    clip_and_step(optimizer, 1.0)
+    assert models[0].weight.grad.item() == pytest.approx(0.6) and models[1].weight.grad.item() == pytest.approx(0.8)

@@ -14,8 +14,10 @@ from src import pipeline
 from src.config import parse_config
 from src.model import train_stage1 as stage1_module
 from src.model import train_stage2 as stage2_module
+from src.model.generate_prior import npc_anchors
 from src.model.network import coregularization
 from src.model.stage1_step import coregularized_loss
+from src.utils.batches import shuffled_batches
 from src.utils.rows import column
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
@@ -142,10 +144,25 @@ def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, 
         assert options["rows"] == n_train and len(labels) == n_fit
         if npc:  # fitted on NPC's anchors: train rows only, one per class and batch at most
             assert left_out[n_train:].all() and (~left_out).sum() <= -(-n_train // 16) * 4
+            # NPC calibrates the classifier's prediction ŷ, not the given label: the kNN votes
+            # with ŷ, and the anchors are the most confident rows of each predicted class
+            prediction = stage1.probs[m, :n_fit].argmax(-1)
+            np.testing.assert_array_equal(labels, prediction)
+            batches = shuffled_batches(n_train, 16, np.random.default_rng([0, 3]))
+            np.testing.assert_array_equal(~left_out[:n_train], npc_anchors(stage1.probs[m, :n_train],
+                                                                          prediction[:n_train], batches))
+            assert record["npc_label"] == "prediction"
         else:
             assert left_out.sum() == int(0.2 * n_fit)  # the marked share (by dynamics or by loss)
     trajectories, train_index, noisy, priors = captured["stage2"]
     np.testing.assert_array_equal(train_index, np.arange(n_train))  # stage 2: train rows only
+    given = _given_labels(tmp_path / "runs", record["data"]["class_names"])[:n_train]
+    if npc:  # the VAE reconstructs ŷ; this run's ŷ differs from the given label on some rows
+        prediction = stage1.probs[0, :n_train].argmax(-1)
+        np.testing.assert_array_equal(noisy, prediction)
+        assert (prediction != given).any()
+    else:
+        np.testing.assert_array_equal(noisy, given)
     assert len(noisy) == n_train and len(priors) == len(stage1.embeddings)
     for m, prior in enumerate(priors):  # model m's prior is the one built from model m's kNN
         np.testing.assert_array_equal(prior, captured["prior"][m])
@@ -155,7 +172,7 @@ def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, 
         np.testing.assert_array_equal(z, np.asarray(stage1.embeddings[m][rows])[:, epochs].reshape(3, -1)
                                       .astype(np.float32))
     test_rows = np.arange(n_fit, n_fit + n_test)
-    index, noisy_probs = captured["denoise"][-1]
+    index, noisy_probs = [call for call in captured["denoise"] if call[0][0] == n_fit][-1]  # the test rows'
     np.testing.assert_array_equal(index, test_rows)
     np.testing.assert_array_equal(noisy_probs, stage1.probs[:, test_rows])
 
@@ -194,6 +211,15 @@ def test_test_data_cannot_change_training(tiny_bert, tmp_path, monkeypatch):
     cleaned = [_cleaned_labels(tmp_path / d / "runs") for d in ("a", "b")]
     assert cleaned[0] == cleaned[1] and len(cleaned[0]) == n_fit
     assert first["marking"] == second["marking"]
+
+
+def _given_labels(runs_dir, class_names: list[str]) -> np.ndarray:
+    """The given (noisy) label ids of the train and validation rows, from the run's labels CSV."""
+    import csv
+
+    (path,) = runs_dir.glob("*-labels.csv")
+    with open(path, newline="") as f:
+        return np.array([class_names.index(r["noisy_label"]) for r in csv.DictReader(f) if r["split"] != "test"])
 
 
 def _cleaned_labels(runs_dir) -> list[tuple[str, str]]:

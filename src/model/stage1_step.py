@@ -1,7 +1,8 @@
 """One stage-1 step: the co-regularised loss, each model's forward pass (catching its [CLS]
-vectors), forward and backward of a (micro-)batch, per-model clipping and AdamW, and the
-learning-rate schedule. Eager training, the speed layer (`src/accel`) and the embedding passes
-all run these."""
+vectors), forward and backward of a (micro-)batch, clipping and the optimiser step (as the
+paper's code: one gradient norm over all M models, Adam with eps 1e-9), and the learning-rate
+schedule (transformers' `get_linear_schedule_with_warmup`). Eager training, the speed layer
+(`src/accel`) and the embedding passes all run these."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from src.utils.common import autocast, fused_optimizer
+
+ADAM_EPS = 1e-9  # the paper's stage-1 optimiser: torch.optim.Adam(..., eps=1e-9)
 
 
 def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
@@ -28,7 +31,9 @@ def coregularized_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float 
 
 
 def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_share: float = 0.06):
-    """Linear warm-up over 6% of the steps, then linear decay to 0.
+    """Linear warm-up over 6% of the steps, then linear decay to 0: transformers'
+    `get_linear_schedule_with_warmup(num_warmup_steps=int(0.06 * total))`, as the paper's code
+    (the first step runs at learning rate 0).
 
     `restart` reproduces the reference code's effective schedule: its second scheduler call
     each epoch reset the step counter, so the warm-up restarted every epoch.
@@ -39,7 +44,7 @@ def lr_lambda(total_steps: int, steps_per_epoch: int, schedule: str, warmup_shar
         if schedule == "restart":
             step = step % steps_per_epoch
         if step < warmup:
-            return (step + 1) / warmup
+            return step / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return factor
@@ -82,7 +87,9 @@ class LastHiddenState:
 
 def stage1_optimizer(models: list[torch.nn.Module], lr: float, weight_decay: float = 0.0,
                      capturable: bool = False) -> torch.optim.Optimizer:
-    """AdamW over the models, one parameter group per model (`train_epoch` clips each group).
+    """Adam with the paper's eps 1e-9 over the models, one parameter group per model. It is
+    AdamW, which equals Adam at the default `--weight_decay 0` (the paper's code never applies
+    weight decay) and decouples it otherwise.
 
     `capturable` (CUDA graphs): each group's learning rate is a tensor on the models' device,
     which the graphs read and the scheduler updates in place."""
@@ -90,8 +97,9 @@ def stage1_optimizer(models: list[torch.nn.Module], lr: float, weight_decay: flo
     if capturable:
         for group in groups:
             group["lr"] = torch.tensor(float(lr), device=group["params"][0].device)
-        return fused_optimizer(torch.optim.AdamW, groups, lr=lr, weight_decay=weight_decay, capturable=True)
-    return fused_optimizer(torch.optim.AdamW, groups, lr=lr, weight_decay=weight_decay)
+        return fused_optimizer(torch.optim.AdamW, groups, lr=lr, eps=ADAM_EPS, weight_decay=weight_decay,
+                               capturable=True)
+    return fused_optimizer(torch.optim.AdamW, groups, lr=lr, eps=ADAM_EPS, weight_decay=weight_decay)
 
 
 def forward_backward(runners: list, batch: dict, labels: torch.Tensor, alpha: float | torch.Tensor,
@@ -106,6 +114,8 @@ def forward_backward(runners: list, batch: dict, labels: torch.Tensor, alpha: fl
 
 
 def clip_and_step(optimizer: torch.optim.Optimizer, clip_gradient_norm: float) -> None:
-    for group in optimizer.param_groups:  # one clip per model: each model is its own group
-        torch.nn.utils.clip_grad_norm_(group["params"], clip_gradient_norm)
+    """Clip the gradient norm taken jointly over every model's parameters (the paper's code clips
+    `NLLModel.parameters()`, which holds all M models), then step."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, clip_gradient_norm)
     optimizer.step()
