@@ -69,10 +69,12 @@ def test_every_method_runs_and_reports(tiny_bert, tmp_path):
     assert runs["dygen"]["marking"][0]["marked"] > 0
     # the demo has gold train labels: every run reports the three detectors
     for record in runs.values():
-        for name in ("dynamics", "loss", "confident_learning"):
-            assert 0 <= record["detection"][name]["precision"] <= 1
         arrays = np.load(record["arrays"])
         assert arrays["wrong"].sum() == record["detection"]["dynamics"]["truly_noisy"]
+        for name in ("dynamics", "loss", "confident_learning"):  # precision: of the flagged rows, the wrong share
+            flags = arrays[f"{name}_flags"]
+            expected = arrays["wrong"][flags].mean() if flags.any() else 0.0  # none flagged: 0 by convention
+            assert record["detection"][name]["precision"] == pytest.approx(expected)
     curves = runs["dygen"]["detection"]["distance_curves"]
     assert len(curves["clean_mean"]) == 2 and len(curves["noisy_mean"]) == 2
     log = (tmp_path / "cache" / "demo-results.logs").read_text()

@@ -122,6 +122,41 @@ def test_kl_term_matches_direct_formula():
     assert abs(kl_dirichlet(alpha, prior).item() - expected) < 1e-9
 
 
+def test_kl_term_against_torch_distributions():
+    """The paper's (NPC's) closed form drops the terms of KL(Dir(alpha) || Dir(prior)) that depend
+    only on the totals a0 = sum(alpha), p0 = sum(prior): lgamma(a0) - lgamma(p0) - (a0 - p0) *
+    digamma(a0). It is exact when the totals agree, and off by exactly those terms otherwise
+    (for the two rows below: 0.0 and +1.0980 nats, against exact KLs of 4.5937 and 0.5035).
+    The paper's form is kept; this pins how far it is from the exact divergence."""
+    from torch.distributions import Dirichlet, kl_divergence
+
+    alpha = torch.tensor([[1.5, 2.0, 4.0], [3.0, 1.2, 1.1]], dtype=torch.float64)
+    prior = torch.tensor([[1.0, 5.5, 1.0], [6.3, 1.3, 1.3]], dtype=torch.float64)  # totals 7.5 / 5.3, 8.9
+    exact = kl_divergence(Dirichlet(alpha), Dirichlet(prior))  # [2]
+    paper = torch.stack([kl_dirichlet(alpha[i : i + 1], prior[i : i + 1]) for i in range(2)])
+    a0, p0 = alpha.sum(1), prior.sum(1)
+    totals = torch.lgamma(a0) - torch.lgamma(p0) - (a0 - p0) * torch.digamma(a0)
+    torch.testing.assert_close(paper, exact - totals, atol=1e-9, rtol=0)
+    assert abs(paper[0] - exact[0]) < 1e-9  # equal totals: the same value
+    assert paper[1] - exact[1] == pytest.approx(1.0980, abs=1e-4)
+    assert exact.tolist() == pytest.approx([4.5937, 0.5035], abs=1e-4)
+
+
+def test_dirichlet_sample_inverts_the_gamma_cdf_near_zero():
+    """u_k is the small-eps inverse of Gamma(alpha_k, 1)'s CDF, F(x) ~ x^a / (a * Gamma(a)):
+    against scipy's exact quantile it agrees in the lower tail (relative error about x / (a + 1))
+    and is far off at the median."""
+    from scipy.stats import gamma
+
+    alpha = torch.tensor([[0.5, 1.0, 2.0, 4.0]], dtype=torch.float64)
+    for eps, tolerance in ((1e-9, 3e-3), (1e-6, 0.015), (1e-3, 0.09)):
+        u = dirichlet_sample(alpha, torch.full_like(alpha, eps))
+        exact = torch.as_tensor(gamma.ppf(eps, alpha.numpy()))
+        assert ((u - exact).abs() / exact).max() < tolerance, eps
+    u = dirichlet_sample(alpha, torch.full_like(alpha, 0.5))  # the median: 14% to 49% off
+    assert (u[0] / torch.as_tensor(gamma.ppf(0.5, alpha[0].numpy())) - 1).abs().min() > 0.1
+
+
 def test_reconstruction_is_summed_bce():
     logits, target = torch.randn(5, 3), F.one_hot(torch.tensor([0, 1, 2, 1, 0]), 3).float()
     expected = -(target * F.logsigmoid(logits) + (1 - target) * F.logsigmoid(-logits)).sum()

@@ -30,7 +30,8 @@ def test_padding_bench_times_three_arms_on_the_same_data(tiny_bert, capsys):
     result = bench.padding(["--bert", tiny_bert, "--epochs", "1", "--max_length", "32", "--device", "cpu"])
     assert result["padded_stage1_s"] > 0 and result["stage1_s"] > 0
     assert result["padding_speedup"] == result["padded_stage1_s"] / result["stage1_s"]
-    assert 0 <= result["max_prob_diff"] < 1 and 0 <= result["same_predictions"] <= 1
+    # the arms train the same models on the same batches: only padding and dropout order differ
+    assert result["max_prob_diff"] < 0.01 and result["same_predictions"] > 0.95
     out = capsys.readouterr().out
     assert "dynamic+split vs padded" in out and "default on cpu (fp32): dynamic+split" in out
     assert bench.bench_line(result).startswith("BENCH stage1_s=")

@@ -155,8 +155,10 @@ def test_frozen_estimator_is_out_of_fold_and_reads_planted_noise():
 
 def test_frozen_estimator_handles_a_class_too_small_to_stratify():
     labels = np.array([0] * 30 + [1] * 30 + [2] * 2)
-    proba = frozen_oof_proba(np.random.default_rng(0).normal(size=(62, 4)), labels, 3)
+    features = np.random.default_rng(0).normal(size=(62, 4)) + 4 * np.eye(4)[labels]  # separable classes
+    proba = frozen_oof_proba(features, labels, 3)  # unstratified folds: class 2 has 2 rows for 5 folds
     assert proba.shape == (62, 3) and np.allclose(proba.sum(1), 1)
+    assert (proba[:60].argmax(1) == labels[:60]).mean() > 0.9  # still a working out-of-fold classifier
 
 
 def test_cleaning_figure_with_and_without_gold_and_many_classes(tmp_path):
