@@ -71,3 +71,17 @@ def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | 
         quality["noisy_agrees_with_gold"] = float((noisy == gold).mean())
         quality["cleaned_agrees_with_gold"] = float((cleaned == gold).mean())
     return quality
+
+
+def suggestion_quality(given: np.ndarray, suggested: np.ndarray, given_label_prob: np.ndarray,
+                       gold: np.ndarray | None) -> dict | None:
+    """Against gold [N]: how often the given and the suggested labels [N] are right, how many
+    changes fixed a wrong label or broke a right one, and how well ranking by `given_label_prob`
+    [N] (ascending: the most likely wrong first) finds the wrong labels (`detection_metrics`)."""
+    if gold is None:
+        return None
+    wrong = given != gold
+    return {"given_agrees_with_gold": float((given == gold).mean()),
+            "suggested_agrees_with_gold": float((suggested == gold).mean()),
+            "fixed": int((wrong & (suggested == gold)).sum()), "broken": int((~wrong & (suggested != gold)).sum()),
+            "ranking": detection_metrics(suggested != given, -given_label_prob, wrong)}

@@ -6,7 +6,7 @@
 - detection: precision-recall curves of the dynamics score and the loss, and confident
   learning's operating point, on train+validation;
 - cleaning (one run): the noise score of kept and marked rows with the marking threshold, and
-  the matrices of given vs cleaned labels (and, with gold labels, of both against gold).
+  the matrices of given vs suggested labels (and, with gold labels, of both against gold).
 """
 
 from __future__ import annotations
@@ -165,9 +165,9 @@ def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.
     and trusted rows and the threshold (the lowest marked score); bottom: the given-vs-cleaned
     matrix, and with gold labels given and cleaned against gold (rows: shares)."""
     trusted = np.zeros(len(given), dtype=bool) if trusted is None else np.asarray(trusted, dtype=bool)
-    matrices = [("given label", given, "cleaned label", cleaned)]
+    matrices = [("given label", given, "suggested label", cleaned)]
     if gold is not None:
-        matrices += [("gold label", gold, "given label", given), ("gold label", gold, "cleaned label", cleaned)]
+        matrices += [("gold label", gold, "given label", given), ("gold label", gold, "suggested label", cleaned)]
     cols = max(len(scores), len(matrices))
     fig, axes = plt.subplots(2, cols, figsize=(4.6 * cols, 8.6), squeeze=False)
     for ax in axes.flat:

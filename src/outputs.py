@@ -126,20 +126,42 @@ def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays:
             torch.save(vae.state_dict(), out / f"vae_{m}.pt")
 
 
+def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
+    """The record's `suggestion`: the margin and where it came from, how many labels it changes,
+    the cross-fitted estimate on trusted rows (None without them) and, with gold, `quality`."""
+    return {**{k: v for k, v in suggestion.items() if k != "labels"}, "gold": quality}
+
+
+def suggestion_line(suggestion: dict) -> str:
+    """How many labels the run suggests changing and how sure it is that such a change is right."""
+    line = f"{suggestion['changes']} suggested (suggested_label, margin {suggestion['margin']:.3f}"
+    estimate = suggestion["estimate"]
+    if estimate is None:
+        return line + "; share of suggested changes that are right: unknown, no trusted rows)"
+    right = estimate["changes_right"]
+    if right["of"] == 0:
+        return line + f"; cross-fitted on {estimate['given_right']['of']} trusted rows, no change was suggested)"
+    low, high = right["interval"]
+    return line + (f"; on the trusted rows, cross-fitted, {right['count']} of {right['of']} suggested changes were "
+                   f"right: {right['share']:.1%}, 95% interval {low:.1%}-{high:.1%})")
+
+
 def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
-                 marked: np.ndarray, test_probs: np.ndarray | None, abstained_probs: np.ndarray | None = None) -> Path:
+                 marked: np.ndarray, test_probs: np.ndarray | None, abstained_probs: np.ndarray | None = None,
+                 suggested: np.ndarray | None = None) -> Path:
     """cache/runs/<run_id>-labels.csv: train and validation rows (those without a label after the
     labelled ones of their split, with an empty noisy_label); test rows when test is unlabelled.
 
-    cleaned [N_train + N_val, C] = P(y | x, noisy label); noise_score and marked [N_train + N_val]
-    (mean score over the models; marked by any model); test_probs [N_test, C] and
-    abstained_probs [N_abstained, C] = P(y | x).
+    cleaned [N_train + N_val, C] = P(y | x, noisy label); noise_score, marked and suggested
+    [N_train + N_val] (mean score over the models; marked by any model; the label to apply);
+    test_probs [N_test, C] and abstained_probs [N_abstained, C] = P(y | x).
     """
     rows, start = [], 0
     for name, split in (("train", splits.train), ("validation", splits.validation)):
         part = slice(start, start + len(split))
         rows += label_rows(name, split.texts, splits.class_names, cleaned[part], split.noisy,
-                           noise_score[part], marked[part], split.gold, trusted=split.trusted)
+                           noise_score[part], marked[part], split.gold, trusted=split.trusted,
+                           suggested=None if suggested is None else suggested[part])
         start += len(split)
     start = 0
     for name, split in splits.abstained_items():  # no label given: the prediction P(y | x)
@@ -187,5 +209,6 @@ def log_summary(record: dict, labels_file: Path) -> None:
         log(f"trusted rows ({trusted['rows']}, {trusted['source']}): the given label is the verified one on "
             f"{trusted['given_agrees']:.1%}, the cleaned label on {trusted['cleaned_agrees']:.1%} ({trusted['fixed']} "
             f"wrong labels fixed, {trusted['broken']} right ones changed; optimistic, as each informs its own prior)")
-    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed, written to {labels_file}")
+    log(f"cleaned labels: {cleaning['changed']} of {cleaning['total']} changed (cleaned_label); "
+        + suggestion_line(record["suggestion"]) + f"; written to {labels_file}")
     log(f"picture of the cleaning: {record['figure']}")

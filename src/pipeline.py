@@ -24,7 +24,14 @@ from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate
 from src.data.cache import cached_encode
 from src.data.texts import encode
-from src.diagnostics import abstained_quality, cleaning_quality, marking_quality, noise_detection, trusted_quality
+from src.diagnostics import (
+    abstained_quality,
+    cleaning_quality,
+    marking_quality,
+    noise_detection,
+    suggestion_quality,
+    trusted_quality,
+)
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
 from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates, frozen_noise_rates, trusted_noise_rate
 from src.errors import UserError
@@ -34,6 +41,7 @@ from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
+from src.model.suggest import change_quality, choose_margin, crossfit_folds, suggest_labels
 from src.model.train_stage1 import new_classifiers, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import (
@@ -42,6 +50,7 @@ from src.outputs import (
     log,
     log_summary,
     run_record,
+    suggestion_record,
     write_cleaning_figure,
     write_labels,
     write_outputs,
@@ -49,6 +58,9 @@ from src.outputs import (
 from src.utils.batches import shuffled_batches
 from src.utils.common import configure_cuda, resolve_runtime, seed_everything
 from src.utils.rows import column
+
+CROSSFIT_FOLDS = 5  # folds of the trusted rows for the suggestion margin and its estimate
+DEFAULT_MARGIN = 0.0  # without trusted rows: suggest wherever another label is more probable
 
 
 @dataclass(frozen=True)
@@ -132,36 +144,27 @@ def run(config: Config, world: World = ALONE) -> dict | None:
             marking_scores = np.stack([cross_entropy_scores(p[rows.fit], fit_labels) for p in stage1.probs])
         else:
             marking_scores = scores
-        marks = [mark_noisy(score, ratio, eligible=fit_trusted < 0) for score in marking_scores]  # trusted: never
 
     with timer("prior"):  # kNN on the first-epoch embeddings of the unmarked examples (or NPC's)
         # [N_train + N_val] the label the prior votes with and stage 2 reconstructs: the given one,
         # or NPC's ŷ, the stage-1 classifier's prediction (NPC's `save_data`)
         method_labels = fit_labels if settings.label == "given" else stage1.probs[:, rows.fit].mean(0).argmax(-1)
-        prior_labels = np.where(fit_trusted >= 0, fit_trusted, method_labels)  # trusted rows: their verified label
-        priors = [prior_of_model(config, settings, stage1, m, marks[m], prior_labels, rows,
-                                 method_labels[: rows.n_train]) for m in range(settings.n_model)]
+        epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
+        trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
+                                    dtype=stage2_z_dtype(runtime.device, runtime.precision))
+        evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes)
+        marks, priors = mark_and_prior(config, settings, evidence, fit_trusted)
 
-    vaes, stage2_history, trajectories = [], [], None
+    vaes, stage2_history = [], []
     if settings.stage2:
         with timer("stage2"):  # co-regularised Dirichlet VAEs, test accuracy logged each epoch
-            epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
-            trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
-                                        dtype=stage2_z_dtype(runtime.device, runtime.precision))
-
             def test_accuracy(epoch, vaes):
                 if rows.n_test == 0 or test.gold is None:  # no labelled test split: nothing to report
                     return {"test_accuracy": None}
                 return {"test_accuracy": accuracy(denoise(vaes, trajectories, rows.test, test_noisy_probs), test.gold)}
 
-            vaes, stage2_history = train_stage2(
-                trajectories, np.arange(rows.n_train), method_labels[: rows.n_train], priors, num_classes,
-                total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
-                beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
-                softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
-                seed=config.seed, on_epoch_end=test_accuracy, show_progress=config.progress,
-                speedups=Stage2Speedups(cuda_graphs=runtime.cuda_graphs),
-            )
+            vaes, stage2_history = fit_stage2(config, settings, runtime, evidence, priors, test_accuracy,
+                                              show_progress=config.progress)
             for record in stage2_history:
                 log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
                     f"test acc {fmt(record['test_accuracy'])}")
@@ -175,11 +178,10 @@ def run(config: Config, world: World = ALONE) -> dict | None:
             return stage1.probs[:, index].mean(0)  # base / coreg: the stage-1 prediction is the answer
 
         denoised, abstained_probs = predict(rows.test), predict(rows.abstained)  # test; rows without a label
-        if settings.stage2 and settings.label == "given":  # P(y | x, given label) [N_train + N_val, C]
-            cleaned = posterior_given_label(vaes, trajectories, rows.fit, fit_labels)
-        else:  # base / coreg: the stage-1 prediction; NPC: its P(y | x) (it never sees the given label)
-            cleaned = predict(rows.fit)
+        cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)  # [N_train + N_val, C]
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
+    with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
+        suggestion = suggest(config, settings, runtime, evidence, fit_trusted, cleaned)
 
     # ---- diagnostics against gold labels (never read by the method), the record, the files ----
     fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
@@ -196,10 +198,13 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
         accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
+    given_label_prob = cleaned[np.arange(len(fit_labels)), fit_labels]  # [N_train + N_val] low: likely wrong
+    record["suggestion"] = suggestion_record(suggestion, suggestion_quality(fit_labels, suggestion["labels"],
+                                                                           given_label_prob, fit_gold))
     labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
-                               denoised, abstained_probs)
+                               denoised, abstained_probs, suggested=suggestion["labels"])
     record["figure"] = str(write_cleaning_figure(
-        config, record["run_id"], marking_scores, np.stack(marks), fit_labels, cleaned.argmax(1), splits.class_names,
+        config, record["run_id"], marking_scores, np.stack(marks), fit_labels, suggestion["labels"], splits.class_names,
         fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score",
         trusted=fit_trusted >= 0))
     write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
@@ -321,6 +326,96 @@ def trusted_source(config: Config) -> str:
     """Where the trusted sample came from, for the record."""
     return " and ".join(([f"column {config.trusted_column}"] if config.trusted_column else [])
                         + ([config.trusted] if config.trusted else []))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What marking, the prior and stage 2 are built from, once stage 1 and the dynamics ran."""
+
+    stage1: object  # Stage1Result
+    trajectories: Trajectories  # z per model, for stage 2
+    marking_scores: np.ndarray  # [M, N_train + N_val] the score that marks (dynamics, or loss)
+    ratio: float  # the share of the untrusted rows to mark
+    given_labels: np.ndarray  # [N_train + N_val] the given (noisy) labels
+    method_labels: np.ndarray  # [N_train + N_val] the label the method calibrates (`Plan.label`)
+    rows: Rows
+    num_classes: int
+
+
+def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels: np.ndarray):
+    """Each model's marks [N_train + N_val] (trusted rows never) and Dirichlet prior [N_train, C].
+    trusted_labels [N_train + N_val]: verified labels, -1 where nobody checked."""
+    marks = [mark_noisy(score, evidence.ratio, eligible=trusted_labels < 0) for score in evidence.marking_scores]
+    prior_labels = np.where(trusted_labels >= 0, trusted_labels, evidence.method_labels)  # trusted: verified
+    priors = [prior_of_model(config, settings, evidence.stage1, m, marks[m], prior_labels, evidence.rows,
+                             evidence.method_labels[: evidence.rows.n_train]) for m in range(settings.n_model)]
+    return marks, priors
+
+
+def fit_stage2(config: Config, settings, runtime, evidence: Evidence, priors: list, on_epoch_end=None,
+               show_progress: bool = False):
+    """Stage 2 on the train rows: the VAEs and their per-epoch history."""
+    n_train = evidence.rows.n_train
+    return train_stage2(
+        evidence.trajectories, np.arange(n_train), evidence.method_labels[:n_train], priors, evidence.num_classes,
+        total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
+        beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
+        softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
+        seed=config.seed, on_epoch_end=on_epoch_end, show_progress=show_progress,
+        speedups=Stage2Speedups(cuda_graphs=runtime.cuda_graphs),
+    )
+
+
+def cleaned_posterior(settings, evidence: Evidence, vaes: list, index: np.ndarray) -> np.ndarray:
+    """[len(index), C] the cleaned-label distribution of train/validation rows: DyGen's
+    P(y | x, given label); NPC's P(y | x) (it calibrates ŷ, never the given label); base and
+    coreg: the stage-1 prediction."""
+    probs = evidence.stage1.probs[:, index]  # [M, len(index), C]
+    if not settings.stage2:
+        return probs.mean(0)
+    if settings.label == "given":
+        return posterior_given_label(vaes, evidence.trajectories, index, evidence.given_labels[index])
+    return denoise(vaes, evidence.trajectories, index, probs)
+
+
+def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
+                       fold: np.ndarray) -> np.ndarray:
+    """[T, C] the cleaned posterior of the T trusted rows, each computed by a fit (marking, prior,
+    stage 2) in which its fold's rows count as unchecked, so that no row's verified label informs
+    its own posterior. Stage 1 never reads verified labels, so the methods without stage 2 need
+    no refit."""
+    checked = np.flatnonzero(trusted_labels >= 0)
+    if not settings.stage2:
+        return cleaned_posterior(settings, evidence, [], checked)
+    out = np.empty((len(checked), evidence.num_classes))
+    for k in np.unique(fold):
+        others = trusted_labels.copy()
+        others[checked[fold == k]] = -1
+        _, priors = mark_and_prior(config, settings, evidence, others)
+        vaes, _ = fit_stage2(config, settings, runtime, evidence, priors)
+        out[fold == k] = cleaned_posterior(settings, evidence, vaes, checked[fold == k])
+    return out
+
+
+def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
+            cleaned: np.ndarray) -> dict:
+    """The labels a user applies (src/model/suggest.py) and how sure the run is of them.
+
+    With trusted rows: the margin that makes the cross-fitted suggestions agree with the verified
+    labels most often, and the estimated share of suggested changes that are right; the trusted
+    rows themselves get their verified label. Without: `DEFAULT_MARGIN`, that share unknown."""
+    given, checked = evidence.given_labels, trusted_labels >= 0
+    out = {"margin": DEFAULT_MARGIN, "margin_source": "default", "estimate": None}
+    if checked.sum() >= 2:
+        fold = crossfit_folds(int(checked.sum()), min(CROSSFIT_FOLDS, int(checked.sum())), config.seed)
+        posterior = crossfit_posterior(config, settings, runtime, evidence, trusted_labels, fold)
+        out["margin"] = choose_margin(posterior, given[checked], trusted_labels[checked])
+        out["margin_source"] = "trusted"
+        out["estimate"] = change_quality(posterior, given[checked], trusted_labels[checked], fold)
+    suggested = suggest_labels(cleaned, given, out["margin"])
+    out["labels"] = np.where(checked, trusted_labels, suggested)  # [N_train + N_val]
+    out["changes"] = int((out["labels"] != given).sum())
+    return out
 
 
 def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray, fit_labels: np.ndarray,

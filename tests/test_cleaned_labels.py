@@ -92,11 +92,12 @@ def test_labels_csv_without_gold_has_no_gold_column(tmp_path):
     probs = np.array([[0.2, 0.8], [0.6, 0.4]])
     rows = label_rows("train", ["a, with comma", 'b "quoted"'], ["neg", "pos"], probs,
                       noisy=np.array([0, 0]), noise_score=np.array([1.5, 0.25]),
-                      marked=np.array([True, False]))
+                      marked=np.array([True, False]), suggested=np.array([0, 0]))
     write_labels_csv(tmp_path / "labels.csv", rows)
     columns, back = read_csv(tmp_path / "labels.csv")
     assert columns == COLUMNS
     assert back[0] == {"split": "train", "index": "0", "text": "a, with comma", "noisy_label": "neg",
+                       "suggested_label": "neg", "label_issue": "0", "given_label_prob": "0.2000",
                        "cleaned_label": "pos", "cleaned_prob": "0.8000", "noise_score": "1.5000",
                        "marked_noisy": "1"}
     assert back[1]["text"] == 'b "quoted"' and back[1]["cleaned_label"] == "neg"

@@ -213,7 +213,20 @@ def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert
     # the prior votes with the verified label on trusted rows and the given one elsewhere
     names = record["data"]["class_names"]
     expected = [names.index(r["trusted_label"] or r["noisy_label"]) for r in labelled]
-    assert len(votes) == 2 and all(v.tolist() == expected for v in votes)
+    assert len(votes) == 2 + 5 * 2 and all(v.tolist() == expected for v in votes[:2])
+    # the suggestion's cross-fitting: 5 more fits, in each of which one fold of the trusted rows
+    # votes with its given label; every trusted row does so in exactly one fold, per model
+    given = np.array([names.index(r["noisy_label"]) for r in labelled])
+    is_checked = np.array([bool(r["trusted_label"]) for r in labelled])
+    unverified = np.stack([v != np.array(expected) for v in votes[2:]])  # [10, N] voting with a given label
+    assert not unverified[:, ~is_checked].any()
+    as_given = np.stack([v == given for v in votes[2:]])[:, is_checked]
+    assert (as_given.sum(0) >= 2).all() and unverified.sum() > 0  # 2 models; some given labels are wrong
+    suggestion = record["suggestion"]
+    assert suggestion["margin_source"] == "trusted" and suggestion["estimate"]["given_right"]["of"] == 38
+    assert all(r["suggested_label"] == r["trusted_label"] and r["label_issue"] == str(int(r["trusted_label"] !=
+               r["noisy_label"])) for r in checked)
+    assert suggestion["changes"] == sum(r["label_issue"] == "1" for r in labelled)
     assert trusted["given_agrees"] == pytest.approx(np.mean([r["noisy_label"] == r["trusted_label"] for r in checked]))
     assert trusted["cleaned_agrees"] == pytest.approx(np.mean([r["cleaned_label"] == r["trusted_label"]
                                                                for r in checked]))
