@@ -195,6 +195,77 @@ def test_bert_that_is_not_reachable(tmp_path):
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
+def config_only_model(folder, **extra) -> str:
+    """A model folder with only a config.json (a 1-layer BERT), plus `extra` keys."""
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
+               max_position_embeddings=64).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **extra}))
+    return str(folder)
+
+
+def test_every_load_refuses_the_models_own_code(tmp_path, monkeypatch):
+    """from_pretrained without trust_remote_code=False asks "run the custom code? [y/N]"."""
+    import torch
+    import transformers
+
+    from src.errors import UserError
+    from src.model import plm
+
+    folder = config_only_model(tmp_path / "model")
+    asked = []
+
+    def spy(name, *args, **kwargs):
+        asked.append(kwargs.get("trust_remote_code"))
+        raise OSError("not loaded here")
+
+    for auto in ("AutoTokenizer", "AutoConfig", "AutoModel", "AutoModelForSequenceClassification"):
+        monkeypatch.setattr(getattr(transformers, auto), "from_pretrained", spy)
+    loads = [lambda: plm.load_tokenizer(folder), lambda: plm.load_classifier(folder, 2),
+             lambda: plm.max_positions(folder),
+             lambda: plm.pretrained_embeddings(folder, None, np.arange(1), torch.device("cpu"), "fp32")]
+    for load in loads:
+        with pytest.raises(UserError, match="could not load the model"):
+            load()
+    assert asked == [False] * len(loads)
+
+
+def test_a_model_folder_with_its_own_code_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code_ran"
+    folder = tmp_path / "custom"
+    config_only_model(folder, auto_map={"AutoConfig": "evil.EvilConfig",
+                                        "AutoModelForSequenceClassification": "evil.EvilModel"})
+    (folder / "evil.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+    code = main(["--bert", str(folder), "--epochs", "1", "--total_iter", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: --bert {folder}: config.json has an "
+                                                             f"auto_map"), err
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["custom"]
+
+
+def test_pickled_weights_are_one_line(tmp_path):
+    """torch refuses to unpickle objects from pytorch_model.bin (UnpicklingError): one line."""
+    import torch
+
+    from src.errors import UserError
+    from src.model.plm import load_classifier
+
+    marker = tmp_path / "pickle_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(marker),)
+
+    folder = config_only_model(tmp_path / "pickled")
+    torch.save({"bert.embeddings.word_embeddings.weight": Payload()}, tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(UserError, match="--bert .*pickled: the weights file holds pickled Python objects"):
+        load_classifier(folder, 2)
+    assert not marker.exists()
+
+
 def test_max_length_beyond_the_model(fails):
     fails(["--max_length", "1000"], "--max_length 1000", "128")  # the tiny BERT has 128 positions
 
