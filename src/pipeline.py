@@ -47,7 +47,7 @@ from src.outputs import (
     write_outputs,
 )
 from src.utils.batches import shuffled_batches
-from src.utils.common import configure_cuda, resolve_runtime, seed_everything
+from src.utils.common import configure_cuda, resolve_runtime, seed_everything, staged_files
 from src.utils.rows import column
 
 
@@ -196,13 +196,14 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
         accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
-    labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
-                               denoised, abstained_probs)
-    record["figure"] = str(write_cleaning_figure(
-        config, record["run_id"], marking_scores, np.stack(marks), fit_labels, cleaned.argmax(1), splits.class_names,
-        fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score",
-        trusted=fit_trusted >= 0))
-    write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
+    with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
+        labels_file = write_labels(files, config, record["run_id"], splits, cleaned, scores.mean(0),
+                                   np.any(marks, axis=0), denoised, abstained_probs)
+        record["figure"] = str(write_cleaning_figure(
+            files, config, record["run_id"], marking_scores, np.stack(marks), fit_labels, cleaned.argmax(1),
+            splits.class_names, fit_gold, score_name="last-epoch loss" if settings.marking == "loss"
+            else "dynamics score", trusted=fit_trusted >= 0))
+        write_outputs(files, config, record, models, tokenizer, vaes, detection_arrays)
     log_summary(record, labels_file)
     return record
 

@@ -184,3 +184,46 @@ def test_label_matrices_show_only_the_most_frequent_classes(tmp_path, monkeypatc
     rows, cols = np.array([5, 5, 5, 2, 2, 7]), np.array([5, 2, 9, 2, 2, 1])
     assert top_classes(rows, cols, 10, 2).tolist() == [2, 5] and top_classes(rows, cols, 10, 10).tolist() == list(
         range(10))
+
+
+# ---- a run that fails after stage 1 keeps none of its files ---------------------------------
+
+def no_run_files(tmp_path) -> bool:
+    """Nothing of a run in cache/ (but the reusable stage-1 entry), figure/ or model_save/."""
+    cache, kept = tmp_path / "cache", []
+    for folder in (cache / "runs", tmp_path / "figure", tmp_path / "model_save"):
+        kept += list(folder.rglob("*")) if folder.exists() else []
+    kept += list(cache.glob("*.logs")) + list(cache.glob("dygen_acc_*"))
+    return not kept
+
+
+def test_a_run_record_that_cannot_be_written_leaves_none_of_the_runs_files(run_main, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def replace(source, target, **kwargs):  # the disk fills up as the run record is put in place
+        if str(target).endswith(".json") and os.path.basename(os.path.dirname(target)) == "runs":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real_replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, err = run_main()
+    assert code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+    assert no_run_files(tmp_path)
+
+
+def test_models_that_cannot_be_saved_are_one_line_and_nothing_of_the_run_is_kept(run_main, tmp_path, monkeypatch):
+    """safetensors raises its own error type on a full disk, not an OSError."""
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    def full_disk(tensors, filename, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_disk)
+    code, err = run_main("--save_model")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --model_dir ") and "No space left on device" in err[0], err
+    assert no_run_files(tmp_path)
+
