@@ -197,6 +197,29 @@ def no_run_files(tmp_path) -> bool:
     return not kept
 
 
+def test_weights_that_diverge_in_the_last_step_stop_the_run(run_main, tmp_path, monkeypatch):
+    """The loss of every step is finite, but the last update broke the weights: stage 1 used to
+    store an entry whose probabilities are NaN, then fail to read it back (a traceback)."""
+    from src.model import train_stage1
+
+    real = train_stage1.train_epoch
+
+    def diverged(steps, *args, **kwargs):
+        out = real(steps, *args, **kwargs)
+        with torch.no_grad():
+            for model in steps.models:
+                for weight in model.parameters():
+                    weight.fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(train_stage1, "train_epoch", diverged)
+    code, err = run_main()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: stage 1 epoch 1/1: the models' class probabilities or embeddings are not "
+                             "finite"), err
+    assert no_result_written(tmp_path)
+
+
 def test_a_run_record_that_cannot_be_written_leaves_none_of_the_runs_files(run_main, tmp_path, monkeypatch):
     real_replace = os.replace
 

@@ -217,6 +217,10 @@ def train_stage1(
             raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the training loss is "
                             f"{history[-1]['train_loss']}; nothing was kept (lower --lr or "
                             f"--clip_gradient_norm, or try --precision fp32)")
+        if not (torch.isfinite(probs).all() and torch.isfinite(cls).all()):  # weights broken by the last steps
+            raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the models' class probabilities or embeddings "
+                            f"are not finite (the weights diverged); nothing was kept (lower --lr or "
+                            f"--clip_gradient_norm, or try --precision fp32)")
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
     steps.optimizer.zero_grad(set_to_none=True)  # gradients may be views of a graph's memory: let them go
