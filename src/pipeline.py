@@ -34,7 +34,7 @@ from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.train_stage1 import new_classifiers, train_stage1
+from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import (
     check_output_dirs,
@@ -112,7 +112,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
         f"({runtime.precision}); method {run_label(config)}")
 
-    with timer("stage1"):  # co-regularised fine-tuning, embeddings recorded every epoch (or reused)
+    with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
         stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, world)
     if not world.main:  # torchrun: the rest is rank 0's
         return None

@@ -150,42 +150,6 @@ def test_labels_csv_cells_are_never_spreadsheet_formulas(tmp_path):
     assert {r["noisy_label"] for r in read} == {r["cleaned_label"] for r in read} == {"'=cmd"}
 
 
-# ---- the picture of the cleaning ----------------------------------------------------------
-
-def cleaning_picture(path, class_names: list[str], rows: int = 200) -> None:
-    from src.figures import plot_cleaning
-
-    rng = np.random.default_rng(0)
-    c = len(class_names)
-    scores = rng.normal(size=(2, rows))
-    marked = scores > 1
-    plot_cleaning(path, scores, marked, rng.integers(0, c, rows), rng.integers(0, c, rows), class_names,
-                  rng.integers(0, c, rows))
-
-
-def test_class_names_with_dollar_signs_draw_as_text(tmp_path):
-    """`$` used to start matplotlib's maths text: a ValueError after the labels CSV was written."""
-    cleaning_picture(tmp_path / "dollars.png", ["under_$10", "$10_to_$20", "over $20", r"\frac{a}{b} $x^2$"])
-    assert (tmp_path / "dollars.png").stat().st_size > 20_000
-
-
-def test_label_matrices_show_only_the_most_frequent_classes(tmp_path, monkeypatch):
-    """At thousands of classes a C x C image does not fit in memory; beyond 30 the matrices
-    keep the 30 most frequent classes and say so."""
-    import matplotlib.axes
-
-    from src.figures import MAX_SHOWN_CLASSES, top_classes
-
-    shown, real_imshow = [], matplotlib.axes.Axes.imshow
-    monkeypatch.setattr(matplotlib.axes.Axes, "imshow",
-                        lambda ax, image, **kw: shown.append(np.shape(image)) or real_imshow(ax, image, **kw))
-    cleaning_picture(tmp_path / "many.png", [f"class {k}" for k in range(45)], rows=400)
-    assert shown == [(MAX_SHOWN_CLASSES, MAX_SHOWN_CLASSES)] * 3
-    rows, cols = np.array([5, 5, 5, 2, 2, 7]), np.array([5, 2, 9, 2, 2, 1])
-    assert top_classes(rows, cols, 10, 2).tolist() == [2, 5] and top_classes(rows, cols, 10, 10).tolist() == list(
-        range(10))
-
-
 # ---- a run that fails after stage 1 keeps none of its files ---------------------------------
 
 def no_run_files(tmp_path) -> bool:
@@ -250,3 +214,51 @@ def test_models_that_cannot_be_saved_are_one_line_and_nothing_of_the_run_is_kept
     assert err[0].startswith("error: --model_dir ") and "No space left on device" in err[0], err
     assert no_run_files(tmp_path)
 
+
+def test_out_of_memory_in_stage_1_names_the_settings(run_main, tmp_path, monkeypatch):
+    from src import pipeline
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipeline, "new_classifiers", out_of_memory)
+    code, err = run_main("--n_model", "50")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: stage 1 ran out of") and "--n_model 50" in err[0], err
+    assert no_result_written(tmp_path)
+
+
+# ---- the picture of the cleaning ----------------------------------------------------------
+
+def cleaning_picture(path, class_names: list[str], rows: int = 200) -> None:
+    from src.figures import plot_cleaning
+
+    rng = np.random.default_rng(0)
+    c = len(class_names)
+    scores = rng.normal(size=(2, rows))
+    marked = scores > 1
+    plot_cleaning(path, scores, marked, rng.integers(0, c, rows), rng.integers(0, c, rows), class_names,
+                  rng.integers(0, c, rows))
+
+
+def test_class_names_with_dollar_signs_draw_as_text(tmp_path):
+    """`$` used to start matplotlib's maths text: a ValueError after the labels CSV was written."""
+    cleaning_picture(tmp_path / "dollars.png", ["under_$10", "$10_to_$20", "over $20", r"\frac{a}{b} $x^2$"])
+    assert (tmp_path / "dollars.png").stat().st_size > 20_000
+
+
+def test_label_matrices_show_only_the_most_frequent_classes(tmp_path, monkeypatch):
+    """At thousands of classes a C x C image does not fit in memory; beyond 30 the matrices
+    keep the 30 most frequent classes and say so."""
+    import matplotlib.axes
+
+    from src.figures import MAX_SHOWN_CLASSES, top_classes
+
+    shown, real_imshow = [], matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow",
+                        lambda ax, image, **kw: shown.append(np.shape(image)) or real_imshow(ax, image, **kw))
+    cleaning_picture(tmp_path / "many.png", [f"class {k}" for k in range(45)], rows=400)
+    assert shown == [(MAX_SHOWN_CLASSES, MAX_SHOWN_CLASSES)] * 3
+    rows, cols = np.array([5, 5, 5, 2, 2, 7]), np.array([5, 2, 9, 2, 2, 1])
+    assert top_classes(rows, cols, 10, 2).tolist() == [2, 5] and top_classes(rows, cols, 10, 10).tolist() == list(
+        range(10))

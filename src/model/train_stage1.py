@@ -8,6 +8,7 @@ are kept for inference. Rows are always in the fixed order train, validation, te
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,25 @@ def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) 
         torch.manual_seed(seed * 1000 + m)  # a different head for each model
         models.append(load_classifier(model_name, num_classes))
     return models
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(config):
+    """Running out of host or GPU memory in stage 1 is one line naming the settings that size
+    it (`config`: a Config), not a traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(exc, torch.OutOfMemoryError):
+            where = "GPU"
+        elif isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):  # torch's CPU allocator
+            where = "host"
+        else:
+            raise
+        eval_size = "" if config.eval_batch_size is None else f" {config.eval_batch_size}"
+        raise UserError(f"stage 1 ran out of {where} memory with --n_model {config.n_model}, --train_batch_size "
+                        f"{config.train_batch_size}, --eval_batch_size{eval_size or ' (default)'}; lower them, or "
+                        f"--max_length") from None
 
 
 @dataclass
