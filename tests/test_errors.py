@@ -392,3 +392,17 @@ def test_output_folders_are_checked_before_any_work(fails, tmp_path, monkeypatch
                         else real_access(path, mode, **kw))
     fails(["--cache_dir", str(read_only / "cache")], "--cache_dir", "read_only is not writable")
     fails(["--save_model", "--model_dir", str(read_only)], "--model_dir", "is not writable")
+
+
+def test_a_dangling_symbolic_link_as_an_output_folder_is_refused_before_any_work(tmp_path):
+    """mkdir(exist_ok=True) fails on it with FileExistsError: for --figure_dir after the whole run."""
+    from src.config import parse_config
+    from src.errors import UserError
+    from src.outputs import check_output_dirs
+
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for flag, value in (("--cache_dir", "gone"), ("--figure_dir", "gone"), ("--figure_dir", "gone/figures"),
+                        ("--model_dir", "gone")):
+        config = parse_config([flag, str(tmp_path / value), "--save_model"])
+        with pytest.raises(UserError, match=f"^{flag} .*gone is a symbolic link to .*nowhere, which does not exist"):
+            check_output_dirs(config)

@@ -214,12 +214,16 @@ def _umask() -> int:
 
 def check_writable_dir(path: str | Path, flag: str) -> None:
     """A one-line error before any work when the folder `path` (named by `flag`) cannot be
-    created or written: under a file, or in a folder this user cannot write. Writes nothing."""
+    created or written: under a file or a dangling symbolic link, or in a folder this user
+    cannot write. Writes nothing."""
     from src.errors import UserError
 
     path = Path(path).absolute()
     existing = path
     while not os.path.exists(existing) and existing != existing.parent:  # (False on any OSError)
+        if os.path.islink(existing):  # mkdir would fail on it (FileExistsError), after the run
+            raise UserError(f"{flag} {path}: {existing} is a symbolic link to {os.readlink(existing)}, "
+                            f"which does not exist")
         existing = existing.parent
     if not os.path.isdir(existing):
         raise UserError(f"{flag} {path}: cannot be a folder, {existing} is a file")
