@@ -406,3 +406,55 @@ def test_a_dangling_symbolic_link_as_an_output_folder_is_refused_before_any_work
         config = parse_config([flag, str(tmp_path / value), "--save_model"])
         with pytest.raises(UserError, match=f"^{flag} .*gone is a symbolic link to .*nowhere, which does not exist"):
             check_output_dirs(config)
+
+
+
+# ---- the user's labels and texts, found by --describe ---------------------------
+
+@pytest.fixture
+def describe_fails(tmp_path, monkeypatch, capsys):
+    """describe_fails(args, *expected): `main.py --describe` refuses with one error line."""
+    monkeypatch.chdir(tmp_path)
+
+    def check(args: list[str], *expected: str) -> str:
+        code = main([*args, "--describe"])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", captured
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        for text in expected:
+            assert text in lines[0], lines[0]
+        return lines[0]
+
+    return check
+
+
+@pytest.mark.parametrize("label", ["999999999999", "3000000"])
+def test_an_integer_label_far_beyond_the_others_is_refused(describe_fails, tmp_path, label):
+    """One mistyped id among 0..3 made 10^12 class names (a MemoryError), or 3,000,000 (a 50 MB
+    --describe)."""
+    train = "text,label\n" + "".join(f"match {i},{i % 4}\n" for i in range(40)) + f"goal,{label}\n"
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train)], "train.csv:42",
+                   f"label {label} would make {int(label) + 1} classes", "use only 5 ids")
+
+
+def test_ids_may_skip_a_few_classes(tmp_path, capsys):
+    train = "text,label\n" + "".join(f"match {i},{[1, 2, 7][i % 3]}\n" for i in range(30))
+    from src.data import load_dataset
+
+    assert load_dataset("csv", csv_folder(tmp_path, train), seed=0).num_classes == 8
+    assert "5 of the 8 classes have no train example" in capsys.readouterr().err
+
+
+def test_a_text_of_invisible_characters_is_empty(describe_fails, tmp_path):
+    path = csv_folder(tmp_path, GOOD_TRAIN + "\u200b\u200d,a\n")
+    describe_fails(["--dataset", "csv", "--path", path], "train.csv:42", "empty text")
+
+
+def test_an_abstain_label_that_is_a_class_blames_the_flag(describe_fails, tmp_path):
+    train = "text,label,gold\n" + "".join(f"match {i},{'ab'[i % 2]},{'ab'[i % 3 % 2]}\n" for i in range(40))
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train), "--abstain_label", "b"],
+                   "--abstain_label 'b'", "train.csv:3 has it as a gold label")
+    folder = csv_folder(tmp_path / "named", GOOD_TRAIN, classes_txt="a\nb\n")
+    describe_fails(["--dataset", "csv", "--path", folder, "--abstain_label", "a"], "--abstain_label 'a'",
+                   "classes.txt")

@@ -49,6 +49,36 @@ def test_classes_without_train_examples_and_names_equal_but_for_case_warn(tmp_pa
     assert len(err) == 1 and "'FOOD' and 'food' differ only in case" in err[0], err
 
 
+def test_labels_are_compared_in_unicodes_composed_form(tmp_path):
+    """`café` typed with a combining accent used to be a second class, silently."""
+    labels = ["caf\u00e9", "cafe\u0301", "tea"]
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},{labels[i % 3]}\n" for i in range(30)))
+    splits = load_dataset("csv", str(tmp_path), seed=0)
+    assert splits.class_names == ["caf\u00e9", "tea"]
+    assert sorted(set(splits.train.noisy) | set(splits.validation.noisy)) == [0, 1]
+
+
+def test_only_ascii_digits_are_class_ids(tmp_path):
+    """`３` and `٣` were read as the id 3 (with classes 0, 1 and 2 made up)."""
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},{['３', '٣'][i % 2]}\n" for i in range(30)))
+    assert load_dataset("csv", str(tmp_path), seed=0).class_names == ["٣", "３"]
+
+
+def test_a_class_that_the_hold_out_leaves_without_train_examples_warns(tmp_path, capsys):
+    rows = [f"t{i},{'ab'[i % 2]}\n" for i in range(39)] + ["t39,rare\n"]
+    write(tmp_path / "train.csv", "text,label\n" + "".join(rows))
+    held_out = 0
+    for seed in range(20):
+        splits = load_dataset("csv", str(tmp_path), seed=seed)
+        err = capsys.readouterr().err
+        if 2 not in splits.train.noisy:  # the one `rare` row went to validation
+            held_out += 1
+            assert "1 of the 3 classes have no train example (rare)" in err, (seed, err)
+        else:
+            assert err == "", (seed, err)
+    assert held_out > 0
+
+
 def test_one_model_has_nothing_to_co_regularise(capsys):
     from src.config import parse_config
 
