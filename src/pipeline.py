@@ -31,7 +31,7 @@ from src.errors import UserError
 from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
-from src.model.evaluate import accuracy, denoise, posterior_given_label
+from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
@@ -208,15 +208,17 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     return record
 
 
-def load_noisy_data(config: Config, model_name: str):
+def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
     """The splits with their noise applied, and the maximum length; what can be refused is refused
-    here, before anything is written."""
+    here, before anything is written (for a run and for --describe alike). `local_only`
+    (--describe): the position limit only of a model on this machine (nothing is downloaded)."""
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed, config.columns()),
                          config.noise_type, config.noise_ratio, config.seed)
     splits = apply_trusted(splits, config.trusted)
     check_knn_size(splits, config.noise_ratio, k=K_NEIGHBOURS)
+    check_class_memory(splits.num_classes, config.n_model, splits.name)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
-    limit = max_positions(model_name)
+    limit = max_positions(model_name, local_only)
     if limit is not None and max_length > limit:
         raise UserError(f"--max_length {max_length}: beyond the model's position limit {limit}")
     return splits, max_length

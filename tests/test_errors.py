@@ -458,3 +458,25 @@ def test_an_abstain_label_that_is_a_class_blames_the_flag(describe_fails, tmp_pa
     folder = csv_folder(tmp_path / "named", GOOD_TRAIN, classes_txt="a\nb\n")
     describe_fails(["--dataset", "csv", "--path", folder, "--abstain_label", "a"], "--abstain_label 'a'",
                    "classes.txt")
+
+
+# ---- what a run refuses, --describe refuses ------------------------------------------------
+
+def test_describe_refuses_what_a_run_refuses(describe_fails, tmp_path):
+    """--describe accepted settings that a run refuses before stage 1."""
+    model = config_only_model(tmp_path / "model")  # 64 positions
+    describe_fails(["--bert", model, "--max_length", "100000"], "--max_length 100000", "position limit 64")
+    small = "text,label\n" + "".join(f"match goal {i},{'ab'[i % 2]}\n" for i in range(40))
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, small), "--noise_ratio", "0.99"],
+                   "k=10", "--noise_ratio 0.99")
+
+
+def test_classes_whose_c_by_c_steps_cannot_fit_are_refused_before_stage_1(describe_fails, tmp_path, monkeypatch):
+    from src.model import evaluate
+
+    monkeypatch.setattr(evaluate, "host_memory_bytes", lambda: 2**20)  # a machine of 1 MiB
+    train = "text,label\n" + "".join(f"match {i},c{i}\n" for i in range(200))
+    folder = csv_folder(tmp_path, train, valid_csv="text,label\n" + "".join(f"goal {i},c{i}\n" for i in range(20)))
+    describe_fails(["--dataset", "csv", "--path", folder], "csv: 200 classes",
+                   "need about 3 MiB, more than this machine's 1 MiB")
+    assert evaluate.class_memory_bytes(10_000, 2) > 700 * 10**7  # 10,000 classes, 2 models: 7.6 GB

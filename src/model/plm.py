@@ -104,10 +104,13 @@ def load_classifier(name: str, num_classes: int):
     return model  # float32 master weights even from a half-precision checkpoint
 
 
-def max_positions(name: str) -> int | None:
-    """The model's position limit (None when the config does not say)."""
+def max_positions(name: str, local_only: bool = False) -> int | None:
+    """The model's position limit (None when the config does not say, or with `local_only` when
+    the model is not on this machine: a hub name)."""
     from transformers import AutoConfig
 
+    if local_only and name not in ALIASES and not Path(name).exists():
+        return None
     try:
         path = resolve_model_path(name)
         config = AutoConfig.from_pretrained(path, **_load_args(path))
