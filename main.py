@@ -20,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         if config.describe:  # the data only: no model is loaded, nothing is written
             import json
 
-            from src.data import describe
+            from src.data import describe_splits
+            from src.pipeline import load_noisy_data
 
-            print(json.dumps(describe(config.dataset, config.path, config.noise_type,
-                                      config.noise_ratio, config.seed, config.columns(), config.trusted)))
+            splits, _ = load_noisy_data(config, config.model_name(), local_only=True)  # a run's checks
+            print(json.dumps(describe_splits(splits)))
             return 0
         from src.pipeline import run
 

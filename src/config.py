@@ -78,7 +78,7 @@ class Config:
         from src.data.user_files import Columns
 
         return Columns.parse(self.text_column, self.label_column, self.gold_column, self.abstain_label,
-                             self.trusted_column)
+                             self.trusted_column, gold_required=self.gold_column != "gold")  # named: must be there
 
     def model_name(self) -> str:
         if self.bert:

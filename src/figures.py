@@ -24,7 +24,7 @@ from sklearn.metrics import precision_recall_curve
 from src.report import METHOD_ORDER, setting_key
 from src.utils.common import atomic_file
 
-MAX_NAMED_CLASSES = 30  # beyond this the matrices' axes show class ids, not names
+MAX_SHOWN_CLASSES = 30  # beyond this a matrix shows only the most frequent classes
 MAX_ANNOTATED_CLASSES = 10  # up to this each cell of a matrix shows its count
 
 
@@ -148,9 +148,9 @@ def _suptitle(fig, text: str) -> None:
     fig.tight_layout()
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, path: Path, open_file=atomic_file) -> None:
     try:
-        with atomic_file(path) as f:  # never a half-written png
+        with open_file(path) as f:  # never a half-written png
             fig.savefig(f, dpi=110, format="png")
     finally:
         plt.close(fig)
@@ -158,12 +158,13 @@ def _save(fig, path: Path) -> None:
 
 def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.ndarray, cleaned: np.ndarray,
                   class_names: list[str], gold: np.ndarray | None = None, score_name: str = "dynamics score",
-                  title: str = "", trusted: np.ndarray | None = None) -> None:
+                  title: str = "", trusted: np.ndarray | None = None, open_file=atomic_file) -> None:
     """One run's cleaning. scores and marked [M, N]: each model's marking score and marks on
     train+validation; given, cleaned (and gold) [N] class ids; trusted [N] bool: rows with a
     verified label (never marked). Top: per model, the histogram of the score for kept, marked
     and trusted rows and the threshold (the lowest marked score); bottom: the given-vs-cleaned
-    matrix, and with gold labels given and cleaned against gold (rows: shares)."""
+    matrix, and with gold labels given and cleaned against gold (rows: shares). `open_file`:
+    how the png is written (atomically; by a run, staged with its other files)."""
     trusted = np.zeros(len(given), dtype=bool) if trusted is None else np.asarray(trusted, dtype=bool)
     matrices = [("given label", given, "suggested label", cleaned)]
     if gold is not None:
@@ -192,15 +193,22 @@ def plot_cleaning(path: Path, scores: np.ndarray, marked: np.ndarray, given: np.
         ax.set_visible(True)
         _label_matrix(ax, rows, cols_, class_names, row_name, col_name)
     _suptitle(fig, title or "What the cleaning changed")
-    _save(fig, path)
+    _save(fig, path, open_file)
 
 
 def _label_matrix(ax, rows: np.ndarray, cols: np.ndarray, class_names: list[str], row_name: str,
                   col_name: str) -> None:
-    """Counts of (row label, column label) pairs, coloured by each row's share."""
-    c = len(class_names)
+    """Counts of (row label, column label) pairs, coloured by each row's share; beyond
+    MAX_SHOWN_CLASSES classes only the most frequent ones (a C x C image would be unreadable,
+    and at thousands of classes would not fit in memory)."""
+    shown = top_classes(rows, cols, len(class_names), MAX_SHOWN_CLASSES)  # class ids, in id order
+    position = np.full(len(class_names), -1)
+    position[shown] = np.arange(len(shown))
+    r, k = position[rows], position[cols]
+    both = (r >= 0) & (k >= 0)
+    c = len(shown)
     counts = np.zeros((c, c), dtype=np.int64)
-    np.add.at(counts, (rows, cols), 1)
+    np.add.at(counts, (r[both], k[both]), 1)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     if c <= MAX_ANNOTATED_CLASSES:
@@ -208,11 +216,21 @@ def _label_matrix(ax, rows: np.ndarray, cols: np.ndarray, class_names: list[str]
             if counts[i, j]:
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if shares[i, j] > 0.6 else "black")
-    if c <= MAX_NAMED_CLASSES:
-        names = [textwrap.shorten(name, 18, placeholder="…") for name in class_names]
-        ax.set_xticks(range(c), names, rotation=90, fontsize=7)
-        ax.set_yticks(range(c), names, fontsize=7)
+    # parse_math off: a class name such as `under_$10` is text, not matplotlib's maths
+    names = [textwrap.shorten(class_names[k], 18, placeholder="…") for k in shown]
+    ax.set_xticks(range(c), names, rotation=90, fontsize=7, parse_math=False)
+    ax.set_yticks(range(c), names, fontsize=7, parse_math=False)
     agree = float((rows == cols).mean()) if len(rows) else float("nan")
-    ax.set_xlabel(col_name + ("" if c <= MAX_NAMED_CLASSES else " (class id)"))
-    ax.set_ylabel(row_name + ("" if c <= MAX_NAMED_CLASSES else " (class id)"))
+    some = "" if c == len(class_names) else f" ({c} most frequent of {len(class_names)} classes)"
+    ax.set_xlabel(col_name + some)
+    ax.set_ylabel(row_name)
     ax.set_title(f"{row_name} vs {col_name}: {agree:.1%} agree", fontsize=10)
+
+
+def top_classes(rows: np.ndarray, cols: np.ndarray, num_classes: int, limit: int) -> np.ndarray:
+    """The ids of the `limit` classes most frequent in rows and cols together (all when there
+    are no more), in id order."""
+    if num_classes <= limit:
+        return np.arange(num_classes)
+    counts = np.bincount(np.concatenate([rows, cols]), minlength=num_classes)
+    return np.sort(np.argsort(-counts, kind="stable")[:limit])

@@ -1,6 +1,7 @@
 """What a run leaves behind: the run record (cache/runs/<run_id>.json), the results log, the
 per-epoch stage-2 accuracies, the detectors' arrays, the cleaned-labels CSV, the saved models,
-and the summary lines of the log. Everything is written atomically, after the method has run."""
+and the summary lines of the log. Everything is written after the method has run, under
+temporary names put in place together (`staged_files`): a run that fails keeps none of them."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from tqdm.auto import tqdm
 from src.accel.host_memory import peak_gpu_mb, peak_host_mb
 from src.config import Config
 from src.data import noise_rate
+from src.errors import UserError
 from src.methods import ablations_of, run_label
-from src.utils.common import append_line, atomic_file, atomic_save_npy, atomic_write_json, check_writable_dir
+from src.utils.common import StagedFiles, check_writable_dir, json_bytes
 from src.utils.labels_file import label_rows, write_labels_csv
 
 
@@ -95,20 +97,24 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
     }
 
 
-def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays: dict) -> None:
+def write_outputs(files: StagedFiles, config: Config, record: dict, models, tokenizer, vaes, arrays: dict) -> None:
     """The run record, the results-log line, the stage-2 accuracies, the detectors' arrays and
-    (with --save_model) the last-epoch classifiers and the VAEs."""
+    (with --save_model) the last-epoch classifiers and the VAEs, staged in `files`."""
     cache = Path(config.cache_dir)
     if record["stage2"]:
         stage2_acc = np.array([r.get("test_accuracy") or np.nan for r in record["stage2"]], dtype=np.float64)
-        atomic_save_npy(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy", stage2_acc)
+        with files.open_shared(cache / f"dygen_acc_{config.noise_ratio}_{config.total_iter}.npy") as f:
+            np.save(f, stage2_acc)
     if arrays:  # per-example detector scores and flags, for the precision-recall figure
         record["arrays"] = str(cache / "runs" / f"{record['run_id']}.npz")
-        with atomic_file(record["arrays"]) as f:
+        with files.open(record["arrays"]) as f:
             np.savez_compressed(f, **arrays)
-    atomic_write_json(cache / "runs" / f"{record['run_id']}.json", record)
+    if config.save_model:  # last-epoch classifiers (from_pretrained-loadable) and the VAEs
+        save_models(files, Path(config.model_dir) / record["run_id"], models, tokenizer, vaes)
+    with files.open(cache / "runs" / f"{record['run_id']}.json") as f:
+        f.write(json_bytes(record))
     c = config
-    append_line(cache / f"{c.dataset}-results.logs", "\t".join(str(x) for x in [
+    files.append_line(cache / f"{c.dataset}-results.logs", "\t".join(str(x) for x in [
         record["finished_at"], record["run_id"], f"method={record['method_label']}",
         f"bert={record['resolved']['bert']}",
         f"noise={record['resolved']['noise_type']}", f"ratio={c.noise_ratio}", f"seed={c.seed}",
@@ -117,13 +123,25 @@ def write_outputs(config: Config, record: dict, models, tokenizer, vaes, arrays:
         f"acc_after={fmt(record['accuracy_after'])}", f"acc={fmt(record['accuracy'])}",
         f"stage1_reused={record['stage1_cache']['hit']}", f"total_s={record['timings_s']['total']:.1f}",
     ]))
-    if config.save_model:  # last-epoch classifiers (from_pretrained-loadable) and the VAEs
-        out = Path(config.model_dir) / record["run_id"]
+
+
+def save_models(files: StagedFiles, out: Path, models, tokenizer, vaes) -> None:
+    """model_save/<run_id>/: classifier_<m>/ (save_pretrained) and vae_<m>.pt, staged as one
+    folder. Whatever fails to write (safetensors and torch.save raise their own error types)
+    is one line naming --model_dir."""
+    from safetensors import SafetensorError
+
+    folder = files.folder(out)
+    try:
         for m, model in enumerate(models):
-            model.save_pretrained(out / f"classifier_{m}")
-            tokenizer.save_pretrained(out / f"classifier_{m}")
+            model.save_pretrained(folder / f"classifier_{m}")
+            tokenizer.save_pretrained(folder / f"classifier_{m}")
         for m, vae in enumerate(vaes):
-            torch.save(vae.state_dict(), out / f"vae_{m}.pt")
+            torch.save(vae.state_dict(), folder / f"vae_{m}.pt")
+    except (OSError, RuntimeError, SafetensorError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UserError(f"--model_dir {out}: the models could not be written ({reason}); nothing of this "
+                        f"run was kept") from None
 
 
 def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
@@ -146,7 +164,7 @@ def suggestion_line(suggestion: dict) -> str:
                    f"right: {right['share']:.1%}, 95% interval {low:.1%}-{high:.1%})")
 
 
-def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
+def write_labels(files: StagedFiles, config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,
                  marked: np.ndarray, test_probs: np.ndarray | None, abstained_probs: np.ndarray | None = None,
                  suggested: np.ndarray | None = None) -> Path:
     """cache/runs/<run_id>-labels.csv: train and validation rows (those without a label after the
@@ -171,12 +189,12 @@ def write_labels(config: Config, run_id: str, splits, cleaned: np.ndarray, noise
     if splits.test.gold is None and len(splits.test):
         rows += label_rows("test", splits.test.texts, splits.class_names, test_probs, splits.test.noisy)
     path = Path(config.cache_dir) / "runs" / f"{run_id}-labels.csv"
-    write_labels_csv(path, rows)
+    write_labels_csv(path, rows, open_file=files.open)
     return path
 
 
-def write_cleaning_figure(config: Config, run_id: str, scores: np.ndarray, marked: np.ndarray, given: np.ndarray,
-                          cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
+def write_cleaning_figure(files: StagedFiles, config: Config, run_id: str, scores: np.ndarray, marked: np.ndarray,
+                          given: np.ndarray, cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
                           score_name: str, trusted: np.ndarray) -> Path:
     """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
     from src.figures import plot_cleaning
@@ -184,7 +202,7 @@ def write_cleaning_figure(config: Config, run_id: str, scores: np.ndarray, marke
     path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
     plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name, trusted=trusted,
                   title=f"{config.dataset}, {run_label(config)}, seed {config.seed}: noise score and marking "
-                        f"(top), labels before and after cleaning (bottom)")
+                        f"(top), labels before and after cleaning (bottom)", open_file=files.open)
     return path
 
 

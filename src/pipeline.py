@@ -38,11 +38,11 @@ from src.errors import UserError
 from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
-from src.model.evaluate import accuracy, denoise, posterior_given_label
+from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
 from src.model.suggest import change_quality, choose_margin, crossfit_folds, suggest_labels
-from src.model.train_stage1 import new_classifiers, train_stage1
+from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import (
     check_output_dirs,
@@ -56,7 +56,7 @@ from src.outputs import (
     write_outputs,
 )
 from src.utils.batches import shuffled_batches
-from src.utils.common import configure_cuda, resolve_runtime, seed_everything
+from src.utils.common import configure_cuda, resolve_runtime, seed_everything, staged_files
 from src.utils.rows import column
 
 CROSSFIT_FOLDS = 5  # folds of the trusted rows for the suggestion margin and its estimate
@@ -124,7 +124,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
         f"({runtime.precision}); method {run_label(config)}")
 
-    with timer("stage1"):  # co-regularised fine-tuning, embeddings recorded every epoch (or reused)
+    with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
         stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, world)
     if not world.main:  # torchrun: the rest is rank 0's
         return None
@@ -201,26 +201,29 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     given_label_prob = cleaned[np.arange(len(fit_labels)), fit_labels]  # [N_train + N_val] low: likely wrong
     record["suggestion"] = suggestion_record(suggestion, suggestion_quality(fit_labels, suggestion["labels"],
                                                                            given_label_prob, fit_gold))
-    labels_file = write_labels(config, record["run_id"], splits, cleaned, scores.mean(0), np.any(marks, axis=0),
-                               denoised, abstained_probs, suggested=suggestion["labels"])
-    record["figure"] = str(write_cleaning_figure(
-        config, record["run_id"], marking_scores, np.stack(marks), fit_labels, suggestion["labels"], splits.class_names,
-        fit_gold, score_name="last-epoch loss" if settings.marking == "loss" else "dynamics score",
-        trusted=fit_trusted >= 0))
-    write_outputs(config, record, models, tokenizer, vaes, detection_arrays)
+    with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
+        labels_file = write_labels(files, config, record["run_id"], splits, cleaned, scores.mean(0),
+                                   np.any(marks, axis=0), denoised, abstained_probs, suggested=suggestion["labels"])
+        record["figure"] = str(write_cleaning_figure(
+            files, config, record["run_id"], marking_scores, np.stack(marks), fit_labels, suggestion["labels"],
+            splits.class_names, fit_gold, score_name="last-epoch loss" if settings.marking == "loss"
+            else "dynamics score", trusted=fit_trusted >= 0))
+        write_outputs(files, config, record, models, tokenizer, vaes, detection_arrays)
     log_summary(record, labels_file)
     return record
 
 
-def load_noisy_data(config: Config, model_name: str):
+def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
     """The splits with their noise applied, and the maximum length; what can be refused is refused
-    here, before anything is written."""
+    here, before anything is written (for a run and for --describe alike). `local_only`
+    (--describe): the position limit only of a model on this machine (nothing is downloaded)."""
     splits = apply_noise(load_dataset(config.dataset, config.path, config.seed, config.columns()),
                          config.noise_type, config.noise_ratio, config.seed)
     splits = apply_trusted(splits, config.trusted)
     check_knn_size(splits, config.noise_ratio, k=K_NEIGHBOURS)
+    check_class_memory(splits.num_classes, config.n_model, splits.name)
     max_length = config.max_length or MAX_LENGTH.get(config.dataset, 128)
-    limit = max_positions(model_name)
+    limit = max_positions(model_name, local_only)
     if limit is not None and max_length > limit:
         raise UserError(f"--max_length {max_length}: beyond the model's position limit {limit}")
     return splits, max_length

@@ -52,6 +52,9 @@ def test_jsonl_reads_other_keys_the_same_way(tmp_path):
 @pytest.mark.parametrize("flags, expected", [
     (["--text_column", "body"], "no column 'body' for the text (--text_column); the header has text,label"),
     (["--label_column", "y"], "no column 'y' for the label (--label_column); the file has text, label"),
+    # the default `gold` may be absent; a gold column named on the command line may not
+    (["--gold_column", "gld"], "no column 'gld' for the gold label (--gold_column) in any file; the file has text, "
+                               "label"),
 ])
 def test_a_missing_column_is_one_line_listing_the_files_columns(tmp_path, capsys, monkeypatch, flags, expected):
     monkeypatch.chdir(tmp_path)
@@ -66,6 +69,7 @@ def test_a_missing_column_is_one_line_listing_the_files_columns(tmp_path, capsys
     (["--dataset", "demo", "--text_column", "title"], "--text_column: names a column of your own files"),
     (["--dataset", "csv", "--label_column", "text"], "must name different columns"),
     (["--dataset", "csv", "--text_column", "a,,b"], "a column name is empty"),
+    (["--dataset", "csv", "--text_column", "text,text"], "names the column 'text' more than once"),  # each text twice
 ])
 def test_column_flags_that_cannot_be_right_are_refused(capsys, args, expected):
     assert main([*args, "--describe"]) == 2

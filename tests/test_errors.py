@@ -195,6 +195,77 @@ def test_bert_that_is_not_reachable(tmp_path):
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
+def config_only_model(folder, **extra) -> str:
+    """A model folder with only a config.json (a 1-layer BERT), plus `extra` keys."""
+    from transformers import BertConfig
+
+    BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
+               max_position_embeddings=64).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **extra}))
+    return str(folder)
+
+
+def test_every_load_refuses_the_models_own_code(tmp_path, monkeypatch):
+    """from_pretrained without trust_remote_code=False asks "run the custom code? [y/N]"."""
+    import torch
+    import transformers
+
+    from src.errors import UserError
+    from src.model import plm
+
+    folder = config_only_model(tmp_path / "model")
+    asked = []
+
+    def spy(name, *args, **kwargs):
+        asked.append(kwargs.get("trust_remote_code"))
+        raise OSError("not loaded here")
+
+    for auto in ("AutoTokenizer", "AutoConfig", "AutoModel", "AutoModelForSequenceClassification"):
+        monkeypatch.setattr(getattr(transformers, auto), "from_pretrained", spy)
+    loads = [lambda: plm.load_tokenizer(folder), lambda: plm.load_classifier(folder, 2),
+             lambda: plm.max_positions(folder),
+             lambda: plm.pretrained_embeddings(folder, None, np.arange(1), torch.device("cpu"), "fp32")]
+    for load in loads:
+        with pytest.raises(UserError, match="could not load the model"):
+            load()
+    assert asked == [False] * len(loads)
+
+
+def test_a_model_folder_with_its_own_code_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code_ran"
+    folder = tmp_path / "custom"
+    config_only_model(folder, auto_map={"AutoConfig": "evil.EvilConfig",
+                                        "AutoModelForSequenceClassification": "evil.EvilModel"})
+    (folder / "evil.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
+    code = main(["--bert", str(folder), "--epochs", "1", "--total_iter", "1", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: --bert {folder}: config.json has an "
+                                                             f"auto_map"), err
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["custom"]
+
+
+def test_pickled_weights_are_one_line(tmp_path):
+    """torch refuses to unpickle objects from pytorch_model.bin (UnpicklingError): one line."""
+    import torch
+
+    from src.errors import UserError
+    from src.model.plm import load_classifier
+
+    marker = tmp_path / "pickle_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.mkdir, (str(marker),)
+
+    folder = config_only_model(tmp_path / "pickled")
+    torch.save({"bert.embeddings.word_embeddings.weight": Payload()}, tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(UserError, match="--bert .*pickled: the weights file holds pickled Python objects"):
+        load_classifier(folder, 2)
+    assert not marker.exists()
+
+
 def test_max_length_beyond_the_model(fails):
     fails(["--max_length", "1000"], "--max_length 1000", "128")  # the tiny BERT has 128 positions
 
@@ -321,3 +392,91 @@ def test_output_folders_are_checked_before_any_work(fails, tmp_path, monkeypatch
                         else real_access(path, mode, **kw))
     fails(["--cache_dir", str(read_only / "cache")], "--cache_dir", "read_only is not writable")
     fails(["--save_model", "--model_dir", str(read_only)], "--model_dir", "is not writable")
+
+
+def test_a_dangling_symbolic_link_as_an_output_folder_is_refused_before_any_work(tmp_path):
+    """mkdir(exist_ok=True) fails on it with FileExistsError: for --figure_dir after the whole run."""
+    from src.config import parse_config
+    from src.errors import UserError
+    from src.outputs import check_output_dirs
+
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for flag, value in (("--cache_dir", "gone"), ("--figure_dir", "gone"), ("--figure_dir", "gone/figures"),
+                        ("--model_dir", "gone")):
+        config = parse_config([flag, str(tmp_path / value), "--save_model"])
+        with pytest.raises(UserError, match=f"^{flag} .*gone is a symbolic link to .*nowhere, which does not exist"):
+            check_output_dirs(config)
+
+
+
+# ---- the user's labels and texts, found by --describe ---------------------------
+
+@pytest.fixture
+def describe_fails(tmp_path, monkeypatch, capsys):
+    """describe_fails(args, *expected): `main.py --describe` refuses with one error line."""
+    monkeypatch.chdir(tmp_path)
+
+    def check(args: list[str], *expected: str) -> str:
+        code = main([*args, "--describe"])
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "", captured
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+        for text in expected:
+            assert text in lines[0], lines[0]
+        return lines[0]
+
+    return check
+
+
+@pytest.mark.parametrize("label", ["999999999999", "3000000"])
+def test_an_integer_label_far_beyond_the_others_is_refused(describe_fails, tmp_path, label):
+    """One mistyped id among 0..3 made 10^12 class names (a MemoryError), or 3,000,000 (a 50 MB
+    --describe)."""
+    train = "text,label\n" + "".join(f"match {i},{i % 4}\n" for i in range(40)) + f"goal,{label}\n"
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train)], "train.csv:42",
+                   f"label {label} would make {int(label) + 1} classes", "use only 5 ids")
+
+
+def test_ids_may_skip_a_few_classes(tmp_path, capsys):
+    train = "text,label\n" + "".join(f"match {i},{[1, 2, 7][i % 3]}\n" for i in range(30))
+    from src.data import load_dataset
+
+    assert load_dataset("csv", csv_folder(tmp_path, train), seed=0).num_classes == 8
+    assert "5 of the 8 classes have no train example" in capsys.readouterr().err
+
+
+def test_a_text_of_invisible_characters_is_empty(describe_fails, tmp_path):
+    path = csv_folder(tmp_path, GOOD_TRAIN + "\u200b\u200d,a\n")
+    describe_fails(["--dataset", "csv", "--path", path], "train.csv:42", "empty text")
+
+
+def test_an_abstain_label_that_is_a_class_blames_the_flag(describe_fails, tmp_path):
+    train = "text,label,gold\n" + "".join(f"match {i},{'ab'[i % 2]},{'ab'[i % 3 % 2]}\n" for i in range(40))
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, train), "--abstain_label", "b"],
+                   "--abstain_label 'b'", "train.csv:3 has it as a gold label")
+    folder = csv_folder(tmp_path / "named", GOOD_TRAIN, classes_txt="a\nb\n")
+    describe_fails(["--dataset", "csv", "--path", folder, "--abstain_label", "a"], "--abstain_label 'a'",
+                   "classes.txt")
+
+
+# ---- what a run refuses, --describe refuses ------------------------------------------------
+
+def test_describe_refuses_what_a_run_refuses(describe_fails, tmp_path):
+    """--describe accepted settings that a run refuses before stage 1."""
+    model = config_only_model(tmp_path / "model")  # 64 positions
+    describe_fails(["--bert", model, "--max_length", "100000"], "--max_length 100000", "position limit 64")
+    small = "text,label\n" + "".join(f"match goal {i},{'ab'[i % 2]}\n" for i in range(40))
+    describe_fails(["--dataset", "csv", "--path", csv_folder(tmp_path, small), "--noise_ratio", "0.99"],
+                   "k=10", "--noise_ratio 0.99")
+
+
+def test_classes_whose_c_by_c_steps_cannot_fit_are_refused_before_stage_1(describe_fails, tmp_path, monkeypatch):
+    from src.model import evaluate
+
+    monkeypatch.setattr(evaluate, "host_memory_bytes", lambda: 2**20)  # a machine of 1 MiB
+    train = "text,label\n" + "".join(f"match {i},c{i}\n" for i in range(200))
+    folder = csv_folder(tmp_path, train, valid_csv="text,label\n" + "".join(f"goal {i},c{i}\n" for i in range(20)))
+    describe_fails(["--dataset", "csv", "--path", folder], "csv: 200 classes",
+                   "need about 3 MiB, more than this machine's 1 MiB")
+    assert evaluate.class_memory_bytes(10_000, 2) > 700 * 10**7  # 10,000 classes, 2 models: 7.6 GB

@@ -54,3 +54,27 @@ def test_lr_schedule_is_transformers_linear_schedule_with_warmup(total):
 def test_lr_schedule_restart_warms_up_every_epoch():
     restart, linear = lr_lambda(100, 10, "restart"), lr_lambda(100, 10, "linear")
     assert [restart(10 * e + s) for e in range(10) for s in range(10)] == [linear(s) for s in range(10)] * 10
+
+
+def test_denoise_takes_fewer_rows_at_a_time_at_many_classes(monkeypatch):
+    """[512, C, C] products took 200 GB at 10,000 classes: the batch shrinks to fit, and each
+    row's result stays the same."""
+    from src.model import evaluate
+    from src.model.network import DirichletVAE
+    from src.model.train_stage2 import Trajectories
+
+    torch.manual_seed(0)
+    n, c = 40, 6
+    vaes = [DirichletVAE(8, c), DirichletVAE(8, c)]  # z: 2 epochs x 4
+    trajectories = Trajectories([np.random.default_rng(m).standard_normal((n, 2, 4)).astype(np.float16)
+                                 for m in range(2)], torch.device("cpu"))
+    probs = np.random.default_rng(2).dirichlet(np.ones(c), size=(2, n)).astype(np.float32)
+    whole = evaluate.denoise(vaes, trajectories, np.arange(n), probs)
+    rows = []
+    for vae in vaes:
+        real = vae.alpha_all_labels
+        monkeypatch.setattr(vae, "alpha_all_labels", lambda z, real=real: rows.append(len(z)) or real(z))
+    monkeypatch.setattr(evaluate, "DENOISE_BYTES", 7 * evaluate.PRODUCT_BYTES_PER_CELL * c * c)  # 7 rows fit
+    assert np.allclose(evaluate.denoise(vaes, trajectories, np.arange(n), probs), whole, atol=1e-6)
+    assert max(rows) == 7 and sum(rows) == 2 * n
+    assert evaluate.denoise_rows(10_000, 512, 1 << 30) == 1 and evaluate.denoise_rows(134, 512, 1 << 30) == 512

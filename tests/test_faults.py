@@ -49,6 +49,36 @@ def test_classes_without_train_examples_and_names_equal_but_for_case_warn(tmp_pa
     assert len(err) == 1 and "'FOOD' and 'food' differ only in case" in err[0], err
 
 
+def test_labels_are_compared_in_unicodes_composed_form(tmp_path):
+    """`café` typed with a combining accent used to be a second class, silently."""
+    labels = ["caf\u00e9", "cafe\u0301", "tea"]
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},{labels[i % 3]}\n" for i in range(30)))
+    splits = load_dataset("csv", str(tmp_path), seed=0)
+    assert splits.class_names == ["caf\u00e9", "tea"]
+    assert sorted(set(splits.train.noisy) | set(splits.validation.noisy)) == [0, 1]
+
+
+def test_only_ascii_digits_are_class_ids(tmp_path):
+    """`３` and `٣` were read as the id 3 (with classes 0, 1 and 2 made up)."""
+    write(tmp_path / "train.csv", "text,label\n" + "".join(f"t{i},{['３', '٣'][i % 2]}\n" for i in range(30)))
+    assert load_dataset("csv", str(tmp_path), seed=0).class_names == ["٣", "３"]
+
+
+def test_a_class_that_the_hold_out_leaves_without_train_examples_warns(tmp_path, capsys):
+    rows = [f"t{i},{'ab'[i % 2]}\n" for i in range(39)] + ["t39,rare\n"]
+    write(tmp_path / "train.csv", "text,label\n" + "".join(rows))
+    held_out = 0
+    for seed in range(20):
+        splits = load_dataset("csv", str(tmp_path), seed=seed)
+        err = capsys.readouterr().err
+        if 2 not in splits.train.noisy:  # the one `rare` row went to validation
+            held_out += 1
+            assert "1 of the 3 classes have no train example (rare)" in err, (seed, err)
+        else:
+            assert err == "", (seed, err)
+    assert held_out > 0
+
+
 def test_one_model_has_nothing_to_co_regularise(capsys):
     from src.config import parse_config
 
@@ -148,3 +178,117 @@ def test_labels_csv_cells_are_never_spreadsheet_formulas(tmp_path):
         read = list(csv.DictReader(f))
     assert [r["text"] for r in read] == ["'" + t for t in texts[:5]] + ["plain = text"]
     assert {r["noisy_label"] for r in read} == {r["cleaned_label"] for r in read} == {"'=cmd"}
+
+
+# ---- a run that fails after stage 1 keeps none of its files ---------------------------------
+
+def no_run_files(tmp_path) -> bool:
+    """Nothing of a run in cache/ (but the reusable stage-1 entry), figure/ or model_save/."""
+    cache, kept = tmp_path / "cache", []
+    for folder in (cache / "runs", tmp_path / "figure", tmp_path / "model_save"):
+        kept += list(folder.rglob("*")) if folder.exists() else []
+    kept += list(cache.glob("*.logs")) + list(cache.glob("dygen_acc_*"))
+    return not kept
+
+
+def test_weights_that_diverge_in_the_last_step_stop_the_run(run_main, tmp_path, monkeypatch):
+    """The loss of every step is finite, but the last update broke the weights: stage 1 used to
+    store an entry whose probabilities are NaN, then fail to read it back (a traceback)."""
+    from src.model import train_stage1
+
+    real = train_stage1.train_epoch
+
+    def diverged(steps, *args, **kwargs):
+        out = real(steps, *args, **kwargs)
+        with torch.no_grad():
+            for model in steps.models:
+                for weight in model.parameters():
+                    weight.fill_(float("inf"))
+        return out
+
+    monkeypatch.setattr(train_stage1, "train_epoch", diverged)
+    code, err = run_main()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: stage 1 epoch 1/1: the models' class probabilities or embeddings are not "
+                             "finite"), err
+    assert no_result_written(tmp_path)
+
+
+def test_a_run_record_that_cannot_be_written_leaves_none_of_the_runs_files(run_main, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def replace(source, target, **kwargs):  # the disk fills up as the run record is put in place
+        if str(target).endswith(".json") and os.path.basename(os.path.dirname(target)) == "runs":
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real_replace(source, target, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, err = run_main()
+    assert code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+    assert no_run_files(tmp_path)
+
+
+def test_models_that_cannot_be_saved_are_one_line_and_nothing_of_the_run_is_kept(run_main, tmp_path, monkeypatch):
+    """safetensors raises its own error type on a full disk, not an OSError."""
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    def full_disk(tensors, filename, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise SafetensorError("Error while serializing: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full_disk)
+    code, err = run_main("--save_model")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: --model_dir ") and "No space left on device" in err[0], err
+    assert no_run_files(tmp_path)
+
+
+def test_out_of_memory_in_stage_1_names_the_settings(run_main, tmp_path, monkeypatch):
+    from src import pipeline
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipeline, "new_classifiers", out_of_memory)
+    code, err = run_main("--n_model", "50")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: stage 1 ran out of") and "--n_model 50" in err[0], err
+    assert no_result_written(tmp_path)
+
+
+# ---- the picture of the cleaning ----------------------------------------------------------
+
+def cleaning_picture(path, class_names: list[str], rows: int = 200) -> None:
+    from src.figures import plot_cleaning
+
+    rng = np.random.default_rng(0)
+    c = len(class_names)
+    scores = rng.normal(size=(2, rows))
+    marked = scores > 1
+    plot_cleaning(path, scores, marked, rng.integers(0, c, rows), rng.integers(0, c, rows), class_names,
+                  rng.integers(0, c, rows))
+
+
+def test_class_names_with_dollar_signs_draw_as_text(tmp_path):
+    """`$` used to start matplotlib's maths text: a ValueError after the labels CSV was written."""
+    cleaning_picture(tmp_path / "dollars.png", ["under_$10", "$10_to_$20", "over $20", r"\frac{a}{b} $x^2$"])
+    assert (tmp_path / "dollars.png").stat().st_size > 20_000
+
+
+def test_label_matrices_show_only_the_most_frequent_classes(tmp_path, monkeypatch):
+    """At thousands of classes a C x C image does not fit in memory; beyond 30 the matrices
+    keep the 30 most frequent classes and say so."""
+    import matplotlib.axes
+
+    from src.figures import MAX_SHOWN_CLASSES, top_classes
+
+    shown, real_imshow = [], matplotlib.axes.Axes.imshow
+    monkeypatch.setattr(matplotlib.axes.Axes, "imshow",
+                        lambda ax, image, **kw: shown.append(np.shape(image)) or real_imshow(ax, image, **kw))
+    cleaning_picture(tmp_path / "many.png", [f"class {k}" for k in range(45)], rows=400)
+    assert shown == [(MAX_SHOWN_CLASSES, MAX_SHOWN_CLASSES)] * 3
+    rows, cols = np.array([5, 5, 5, 2, 2, 7]), np.array([5, 2, 9, 2, 2, 1])
+    assert top_classes(rows, cols, 10, 2).tolist() == [2, 5] and top_classes(rows, cols, 10, 10).tolist() == list(
+        range(10))

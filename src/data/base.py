@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,12 @@ class Splits:
         for _, split in self.abstained_items():
             texts += split.texts
         return texts
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` shows nothing: only spaces, or invisible characters such as a zero-width
+    space (format and control characters, which str.strip keeps)."""
+    return all(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp") for ch in text)
 
 
 def require_dir(path: str | Path, dataset: str) -> Path:

@@ -24,21 +24,24 @@ names, in sorted order. With `classes.txt` (one name per line, in class order) a
 appears in it is that name: when any line of classes.txt is a number, every label is looked up
 as a name there (so `3,1,2,0` means the classes named 3, 1, 2 and 0, not positions); when none
 is, integer labels are positions in it. The order is part of the `--describe` output and of
-every run record. Classes without a train example, and names that differ only in case, are
-warned about. Without `valid`, a seeded 20% of train is held out. Without `test` or `gold`, the
-run still completes: what needs gold labels is reported as null.
+every run record. Labels are read in Unicode's composed form (NFC: `café` typed either way is one
+class); ids are ASCII digits only. Classes without a train example (after the hold-out), and
+names that differ only in case, are warned about. Without `valid`, a seeded 20% of train is held
+out. Without `test` or `gold`, the run still completes: what needs gold labels is reported as
+null; a gold column named with --gold_column must be in some file.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from src.data.base import Split, Splits, require_dir
+from src.data.base import Split, Splits, is_blank, require_dir
 from src.data.records import csv_rows, jsonl_records, read_text
 from src.errors import UserError, warn
 
@@ -55,12 +58,16 @@ class Columns:
     gold: str = "gold"
     abstain: str | None = None  # a label value meaning "no label" (an empty cell always does)
     trusted: str | None = None  # a column of verified labels on some rows (a trusted sample)
+    gold_required: bool = False  # named by --gold_column: some file must have it
 
     @classmethod
     def parse(cls, text: str = "text", label: str = "label", gold: str = "gold",
-              abstain: str | None = None, trusted: str | None = None) -> Columns:
+              abstain: str | None = None, trusted: str | None = None, gold_required: bool = False) -> Columns:
         """From the flags: --text_column `title,description` names two columns."""
         names = tuple(name.strip() for name in text.split(","))
+        repeated = [name for k, name in enumerate(names) if name and name in names[:k]]
+        if repeated:  # each text would be there twice
+            raise UserError(f"--text_column {text!r}: names the column {repeated[0]!r} more than once")
         trusted = None if trusted is None else trusted.strip()
         for flag, value in (("--text_column", names), ("--label_column", (label,)), ("--gold_column", (gold,)),
                             ("--trusted_column", (trusted,) if trusted is not None else ())):
@@ -71,11 +78,18 @@ class Columns:
             raise UserError(f"--text_column {text!r}, --label_column {label!r}, --gold_column {gold!r}"
                             + (f" and --trusted_column {trusted!r}" if trusted else "")
                             + " must name different columns")
-        return cls(names, label, gold, None if abstain is None else abstain.strip(), trusted)
+        return cls(names, label, gold, None if abstain is None else label_value(abstain), trusted, gold_required)
 
     def describe(self) -> str:
         return f"{'+'.join(self.text)},{self.label}[,{self.gold}]"
-INTEGER = re.compile(r"-?\d+")  # values are stripped when read
+INTEGER = re.compile(r"-?[0-9]+")  # values are stripped when read; `３` and `٣` are names, not ids
+MAX_UNUSED_IDS = 100  # integer labels may skip this many ids (or as many as they use), no more
+
+
+def label_value(value: str) -> str:
+    """A label cell as compared: stripped, in Unicode's composed form (NFC), so that `café`
+    typed with a combining accent is the same class as `café` typed with one character."""
+    return unicodedata.normalize("NFC", value.strip())
 
 
 @dataclass
@@ -162,12 +176,12 @@ def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
         text = record.get("text")
         if not isinstance(text, str):
             raise UserError(f"{file}:{line}: the text must be a string, found {text!r}")
-        if not text.strip():
+        if is_blank(text):
             raise UserError(f"{file}:{line}: empty text")
         for column in columns:
             value = record.get(column)
             if isinstance(value, str):
-                value = value.strip()
+                value = label_value(value)
             if column == "label" and (value in ("", None) or str(value) == names.abstain):
                 rows.label.append(None)  # the labeller abstained
                 continue
@@ -190,7 +204,7 @@ def _read(file: Path, label_required: bool, names: Columns) -> _Rows:
 def _verified(file: Path, line: int, value, trustable: bool):
     """One cell of the trusted column: None (not checked) or the verified label as written."""
     if isinstance(value, str):
-        value = value.strip()
+        value = label_value(value)
     if value in ("", None):
         return None
     if not trustable:
@@ -235,7 +249,7 @@ def _classes_file(root: Path) -> list[str] | None:
     classes_file = root / "classes.txt"
     if not classes_file.is_file():
         return None
-    names = [line.strip() for line in read_text(classes_file).split("\n") if line.strip()]
+    names = [label_value(line) for line in read_text(classes_file).split("\n") if line.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise UserError(f"{classes_file}: expected at least 2 distinct class names, one per line")
     return names
@@ -245,11 +259,26 @@ def _class_names(train: _Rows, classes: list[str] | None, integer_ids: bool) -> 
     if classes is not None:
         return classes
     seen = [v for v in train.label + (train.gold or []) if v is not None]
-    names = ([str(k) for k in range(1 + max(int(v) for v in seen))] if integer_ids
+    names = ([str(k) for k in range(_id_count(train))] if integer_ids
              else sorted({str(v) for v in seen}))
     if len(names) < 2:
         raise UserError(f"{train.file}: the labels name fewer than 2 classes ({', '.join(names) or 'none'})")
     return names
+
+
+def _id_count(train: _Rows) -> int:
+    """How many classes the integer labels of train name: the largest id + 1. Refused when most
+    ids up to it are unused, as one mistyped label makes them (999999999999 among 0..3 would be
+    10^12 classes): ids are positions 0..C-1, not codes."""
+    cells = [(line, column, int(value)) for column in ("label", "gold")
+             for line, value in zip(train.lines, getattr(train, column) or []) if value is not None]
+    used = len({k for _, _, k in cells})
+    line, column, top = max(cells, key=lambda cell: cell[2])
+    if top + 1 - used > max(used, MAX_UNUSED_IDS):
+        raise UserError(f"{train.file}:{line}: {column} {top} would make {top + 1} classes (ids 0..{top}), but the "
+                        f"train labels use only {used} ids; integer labels are class ids 0..C-1 (write them as "
+                        f"names, or list the classes in classes.txt)")
+    return top + 1
 
 
 def _ids(rows: _Rows, column: str, class_names: list[str], integer_ids: bool, from_file: bool) -> np.ndarray | None:
@@ -297,6 +326,19 @@ def _warn_odd_classes(class_names: list[str], train: Split, file: Path) -> None:
              f"they are {len(same[0])} separate classes")
 
 
+def _check_abstain_value(raw: dict[str, _Rows], classes: list[str] | None, abstain: str | None) -> None:
+    """--abstain_label must be no class: not a gold or verified label, nor a line of classes.txt
+    (else the flag, not the cell, is what is wrong)."""
+    if abstain is None:
+        return
+    if classes is not None and abstain in classes:
+        raise UserError(f"--abstain_label {abstain!r}: is a class in classes.txt, so it cannot mean \"no label\"")
+    for file, line, column, value in _label_cells(raw):
+        if str(value) == abstain:
+            raise UserError(f"--abstain_label {abstain!r}: {file}:{line} has it as a {column} label, so it is a "
+                            f"class and cannot mean \"no label\"; pick a value no label column uses")
+
+
 def _without_abstentions(rows: _Rows) -> tuple[_Rows, _Rows]:
     """(the rows with a label, the rows whose labeller abstained); the label column of the second is None."""
     labelled = [i for i, value in enumerate(rows.label) if value is not None]
@@ -338,7 +380,12 @@ def load_user_files(path: str | None, seed: int, columns: Columns | None = None)
     found = {split: _find(root, stem, split == "train") for split, stem in STEMS.items()}
     raw = {split: _read(file, split != "test", columns) for split, file in found.items() if file is not None}
 
+    if columns.gold_required and all(rows.gold is None for rows in raw.values()):
+        train = raw["train"]
+        raise UserError(f"{train.file}:{train.lines[0]}: no column {columns.gold!r} for the gold label (--gold_column) "
+                        f"in any file; the file has {', '.join(_column_names(train.file, train.lines[0], columns))}")
     classes = _classes_file(root)
+    _check_abstain_value(raw, classes, columns.abstain)
     integer_ids = _integer_ids(raw, classes)
     abstained_rows = {}
     for split in ("train", "validation"):  # rows without a label: not trained on, still predicted
@@ -357,12 +404,12 @@ def load_user_files(path: str | None, seed: int, columns: Columns | None = None)
         splits[split] = Split(rows.texts, ids("label"), ids("gold"), trusted)
     abstained = {split: Split(rows.texts, None, _ids(rows, "gold", class_names, integer_ids, classes is not None))
                  for split, rows in abstained_rows.items() if rows.texts}
-    _warn_odd_classes(class_names, splits["train"], found["train"])
     if "validation" not in splits:  # hold out a seeded 20% of train
         order = np.random.default_rng([seed, 3]).permutation(len(splits["train"]))
         cut = int(0.8 * len(order))
         splits["validation"] = _subset(splits["train"], order[cut:])
         splits["train"] = _subset(splits["train"], order[:cut])
+    _warn_odd_classes(class_names, splits["train"], found["train"])  # after the hold-out: what trains
     if "test" not in splits:
         splits["test"] = Split([], None, None)
     files = [str(f) for f in found.values() if f is not None]

@@ -8,6 +8,7 @@ are kept for inference. Rows are always in the fixed order train, validation, te
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,25 @@ def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) 
         torch.manual_seed(seed * 1000 + m)  # a different head for each model
         models.append(load_classifier(model_name, num_classes))
     return models
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error(config):
+    """Running out of host or GPU memory in stage 1 is one line naming the settings that size
+    it (`config`: a Config), not a traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(exc, torch.OutOfMemoryError):
+            where = "GPU"
+        elif isinstance(exc, MemoryError) or "can't allocate memory" in str(exc):  # torch's CPU allocator
+            where = "host"
+        else:
+            raise
+        eval_size = "" if config.eval_batch_size is None else f" {config.eval_batch_size}"
+        raise UserError(f"stage 1 ran out of {where} memory with --n_model {config.n_model}, --train_batch_size "
+                        f"{config.train_batch_size}, --eval_batch_size{eval_size or ' (default)'}; lower them, or "
+                        f"--max_length") from None
 
 
 @dataclass
@@ -216,6 +236,10 @@ def train_stage1(
         if not math.isfinite(history[-1]["train_loss"]):  # diverged: nothing after this means anything
             raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the training loss is "
                             f"{history[-1]['train_loss']}; nothing was kept (lower --lr or "
+                            f"--clip_gradient_norm, or try --precision fp32)")
+        if not (torch.isfinite(probs).all() and torch.isfinite(cls).all()):  # weights broken by the last steps
+            raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the models' class probabilities or embeddings "
+                            f"are not finite (the weights diverged); nothing was kept (lower --lr or "
                             f"--clip_gradient_norm, or try --precision fp32)")
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")

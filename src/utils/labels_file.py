@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.utils.common import atomic_write_bytes
+from src.utils.common import atomic_file
 
 COLUMNS = ["split", "index", "text", "noisy_label", "suggested_label", "label_issue", "given_label_prob",
            "cleaned_label", "cleaned_prob", "noise_score", "marked_noisy"]
@@ -71,11 +71,13 @@ def spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell.startswith(FORMULA_START) else cell
 
 
-def write_labels_csv(path: str | Path, rows: list[dict]) -> None:
-    """Write `rows` atomically; the trusted_label and gold columns only when some row has one."""
+def write_labels_csv(path: str | Path, rows: list[dict], open_file=atomic_file) -> None:
+    """Write `rows` atomically (`open_file(path)`: a binary file object that is put in place
+    when complete); the trusted_label and gold columns only when some row has one."""
     columns = COLUMNS + [c for c in ("trusted_label", "gold") if any(row[c] != "" for row in rows)]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows({**row, **{c: spreadsheet_safe(row[c]) for c in USER_COLUMNS}} for row in rows)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    with open_file(path) as f:
+        f.write(buffer.getvalue().encode("utf-8"))
