@@ -41,6 +41,7 @@ class Config:
     knn_mode: str = "onehot"
     selected_class: int | None = 1  # the paper's default ('1'): with knn_mode proba, the top-1 only
     prior_norm: float = 5.0
+    prior_balance: str = "none"  # class: each neighbour's vote divided by its class's share (not in the paper)
     approximate_knn: bool = False
     # stage 2
     vae_lr: float = 5e-5
@@ -189,6 +190,9 @@ HELP = {
     "dirichlet_sample": "raw: the decoder gets the paper's Gamma-approximation sample u as it is; "
                         "normalised: u / sum(u), on the simplex (not in the paper)",
     "prior_norm": "weight of the kNN prediction in the Dirichlet prior",
+    "prior_balance": "none: the kNN votes as the paper's (large classes win where neighbourhoods are mixed); "
+                     "class: each neighbour's vote is divided by its class's share of the rows the kNN is "
+                     "fitted on, so that small classes are not voted away (not in the paper)",
     "vae_lr": "stage-2 learning rate (Adam)",
     "vae_batch_size": "stage-2 batch size",
     "total_iter": "stage-2 epochs",
@@ -226,6 +230,7 @@ CHOICES = {
     "noise_type": ["SN", "ASN", "IDN"],
     "saved_dataset": ["y", "n"],
     "knn_mode": ["onehot", "proba"],
+    "prior_balance": ["none", "class"],
     "lr_schedule": ["linear", "restart"],
     "device": ["auto", "cpu", "cuda"],
     "method": list(METHODS),

@@ -74,12 +74,15 @@ def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | 
 
 
 def suggestion_quality(given: np.ndarray, suggested: np.ndarray, given_label_prob: np.ndarray,
-                       gold: np.ndarray | None) -> dict | None:
-    """Against gold [N]: how often the given and the suggested labels [N] are right, how many
-    changes fixed a wrong label or broke a right one, and how well ranking by `given_label_prob`
-    [N] (ascending: the most likely wrong first) finds the wrong labels (`detection_metrics`)."""
-    if gold is None:
+                       gold: np.ndarray | None, unchecked: np.ndarray) -> dict | None:
+    """Against gold, on the rows nobody checked (`unchecked` [N] bool; a trusted row's suggestion
+    is its verified label, no merit of the method): how often the given and the suggested labels
+    [N] are right, how many changes fixed a wrong label or broke a right one, and how well
+    ranking by `given_label_prob` [N] (ascending: the most likely wrong first) finds the wrong
+    labels (`detection_metrics`)."""
+    if gold is None or not unchecked.any():
         return None
+    given, suggested, given_label_prob, gold = (a[unchecked] for a in (given, suggested, given_label_prob, gold))
     wrong = given != gold
     return {"given_agrees_with_gold": float((given == gold).mean()),
             "suggested_agrees_with_gold": float((suggested == gold).mean()),

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 METHODS = ("dygen", "base", "coreg", "npc")
 ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
 # Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
-VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"]}
+VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"]}
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,11 @@ def method_label(method: str, ablations: list[str]) -> str:
 
 
 def run_label(config) -> str:
-    """`config`'s method label, with `-normalised_sample` when the Dirichlet sample is not the paper's."""
+    """`config`'s method label, with a `-<variant>` suffix for each of VARIANTS' settings it has
+    (e.g. `dygen-normalised_sample` when the Dirichlet sample is not the paper's)."""
     label = method_label(config.method, ablations_of(config))
-    return label + ("-normalised_sample" if config.dirichlet_sample == "normalised" else "")
+    return label + "".join(f"-{name}" for name, (flag, value) in VARIANTS.items()
+                           if str(getattr(config, flag.removeprefix("--"))) == value)
 
 
 def all_labels() -> list[str]:

@@ -146,7 +146,8 @@ def save_models(files: StagedFiles, out: Path, models, tokenizer, vaes) -> None:
 
 def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
     """The record's `suggestion`: the margin and where it came from, how many labels it changes,
-    the cross-fitted estimate on trusted rows (None without them) and, with gold, `quality`."""
+    the cross-fitted estimate on trusted rows (None without them) and, with gold, `quality` (on
+    the rows nobody checked)."""
     return {**{k: v for k, v in suggestion.items() if k != "labels"}, "gold": quality}
 
 

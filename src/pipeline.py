@@ -199,8 +199,8 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
         accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
     given_label_prob = cleaned[np.arange(len(fit_labels)), fit_labels]  # [N_train + N_val] low: likely wrong
-    record["suggestion"] = suggestion_record(suggestion, suggestion_quality(fit_labels, suggestion["labels"],
-                                                                           given_label_prob, fit_gold))
+    record["suggestion"] = suggestion_record(suggestion, suggestion_quality(
+        fit_labels, suggestion["labels"], given_label_prob, fit_gold, unchecked=fit_trusted < 0))
     with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
         labels_file = write_labels(files, config, record["run_id"], splits, cleaned, scores.mean(0),
                                    np.any(marks, axis=0), denoised, abstained_probs, suggested=suggestion["labels"])
@@ -434,5 +434,5 @@ def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray,
         anchors = npc_anchors(stage1.probs[m, : rows.n_train], train_labels, batches)
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
-                              screen_dtype=screen_dtype(config.approximate_knn))
+                              screen_dtype=screen_dtype(config.approximate_knn), balance=config.prior_balance)
     return dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)

@@ -107,3 +107,17 @@ def test_default_prior_is_sklearns_on_clustered_embeddings():
     expected = np.zeros((1500, 6))
     expected[:, ref.classes_] = ref.predict_proba(wide)
     assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_class_balanced_vote_measures_a_neighbourhood_against_the_class_sizes():
+    from src.model.generate_prior import class_balanced
+
+    # fitted rows: 90 of class 0, 10 of class 1; a neighbourhood voting 0.6 / 0.4 holds 4x more of
+    # class 1 than its share: balanced, class 1 wins (0.4 / 0.1 against 0.6 / 0.9)
+    fit_labels = np.array([0] * 90 + [1] * 10)
+    proba = np.array([[0.6, 0.4, 0.0], [1.0, 0.0, 0.0]])
+    balanced = class_balanced(proba, fit_labels, 3)
+    expected = np.array([0.6 / 0.9, 0.4 / 0.1, 0.0])
+    np.testing.assert_allclose(balanced[0], expected / expected.sum())
+    np.testing.assert_allclose(balanced[1], [1.0, 0.0, 0.0])  # a unanimous vote stays; absent class 2: 0
+    assert proba[0].argmax() == 0 and balanced[0].argmax() == 1

@@ -14,14 +14,15 @@ K_NEIGHBOURS = 10  # the prior's k (the paper's and NPC's KNeighborsClassifier(n
 
 def knn_predict_proba(
     embeddings: np.ndarray, labels: np.ndarray, marked: np.ndarray, num_classes: int, k: int = K_NEIGHBOURS,
-    rows: int | None = None, screen_dtype: torch.dtype = torch.float32,
+    rows: int | None = None, screen_dtype: torch.dtype = torch.float32, balance: str = "none",
 ) -> np.ndarray:
     """Distance-weighted kNN fitted on the unmarked examples; probabilities for the first `rows`
     examples (all by default: a prior is needed only for the rows stage 2 trains on).
 
     embeddings [N, D], labels [N] (noisy), marked [N] bool -> [rows, C].
     The neighbours come from `nearest_rows`, the probabilities from `weighted_vote` (sklearn's
-    classifier: 1/distance weights, an exact match outweighing all others).
+    classifier: 1/distance weights, an exact match outweighing all others). `balance` "class"
+    divides each class's vote by its share of the fitted rows (`class_balanced`).
     """
     keep = ~np.asarray(marked, dtype=bool)
     if keep.sum() < k:
@@ -31,7 +32,17 @@ def knn_predict_proba(
     fit = torch.as_tensor(embeddings[keep])  # [F, D] in the stored dtype (float16)
     distances, indices = nearest_rows(torch.as_tensor(embeddings[:rows]), fit, k,
                                       screen_dtype=screen_dtype)
-    return weighted_vote(distances, indices, np.asarray(labels)[keep], num_classes)
+    proba = weighted_vote(distances, indices, np.asarray(labels)[keep], num_classes)
+    return class_balanced(proba, np.asarray(labels)[keep], num_classes) if balance == "class" else proba
+
+
+def class_balanced(proba: np.ndarray, fit_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """[Q, C] the vote with each class's share divided by that class's share of the fitted rows
+    (fit_labels [F]), renormalised: a neighbourhood's mix measured against the classes' sizes, so
+    that a large class does not win a mixed neighbourhood by its size alone."""
+    share = np.bincount(fit_labels, minlength=num_classes) / len(fit_labels)
+    balanced = proba / np.where(share > 0, share, 1.0)
+    return balanced / balanced.sum(1, keepdims=True)
 
 
 def npc_anchors(probs: np.ndarray, labels: np.ndarray, batches: list[np.ndarray]) -> np.ndarray:
