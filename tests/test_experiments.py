@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
-from src.report import summarize, to_markdown
+from src.report import per_seed_markdown, summarize, to_csv, to_markdown
 
 spec = importlib.util.spec_from_file_location("experiments", ROOT / "scripts" / "experiments.py")
 experiments = importlib.util.module_from_spec(spec)
@@ -130,3 +131,73 @@ def test_parallel_workers_take_one_gpu_each(monkeypatch):
     finally:
         torch.set_num_threads(threads)
     assert seen == ["0", "1", "2", "0"]
+
+
+# ---- summary columns of the train+validation labels, and per seed ----
+
+def labelled(method, seed, acc, given=0.6, cleaned=0.7, suggested=0.65, tag="", auc=0.8):
+    """A record with train+validation label diagnostics; suggested None: made before suggested_label."""
+    r = record(method, seed, acc)
+    r["setting_tag"] = tag
+    r["cleaning"] = {"changed": 10, "total": 100, "noisy_agrees_with_gold": given, "cleaned_agrees_with_gold": cleaned}
+    r["noise_ratio_used"] = 0.3
+    if suggested is not None:
+        r["suggestion"] = {"margin": 0.1, "changes": 5, "gold": {
+            "given_agrees_with_gold": given, "suggested_agrees_with_gold": suggested, "fixed": 6, "broken": 1,
+            "ranking": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "roc_auc": auc}}}
+    return r
+
+
+def test_summary_reports_labels_against_gold_with_and_without_suggestion():
+    rows = summarize([labelled("dygen", 0, 0.7, suggested=0.66), labelled("dygen", 1, 0.8, suggested=0.7),
+                      labelled("base", 0, 0.6, suggested=None),  # an older record
+                      labelled("dygen", 0, 0.9, tag="trusted", given=0.5, cleaned=0.8, suggested=0.75)])
+    by = {(r["method"], r["tag"]): r for r in rows}
+    assert len(rows) == 3 and by[("dygen", "")]["n_seeds"] == 2 and by[("dygen", "trusted")]["n_seeds"] == 1
+    assert by[("dygen", "")]["suggested_gold_mean"] == pytest.approx(0.68)
+    assert by[("dygen", "")]["given_gold_mean"] == 0.6 and by[("dygen", "")]["cleaned_gold_mean"] == 0.7
+    assert by[("dygen", "")]["det_suggested_roc_auc"] == 0.8 and by[("dygen", "")]["ratio_used_mean"] == 0.3
+    assert by[("base", "")]["suggested_gold_mean"] is None and by[("base", "")]["det_suggested_roc_auc"] is None
+    assert by[("base", "")]["given_gold_mean"] == 0.6  # from the cleaning, which older records have
+    table = to_markdown(rows)
+    assert "| demo, SN, r=0.4 | dygen | 60.0 | 70.0 | 68.0 | 30.0 | 75.0 | 80.0 |" in table
+    assert "| demo, SN, r=0.4 | base | 60.0 | 70.0 | – | 30.0 | 75.0 | – |" in table
+    assert "| demo, SN, r=0.4, trusted | dygen | 50.0 | 80.0 | 75.0 |" in table
+    assert "| demo, SN, r=0.4, trusted | 1 | 90.0 |" in table  # the accuracy table keeps the settings apart
+    assert "agreement with gold" not in to_markdown(rows, detection=False)  # the readme's headline: accuracy only
+    old = summarize([record("dygen", 0, 0.7)])  # no cleaning at all: no label table
+    assert old[0]["given_gold_mean"] is None and "agreement with gold" not in to_markdown(old)
+    assert {"tag", "given_gold_mean", "suggested_gold_mean", "det_suggested_roc_auc"} <= set(
+        csv.DictReader(io.StringIO(to_csv(rows))).fieldnames)
+
+
+def cell_records():
+    """Two seeds (given out of order), DyGen as published and with a variant, an ablation, a
+    baseline missing seed 1, and a trusted setting."""
+    return [labelled("dygen", 1, 0.74, suggested=0.64), labelled("dygen", 0, 0.70, suggested=0.62),
+            labelled("dygen-normalised_sample", 0, 0.73), labelled("dygen-normalised_sample", 1, 0.75),
+            labelled("dygen-no_dynamics", 0, 0.90), labelled("dygen-no_dynamics", 1, 0.90),  # not a DyGen setting
+            labelled("base", 0, 0.60), labelled("dygen", 0, 0.5, tag="trusted", suggested=None)]
+
+
+def test_per_seed_differences_pair_seeds_against_the_best_dygen_setting():
+    from src.report import per_seed_accuracy, per_seed_suggestion
+
+    rows = per_seed_accuracy(cell_records())
+    plain = {r["other"]: r for r in rows if r["tag"] == ""}
+    assert {r["best"] for r in plain.values()} == {"dygen-normalised_sample"}  # mean 0.74 against 0.72
+    assert list(plain) == ["dygen", "dygen-no_dynamics", "base"]  # report order
+    assert plain["dygen"]["seeds"] == [0, 1] and plain["dygen"]["diffs"] == pytest.approx([0.03, 0.01])
+    assert plain["dygen"]["mean"] == pytest.approx(0.02)
+    assert plain["dygen-no_dynamics"]["diffs"] == pytest.approx([-0.17, -0.15])
+    assert plain["base"]["seeds"] == [0] and plain["base"]["diffs"] == pytest.approx([0.13])
+    assert [r for r in rows if r["tag"] == "trusted"] == []  # one DyGen run alone: nothing to subtract
+    gains = {r["tag"]: r for r in per_seed_suggestion(cell_records())}
+    assert gains[""]["best"] == "dygen-normalised_sample" and gains[""]["seeds"] == [0, 1]
+    assert gains[""]["diffs"] == pytest.approx([0.05, 0.05])
+    assert gains["trusted"]["seeds"] == [] and gains["trusted"]["mean"] is None  # made before suggested_label
+    table = per_seed_markdown(cell_records())
+    assert "| demo, SN, r=0.4 | dygen-normalised_sample | base | 0 | +13.0 | +13.0 |" in table
+    assert "| demo, SN, r=0.4 | dygen-normalised_sample | dygen | 0 1 | +3.0, +1.0 | +2.0 |" in table
+    assert "| demo, SN, r=0.4 | dygen-normalised_sample | 0 1 | +5.0, +5.0 | +5.0 |" in table
+    assert "| demo, SN, r=0.4, trusted | dygen |  | – | – |" in table
