@@ -174,9 +174,8 @@ def _labels_table(experiment: str, rows: list[dict]) -> list[str]:
     """Per setting and method: how often given -> cleaned_label -> suggested_label agree with gold
     on train+validation, the share marked, and the ROC AUC of the dynamics score and of the
     suggestion's ranking; – where a record lacks the figure (suggested_label: older runs)."""
-    lines = [f"### `{experiment}`: train+validation labels, mean over seeds: agreement with gold (%) of the "
-             "given label, cleaned_label and suggested_label; share marked noisy (%); ROC AUC (%) of finding "
-             "the wrong given labels by the dynamics score and by the suggestion's ranking\n",
+    lines = [f"### `{experiment}`: train+validation labels, mean over seeds: agreement with gold (%), share "
+             "marked noisy (%), ROC AUC (%) of finding the wrong given labels (dynamics score, suggestion's ranking)\n",
              "| setting | method | given | cleaned_label | suggested_label | marked | AUC dynamics | AUC ranking |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
