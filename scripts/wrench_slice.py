@@ -2,7 +2,8 @@
 
     python scripts/wrench_slice.py ../shared/datasets/trec/wrench /tmp/trec_slice --train 600 --valid 100 --test 200
 
-The same slice the test suite uses for its real-data run; label.json is copied as is.
+The same slice the test suite uses for its real-data run; label.json is copied as is. With a
+seed, `write_slice` draws the records at random instead (the experiment grids' subsets).
 """
 
 from __future__ import annotations
@@ -13,13 +14,27 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 
-def write_slice(source: Path, out: Path, counts: dict[str, int]) -> Path:
-    """The first counts[name] records of each `name` (train.json, ...) of `source`, into `out`."""
+
+def chosen_keys(keys: list[str], count: int, seed: int | None = None) -> list[str]:
+    """The first `count` keys, or with `seed` `count` keys drawn at random with it; file order kept."""
+    if seed is None or count >= len(keys):
+        return keys[:count]
+    rows = np.sort(np.random.default_rng(seed).choice(len(keys), size=count, replace=False))
+    return [keys[i] for i in rows]
+
+
+def write_slice(source: Path, out: Path, counts: dict[str, int | None], seed: int | None = None) -> Path:
+    """Of each `name` (train.json, ...) of `source`, into `out`: counts[name] records (`chosen_keys`),
+    or with None the file as it is; label.json is copied as it is."""
     out.mkdir(parents=True, exist_ok=True)
     for name, count in counts.items():
+        if count is None:
+            shutil.copyfile(source / name, out / name)
+            continue
         records = json.loads((source / name).read_text())
-        (out / name).write_text(json.dumps({k: records[k] for k in list(records)[:count]}))
+        (out / name).write_text(json.dumps({k: records[k] for k in chosen_keys(list(records), count, seed)}))
     if (source / "label.json").is_file():
         shutil.copyfile(source / "label.json", out / "label.json")
     return out

@@ -29,8 +29,8 @@ MAX_ANNOTATED_CLASSES = 10  # up to this each cell of a matrix shows its count
 
 
 def _title(key: tuple) -> str:
-    _, dataset, noise, ratio = key
-    return f"{dataset}, {'real noise' if noise == 'real' else noise} r={ratio}"
+    _, dataset, noise, ratio, tag = key
+    return f"{dataset}, {'real noise' if noise == 'real' else noise} r={ratio}" + (f", {tag}" if tag else "")
 
 
 def _grid(n: int, width: float = 4.2, height: float = 3.4):
@@ -80,13 +80,14 @@ def plot_accuracy(rows: list[dict], path: Path) -> bool:
     """Grouped bars: test accuracy per method for every setting (error bars: std over seeds)."""
     if not rows:
         return False
-    settings = list(dict.fromkeys((r["dataset"], r["noise_type"], r["noise_ratio"]) for r in rows))
+    settings = list(dict.fromkeys((r["dataset"], r["noise_type"], r["noise_ratio"], r.get("tag", "")) for r in rows))
     methods = [m for m in METHOD_ORDER if any(r["method"] == m for r in rows)]
     width = 0.8 / max(1, len(methods))
     fig, ax = plt.subplots(figsize=(max(5.0, 0.25 * len(settings) * len(methods)) + 2.0, 4.2))
     colors = plt.get_cmap("tab10")
     for i, method in enumerate(methods):
-        cells = {(r["dataset"], r["noise_type"], r["noise_ratio"]): r for r in rows if r["method"] == method}
+        cells = {(r["dataset"], r["noise_type"], r["noise_ratio"], r.get("tag", "")): r for r in rows
+                 if r["method"] == method}
         x = np.arange(len(settings)) + (i - (len(methods) - 1) / 2) * width
         mean = [100 * cells[s]["acc_mean"] if s in cells else np.nan for s in settings]
         std = [100 * cells[s]["acc_std"] if s in cells else 0 for s in settings]
@@ -97,7 +98,8 @@ def plot_accuracy(rows: list[dict], path: Path) -> bool:
         ax.scatter(x, before, marker="_", s=220, color="black", zorder=3,
                    label="before stage 2 (stage-1 prediction)" if i == 0 else None)
     ax.set_xticks(np.arange(len(settings)))
-    ax.set_xticklabels([f"{d}\n{'real' if n == 'real' else n} r={r}" for d, n, r in settings])
+    ax.set_xticklabels([f"{d}\n{'real' if n == 'real' else n} r={r}" + (f"\n{t}" if t else "")
+                        for d, n, r, t in settings])
     low = min(100 * v for r in rows for v in (r["acc_mean"], r["acc_stage1_mean"]) if v is not None)
     ax.set_ylim(max(0, low - 10), 100)
     ax.set_ylabel("test accuracy (%)")

@@ -1,8 +1,9 @@
 """Aggregation of experiment run records into the summary table (CSV and markdown).
 
 A record is the dict `src.pipeline.run` returns; the experiment runner adds `experiment`
-(the grid's name). Rows are grouped by (experiment, data set, noise type, noise ratio, method)
-and averaged over seeds.
+(the grid's name) and `setting_tag` (the setting's extra flags, e.g. `trusted`). Rows are
+grouped by (experiment, data set, noise type, noise ratio, tag, method) and averaged over
+seeds; `per_seed_markdown` keeps the seeds apart.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from collections import defaultdict
 
 import numpy as np
 
-from src.methods import all_labels
+from src.methods import VARIANTS, all_labels
 
 DETECTORS = {"dynamics": "dyn", "loss": "loss", "confident_learning": "cl"}
 METRICS = ("precision", "recall", "f1", "roc_auc")
 # The order methods appear in: DyGen, its variants and ablations, then the baselines.
 METHOD_ORDER = all_labels()
+# Train+validation labels compared with gold: the given ones, cleaned_label, suggested_label.
+LABELS = ("given", "cleaned", "suggested")
 COLUMNS = (["dataset", "noise_type", "noise_ratio", "method", "n_seeds", "acc_mean", "acc_std",
             "acc_stage1_mean"]
            + [f"det_{short}_{metric}" for short in DETECTORS.values() for metric in METRICS]
-           + ["experiment", "bert", "epochs", "precision", "seeds"])
+           + [f"{name}_gold_mean" for name in LABELS] + ["det_suggested_roc_auc", "ratio_used_mean"]
+           + ["experiment", "tag", "bert", "epochs", "precision", "seeds"])
 
 
 def _mean(values: list) -> float | None:
@@ -40,12 +44,33 @@ def _std(values: list) -> float | None:
 
 
 def setting_key(record: dict) -> tuple:
+    """(experiment, data set, noise type, noise ratio, tag): the runs of one setting, all methods and seeds."""
     c = record["config"]
-    return (record.get("experiment", ""), c["dataset"], record["resolved"]["noise_type"], c["noise_ratio"])
+    return (record.get("experiment", ""), c["dataset"], record["resolved"]["noise_type"], c["noise_ratio"],
+            record.get("setting_tag", ""))
+
+
+def agreement(record: dict, name: str) -> float | None:
+    """The share of train+validation rows whose `name` label (one of LABELS) is the gold one; None
+    without gold, or for suggested_label in records made before it existed."""
+    cleaning = record.get("cleaning") or {}
+    gold = (record.get("suggestion") or {}).get("gold") or {}
+    if name == "given":
+        return cleaning.get("noisy_agrees_with_gold", gold.get("given_agrees_with_gold"))
+    if name == "cleaned":
+        return cleaning.get("cleaned_agrees_with_gold")
+    if name == "suggested":
+        return gold.get("suggested_agrees_with_gold")
+    raise ValueError(f"unknown label {name!r}")
+
+
+def suggestion_auc(record: dict) -> float | None:
+    """ROC AUC of ranking the rows by the cleaned probability of their given label (low first)."""
+    return ((((record.get("suggestion") or {}).get("gold") or {}).get("ranking")) or {}).get("roc_auc")
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    """One row per (experiment, data set, noise type, noise ratio, method), averaged over seeds."""
+    """One row per (experiment, data set, noise type, noise ratio, tag, method), averaged over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
         groups[(*setting_key(record), record["method_label"])].append(record)
@@ -57,9 +82,9 @@ def summarize(records: list[dict]) -> list[dict]:
     rows = []
     for key in sorted(groups, key=order):
         runs = sorted(groups[key], key=lambda r: r["config"]["seed"])
-        experiment, dataset, noise_type, ratio, method = key
+        experiment, dataset, noise_type, ratio, tag, method = key
         row = {
-            "dataset": dataset, "noise_type": noise_type, "noise_ratio": ratio, "method": method,
+            "dataset": dataset, "noise_type": noise_type, "noise_ratio": ratio, "tag": tag, "method": method,
             "n_seeds": len(runs), "acc_mean": _mean([r["accuracy"] for r in runs]),
             "acc_std": _std([r["accuracy"] for r in runs]),
             "acc_stage1_mean": _mean([r["accuracy_before"] for r in runs]),
@@ -72,6 +97,10 @@ def summarize(records: list[dict]) -> list[dict]:
             for metric in METRICS:
                 row[f"det_{short}_{metric}"] = _mean([(r.get("detection") or {}).get(name, {}).get(metric)
                                                        for r in runs])
+        for name in LABELS:
+            row[f"{name}_gold_mean"] = _mean([agreement(r, name) for r in runs])
+        row["det_suggested_roc_auc"] = _mean([suggestion_auc(r) for r in runs])
+        row["ratio_used_mean"] = _mean([r.get("noise_ratio_used") for r in runs])  # with `auto`: the estimate
         rows.append(row)
     return rows
 
@@ -101,11 +130,12 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 
 def _setting_name(row: dict) -> str:
     noise = "real (majority vote)" if row["noise_type"] == "real" else row["noise_type"]
-    return f"{row['dataset']}, {noise}, r={row['noise_ratio']}"
+    return f"{row['dataset']}, {noise}, r={row['noise_ratio']}" + (f", {row['tag']}" if row.get("tag") else "")
 
 
 def to_markdown(rows: list[dict], detection: bool = True) -> str:
-    """Per experiment: an accuracy table (settings x methods) and (`detection`) a noise-detection table."""
+    """Per experiment: an accuracy table (settings x methods) and (`detection`) the train+validation
+    tables: noise detection, and the labels' agreement with gold."""
     parts = []
     for experiment in sorted({r["experiment"] for r in rows}):
         mine = [r for r in rows if r["experiment"] == experiment]
@@ -134,5 +164,122 @@ def to_markdown(rows: list[dict], detection: bool = True) -> str:
                 stage1 = "co-regularised ensemble" if r["method"] == "dygen" else "one PLM (base)"
                 parts.append(f"| {_setting_name(r)} | {stage1} | " + " | ".join(
                     f"{_pct(r[f'det_{s}_f1'])} / {_pct(r[f'det_{s}_roc_auc'])}" for s in DETECTORS.values()) + " |")
+            parts.append("")
+        if detection and any(r[f"{name}_gold_mean"] is not None for r in mine for name in LABELS):
+            parts += _labels_table(experiment, mine)
+    return "\n".join(parts)
+
+
+def _labels_table(experiment: str, rows: list[dict]) -> list[str]:
+    """Per setting and method: how often given -> cleaned_label -> suggested_label agree with gold
+    on train+validation, the share marked, and the ROC AUC of the dynamics score and of the
+    suggestion's ranking; – where a record lacks the figure (suggested_label: older runs)."""
+    lines = [f"### `{experiment}`: train+validation labels, mean over seeds: agreement with gold (%), share "
+             "marked noisy (%), ROC AUC (%) of finding the wrong given labels (dynamics score, suggestion's ranking)\n",
+             "| setting | method | given | cleaned_label | suggested_label | marked | AUC dynamics | AUC ranking |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {_setting_name(r)} | {r['method']} | " + " | ".join(_pct(r[column]) for column in (
+            "given_gold_mean", "cleaned_gold_mean", "suggested_gold_mean", "ratio_used_mean", "det_dyn_roc_auc",
+            "det_suggested_roc_auc")) + " |")
+    return [*lines, ""]
+
+
+# ---- per seed: the best DyGen setting against every other method, and the labels it suggests ----
+
+def _setting_of(key: tuple) -> dict:
+    _, dataset, noise_type, ratio, tag = key
+    return {"dataset": dataset, "noise_type": noise_type, "noise_ratio": ratio, "tag": tag}
+
+
+def _by_setting(records: list[dict]) -> dict[tuple, dict[str, dict[int, dict]]]:
+    """setting_key -> method label -> seed -> record, settings and methods in report order."""
+    cells: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(dict)
+    for record in records:
+        cells[setting_key(record)].setdefault(record["method_label"], {})[record["config"]["seed"]] = record
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return {key: dict(sorted(cells[key].items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
+            for key in sorted(cells, key=lambda k: [str(part) for part in k])}
+
+
+def is_dygen_setting(label: str) -> bool:
+    """DyGen as the paper has it or with one of its VARIANTS (not an ablation, which removes a part)."""
+    return label == "dygen" or (label.startswith("dygen-") and label.removeprefix("dygen-") in VARIANTS)
+
+
+def best_dygen(methods: dict[str, dict[int, dict]]) -> str | None:
+    """The DyGen setting with the highest mean test accuracy over its seeds (the first in report order on a tie)."""
+    means = {label: _mean([_accuracy(r) for r in runs.values()]) for label, runs in methods.items()
+             if is_dygen_setting(label)}
+    means = {label: mean for label, mean in means.items() if mean is not None}
+    return max(means, key=lambda label: means[label]) if means else None
+
+
+def _paired(first: dict[int, dict], second: dict[int, dict], first_value, second_value) -> tuple[list[int], list]:
+    """The seeds on which both runs have a value, in order, and first's value minus second's on each."""
+    seeds = [s for s in sorted(set(first) & set(second))
+             if first_value(first[s]) is not None and second_value(second[s]) is not None]
+    return seeds, [first_value(first[s]) - second_value(second[s]) for s in seeds]
+
+
+def _accuracy(record: dict) -> float | None:
+    return record.get("accuracy")
+
+
+def per_seed_accuracy(records: list[dict]) -> list[dict]:
+    """Per setting: the best DyGen setting's test accuracy minus each other method's, per seed
+    (the seeds both ran, in order) and their mean."""
+    out = []
+    for key, methods in _by_setting(records).items():
+        best = best_dygen(methods)
+        for other in [m for m in methods if best is not None and m != best]:
+            seeds, diffs = _paired(methods[best], methods[other], _accuracy, _accuracy)
+            out.append({"experiment": key[0], **_setting_of(key), "best": best, "other": other, "seeds": seeds,
+                        "diffs": diffs, "mean": _mean(diffs)})
+    return out
+
+
+def per_seed_suggestion(records: list[dict]) -> list[dict]:
+    """Per setting, for the best DyGen setting: suggested_label's agreement with gold on
+    train+validation minus the given labels', per seed and their mean (no seeds: older records)."""
+    out = []
+    for key, methods in _by_setting(records).items():
+        best = best_dygen(methods)
+        if best is None:
+            continue
+        runs = methods[best]
+        seeds, diffs = _paired(runs, runs, lambda r: agreement(r, "suggested"), lambda r: agreement(r, "given"))
+        out.append({"experiment": key[0], **_setting_of(key), "best": best, "seeds": seeds, "diffs": diffs,
+                    "mean": _mean(diffs)})
+    return out
+
+
+def _points(values: list) -> str:
+    """Differences of shares in percentage points, signed; – for none."""
+    return ", ".join(f"{100 * v:+.1f}" for v in values if v is not None) or "–"
+
+
+def per_seed_markdown(records: list[dict]) -> str:
+    """Per experiment, the tables of `per_seed_accuracy` and `per_seed_suggestion` (points)."""
+    parts = []
+    accuracy, suggestion = per_seed_accuracy(records), per_seed_suggestion(records)
+    for experiment in sorted({r["experiment"] for r in accuracy + suggestion}):
+        mine = [r for r in accuracy if r["experiment"] == experiment]
+        if mine:
+            parts += [f"### `{experiment}`: per seed, the best DyGen setting's test accuracy (by mean) minus "
+                      "each other method's (points)\n",
+                      "| setting | best DyGen | minus | seeds | per seed | mean |", "|---|---|---|---|---|---|"]
+            parts += [f"| {_setting_name(r)} | {r['best']} | {r['other']} | {' '.join(map(str, r['seeds']))} | "
+                      f"{_points(r['diffs'])} | {_points([r['mean']])} |"
+                      for r in mine]
+            parts.append("")
+        mine = [r for r in suggestion if r["experiment"] == experiment]
+        if mine:
+            parts += [f"### `{experiment}`: per seed, the best DyGen setting's suggested_label: agreement with "
+                      "gold on train+validation minus the given labels' (points)\n",
+                      "| setting | best DyGen | seeds | per seed | mean |", "|---|---|---|---|---|"]
+            parts += [f"| {_setting_name(r)} | {r['best']} | {' '.join(map(str, r['seeds']))} | "
+                      f"{_points(r['diffs'])} | {_points([r['mean']])} |"
+                      for r in mine]
             parts.append("")
     return "\n".join(parts)

@@ -33,7 +33,8 @@ def majority_vote(weak_labels: np.ndarray, num_classes: int, rng: np.random.Gene
     return np.where(votes.sum(axis=1) > 0, winner, -1).astype(np.int64)
 
 
-def _root(path: Path) -> Path:
+def wrench_root(path: Path) -> Path:
+    """The folder holding the WRENCH json files: `path`, or `path`/wrench/ when they are there."""
     if not (path / "train.json").exists() and (path / "wrench" / "valid.json").exists():
         return path / "wrench"
     return path
@@ -82,7 +83,7 @@ def _parse(file: Path, text: str, records: dict, num_classes: int, with_weak: bo
 
 
 def load_wrench(name: str, path: str | None, seed: int) -> Splits:
-    root = _root(require_dir(path or f"datasets/{name}", name))
+    root = wrench_root(require_dir(path or f"datasets/{name}", name))
     layout = f"the WRENCH layout of {name}: train.json, valid.json, test.json"
     raw = {split: _read_json(root / file, layout) for split, file in FILES.items()}
     files = [str(root / file) for file in FILES.values()]
