@@ -73,18 +73,20 @@ def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | 
     return quality
 
 
-def suggestion_quality(given: np.ndarray, suggested: np.ndarray, given_label_prob: np.ndarray,
+def suggestion_quality(given: np.ndarray, suggested: np.ndarray, cleaned: np.ndarray, given_label_prob: np.ndarray,
                        gold: np.ndarray | None, unchecked: np.ndarray) -> dict | None:
     """Against gold, on the rows nobody checked (`unchecked` [N] bool; a trusted row's suggestion
-    is its verified label, no merit of the method): how often the given and the suggested labels
-    [N] are right, how many changes fixed a wrong label or broke a right one, and how well
-    ranking by `given_label_prob` [N] (ascending: the most likely wrong first) finds the wrong
-    labels (`detection_metrics`)."""
+    is its verified label, no merit of the method): how often the given, the cleaned and the
+    suggested labels [N] are right, how many changes fixed a wrong label or broke a right one, and
+    how well ranking by `given_label_prob` [N] (ascending: the most likely wrong first) finds the
+    wrong labels (`detection_metrics`)."""
     if gold is None or not unchecked.any():
         return None
-    given, suggested, given_label_prob, gold = (a[unchecked] for a in (given, suggested, given_label_prob, gold))
+    given, suggested, cleaned, given_label_prob, gold = (
+        a[unchecked] for a in (given, suggested, cleaned, given_label_prob, gold))
     wrong = given != gold
-    return {"given_agrees_with_gold": float((given == gold).mean()),
+    return {"rows": len(given), "given_agrees_with_gold": float((given == gold).mean()),
+            "cleaned_agrees_with_gold": float((cleaned == gold).mean()),
             "suggested_agrees_with_gold": float((suggested == gold).mean()),
             "fixed": int((wrong & (suggested == gold)).sum()), "broken": int((~wrong & (suggested != gold)).sum()),
             "ranking": detection_metrics(suggested != given, -given_label_prob, wrong)}

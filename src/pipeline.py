@@ -200,7 +200,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
     given_label_prob = cleaned[np.arange(len(fit_labels)), fit_labels]  # [N_train + N_val] low: likely wrong
     record["suggestion"] = suggestion_record(suggestion, suggestion_quality(
-        fit_labels, suggestion["labels"], given_label_prob, fit_gold, unchecked=fit_trusted < 0))
+        fit_labels, suggestion["labels"], cleaned.argmax(1), given_label_prob, fit_gold, unchecked=fit_trusted < 0))
     with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
         labels_file = write_labels(files, config, record["run_id"], splits, cleaned, scores.mean(0),
                                    np.any(marks, axis=0), denoised, abstained_probs, suggested=suggestion["labels"])

@@ -51,17 +51,17 @@ def setting_key(record: dict) -> tuple:
 
 
 def agreement(record: dict, name: str) -> float | None:
-    """The share of train+validation rows whose `name` label (one of LABELS) is the gold one; None
-    without gold, or for suggested_label in records made before it existed."""
+    """The share of train+validation rows nobody checked whose `name` label (one of LABELS) is the
+    gold one (`suggestion.gold`; records made before it: every row, from `cleaning`); None without
+    gold, or for suggested_label in those older records."""
+    if name not in LABELS:
+        raise ValueError(f"unknown label {name!r}")
+    gold = (record.get("suggestion") or {}).get("gold")
+    if gold:
+        return gold.get(f"{name}_agrees_with_gold")
     cleaning = record.get("cleaning") or {}
-    gold = (record.get("suggestion") or {}).get("gold") or {}
-    if name == "given":
-        return cleaning.get("noisy_agrees_with_gold", gold.get("given_agrees_with_gold"))
-    if name == "cleaned":
-        return cleaning.get("cleaned_agrees_with_gold")
-    if name == "suggested":
-        return gold.get("suggested_agrees_with_gold")
-    raise ValueError(f"unknown label {name!r}")
+    return {"given": cleaning.get("noisy_agrees_with_gold"), "cleaned": cleaning.get("cleaned_agrees_with_gold"),
+            "suggested": None}[name]
 
 
 def suggestion_auc(record: dict) -> float | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from src.methods import VARIANTS
 from src.report import per_seed_markdown, summarize, to_csv, to_markdown
 
 spec = importlib.util.spec_from_file_location("experiments", ROOT / "scripts" / "experiments.py")
@@ -165,7 +166,9 @@ def test_real_paper_grid_keeps_trusted_runs_apart_in_one_cell(tmp_path):
     cache = str(tmp_path / "cache")
     cells = experiments.plan_grid("real_paper", str(tmp_path), cache, None, None)
     names = names_of(cells)
-    methods = {"dygen", "dygen-no_dynamics", "coreg", "npc", "base"}  # no_coreg, uniform_prior, normalised left out
+    # no_coreg, uniform_prior and the normalised sample left out; the other variants in
+    methods = {"dygen", "dygen-no_dynamics", "coreg", "npc", "base"} | {
+        f"dygen-{v}" for v in VARIANTS if v != "normalised_sample"}
     assert len(names) == len(set(names)) == 3 * 8 * len(methods)
     assert len(cells) == 3 * 4  # one cell per data set, noise and seed: with and without trusted rows
     for cell in cells:
@@ -193,7 +196,7 @@ def test_real_paper_grid_keeps_trusted_runs_apart_in_one_cell(tmp_path):
 
 
 def test_variants_run_on_the_data_sets_a_grid_names(monkeypatch):
-    from src.methods import VARIANTS
+    from src.methods import VARIANTS, VARIANTS
 
     monkeypatch.setitem(VARIANTS, "later", ["--dirichlet_sample", "normalised"])  # an opt-in setting added later
     real_paper = names_of(experiments.plan_grid("real_paper", None, "cache", [0], None))
@@ -256,7 +259,8 @@ def labelled(method, seed, acc, given=0.6, cleaned=0.7, suggested=0.65, tag="", 
     r["noise_ratio_used"] = 0.3
     if suggested is not None:
         r["suggestion"] = {"margin": 0.1, "changes": 5, "gold": {
-            "given_agrees_with_gold": given, "suggested_agrees_with_gold": suggested, "fixed": 6, "broken": 1,
+            "given_agrees_with_gold": given, "cleaned_agrees_with_gold": cleaned,
+            "suggested_agrees_with_gold": suggested, "fixed": 6, "broken": 1,
             "ranking": {"precision": 0.5, "recall": 0.5, "f1": 0.5, "roc_auc": auc}}}
     return r
 
