@@ -196,7 +196,7 @@ def test_real_paper_grid_keeps_trusted_runs_apart_in_one_cell(tmp_path):
 
 
 def test_variants_run_on_the_data_sets_a_grid_names(monkeypatch):
-    from src.methods import VARIANTS, VARIANTS
+    from src.methods import VARIANTS
 
     monkeypatch.setitem(VARIANTS, "later", ["--dirichlet_sample", "normalised"])  # an opt-in setting added later
     real_paper = names_of(experiments.plan_grid("real_paper", None, "cache", [0], None))
