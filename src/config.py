@@ -41,6 +41,7 @@ class Config:
     knn_mode: str = "onehot"
     selected_class: int | None = 1  # the paper's default ('1'): with knn_mode proba, the top-1 only
     prior_norm: float = 5.0
+    mark_share: str = "global"  # per_class: each noisy label's own share marked (not in the paper)
     prior_balance: str = "none"  # class: each neighbour's vote divided by its class's share (not in the paper)
     approximate_knn: bool = False
     # stage 2
@@ -190,6 +191,10 @@ HELP = {
     "dirichlet_sample": "raw: the decoder gets the paper's Gamma-approximation sample u as it is; "
                         "normalised: u / sum(u), on the simplex (not in the paper)",
     "prior_norm": "weight of the kNN prediction in the Dirichlet prior",
+    "mark_share": "global: mark the top share of all rows, as the paper; per_class: mark within each noisy "
+                  "label its own share, from the trusted rows with that label (shrunk toward the overall "
+                  "share) or, without trusted rows, where a confident joint of stage 1 puts the wrong labels "
+                  "(not in the paper)",
     "prior_balance": "none: the kNN votes as the paper's (large classes win where neighbourhoods are mixed); "
                      "class: each neighbour's vote is divided by its class's share of the rows the kNN is "
                      "fitted on, so that small classes are not voted away (not in the paper)",
@@ -231,6 +236,7 @@ CHOICES = {
     "saved_dataset": ["y", "n"],
     "knn_mode": ["onehot", "proba"],
     "prior_balance": ["none", "class"],
+    "mark_share": ["global", "per_class"],
     "lr_schedule": ["linear", "restart"],
     "device": ["auto", "cpu", "cuda"],
     "method": list(METHODS),

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 METHODS = ("dygen", "base", "coreg", "npc")
 ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
 # Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
-VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"]}
+VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"],
+            "class_marking": ["--mark_share", "per_class"]}
 
 
 @dataclass(frozen=True)

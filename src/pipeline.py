@@ -32,8 +32,15 @@ from src.diagnostics import (
     suggestion_quality,
     trusted_quality,
 )
-from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
-from src.dynamics.noise_rate import AUTO_ESTIMATOR, estimate_noise_rates, frozen_noise_rates, trusted_noise_rate
+from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy, mark_noisy_per_class
+from src.dynamics.noise_rate import (
+    AUTO_ESTIMATOR,
+    confident_class_shares,
+    estimate_noise_rates,
+    frozen_noise_rates,
+    trusted_class_shares,
+    trusted_noise_rate,
+)
 from src.errors import UserError
 from src.methods import plan, run_label
 from src.model import stage1_cache
@@ -140,6 +147,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         if config.noise_ratio == "auto":  # every candidate, recorded even where a trusted sample decides
             estimates = noise_estimates(config, runtime, model_name, texts, stage1, scores, fit_labels, num_classes)
         ratio, ratio_source = marking_ratio(config, settings, estimates, trusted, splits)
+        class_shares = marking_class_shares(config, settings, stage1, rows, fit_labels, fit_trusted, ratio, num_classes)
         if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
             marking_scores = np.stack([cross_entropy_scores(p[rows.fit], fit_labels) for p in stage1.probs])
         else:
@@ -152,7 +160,8 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
         trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
                                     dtype=stage2_z_dtype(runtime.device, runtime.precision))
-        evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes)
+        evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes,
+                            class_shares)
         marks, priors = mark_and_prior(config, settings, evidence, fit_trusted)
 
     vaes, stage2_history = [], []
@@ -343,12 +352,35 @@ class Evidence:
     method_labels: np.ndarray  # [N_train + N_val] the label the method calibrates (`Plan.label`)
     rows: Rows
     num_classes: int
+    class_shares: np.ndarray | None = None  # [C] per noisy label the share to mark (--mark_share per_class)
+
+
+def marking_class_shares(config: Config, settings, stage1, rows: Rows, fit_labels: np.ndarray,
+                         fit_trusted: np.ndarray, ratio: float, num_classes: int) -> np.ndarray | None:
+    """[C] with `--mark_share per_class` (for the methods that mark), the share of each noisy
+    label's rows to mark: from the trusted rows with that label, else from stage 1's confident
+    joint; None: one share of all rows, as the paper."""
+    if config.mark_share != "per_class" or settings.mark_ratio == 0:
+        return None
+    checked = fit_trusted >= 0
+    if checked.any():
+        shares = trusted_class_shares(fit_labels[checked], fit_trusted[checked], num_classes, ratio)
+    else:
+        shares = confident_class_shares(stage1.probs[:, rows.fit].mean(0), fit_labels, num_classes, ratio)
+    log("marked share per noisy label (" + ("trusted rows" if checked.any() else "confident joint") + "): "
+        + ", ".join(f"{k} {share:.3f}" for k, share in enumerate(shares)))
+    return shares
 
 
 def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels: np.ndarray):
     """Each model's marks [N_train + N_val] (trusted rows never) and Dirichlet prior [N_train, C].
     trusted_labels [N_train + N_val]: verified labels, -1 where nobody checked."""
-    marks = [mark_noisy(score, evidence.ratio, eligible=trusted_labels < 0) for score in evidence.marking_scores]
+    unchecked = trusted_labels < 0
+    if evidence.class_shares is None:
+        marks = [mark_noisy(score, evidence.ratio, eligible=unchecked) for score in evidence.marking_scores]
+    else:
+        marks = [mark_noisy_per_class(score, evidence.given_labels, evidence.class_shares, eligible=unchecked)
+                 for score in evidence.marking_scores]
     prior_labels = np.where(trusted_labels >= 0, trusted_labels, evidence.method_labels)  # trusted: verified
     priors = [prior_of_model(config, settings, evidence.stage1, m, marks[m], prior_labels, evidence.rows,
                              evidence.method_labels[: evidence.rows.n_train]) for m in range(settings.n_model)]

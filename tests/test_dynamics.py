@@ -76,3 +76,17 @@ def test_score_of_one_epoch_is_the_distance():
     assert torch.equal(dynamics_score(d), d[0])
     d2 = torch.tensor([[1.0, 2.0], [3.0, 2.0]])  # sample std of (1, 3) is sqrt(2)
     assert torch.allclose(dynamics_score(d2), torch.tensor([2.0 + 2.0 ** 0.5, 2.0]))
+
+
+def test_per_class_marking_marks_each_labels_own_share_of_its_eligible_rows():
+    from src.dynamics.euclidean_dist import mark_noisy_per_class
+
+    labels = np.array([0] * 10 + [1] * 4)
+    scores = np.arange(14, dtype=float)  # class 1's rows score highest
+    eligible = np.ones(14, dtype=bool)
+    eligible[9] = False  # class 0's highest score is a trusted row
+    marked = mark_noisy_per_class(scores, labels, np.array([0.3, 0.5]), eligible)
+    # class 0: floor(0.3 * 9) = 2 of its 9 eligible rows (8 and 7, 9 being trusted); class 1: 2 of 4
+    assert np.flatnonzero(marked).tolist() == [7, 8, 12, 13]
+    # one global share of 4/14 would have taken class 1's four rows only
+    assert np.flatnonzero(mark_noisy(scores, 4 / 14)).tolist() == [10, 11, 12, 13]

@@ -84,3 +84,24 @@ def test_estimate_noise_rates_averages_models_and_names_every_candidate():
     for name in ("gmm", "knn_first", "knn_last", "cj_first", "cj_last"):
         assert estimates[name] == pytest.approx(truth, abs=0.04), name
     assert estimates["classifier"] == 0.0  # memorised labels: never disagrees
+
+
+def test_trusted_class_shares_are_shrunk_toward_the_overall_share():
+    from src.dynamics.noise_rate import SHRINK_ROWS, trusted_class_shares
+
+    given = np.array([0] * 40 + [1] * 2)
+    verified = np.array([0] * 30 + [1] * 10 + [1, 0])  # label 0: 10 of 40 wrong; label 1: 1 of 2 wrong
+    shares = trusted_class_shares(given, verified, 3, overall=0.2)
+    assert SHRINK_ROWS == 10
+    np.testing.assert_allclose(shares, [(10 + 2) / 50, (1 + 2) / 12, 0.2])  # no trusted row: the overall share
+
+
+def test_confident_class_shares_point_where_the_wrong_labels_are_and_mark_the_overall_share():
+    from src.dynamics.noise_rate import confident_class_shares
+
+    # label 0: 6 rows, 3 of them confidently class 1; label 1: 4 rows, all confidently class 1
+    labels = np.array([0] * 6 + [1] * 4)
+    probs = np.array([[0.9, 0.1]] * 3 + [[0.1, 0.9]] * 3 + [[0.1, 0.9]] * 4)
+    shares = confident_class_shares(probs, labels, 2, overall=0.2)
+    assert shares[1] == 0 and shares[0] * 6 == pytest.approx(0.2 * 10)  # all marks where the joint points
+    assert (confident_class_shares(np.array([[0.9, 0.1]] * 6 + [[0.1, 0.9]] * 4), labels, 2, 0.2) == 0.2).all()

@@ -66,3 +66,18 @@ def mark_noisy(scores, ratio: float, eligible: np.ndarray | None = None) -> np.n
     if count > 0:
         marked[order[:count]] = True
     return marked
+
+
+def mark_noisy_per_class(scores, labels: np.ndarray, shares: np.ndarray,
+                         eligible: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask [N]: within each noisy-label class c, the floor(shares[c] * N'_c) largest
+    scores [N] among its N'_c eligible rows (`mark_noisy`'s rule, class by class). labels [N],
+    shares [C]: the share of each class's labels to mark (not in the paper, which marks one share
+    of all rows: a class whose labels are mostly wrong then gets no more marks than the others)."""
+    labels = np.asarray(labels)
+    eligible = np.ones(len(labels), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    marked = np.zeros(len(labels), dtype=bool)
+    for c, share in enumerate(shares):
+        rows = np.flatnonzero(labels == c)
+        marked[rows] = mark_noisy(np.asarray(scores)[rows], share, eligible[rows])
+    return marked

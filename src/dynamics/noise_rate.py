@@ -191,3 +191,30 @@ def frozen_noise_rates(features: np.ndarray, labels: np.ndarray, num_classes: in
     """`frozen_lr` and `frozen_cj` from the pretrained model's embeddings [N, D] and labels [N]."""
     proba = frozen_oof_proba(features, labels, num_classes, seed=seed)
     return {"frozen_lr": disagreement_rate(proba, labels), "frozen_cj": confident_joint_rate(proba, labels)}
+
+
+SHRINK_ROWS = 10  # per-class shares: the overall share counts as this many trusted rows of each class
+
+
+def trusted_class_shares(given: np.ndarray, verified: np.ndarray, num_classes: int, overall: float) -> np.ndarray:
+    """[C] the share of wrong labels among the trusted rows given each label, shrunk toward
+    `overall` (as SHRINK_ROWS rows at that share), so that a class with few checked rows stays
+    near the overall share. given, verified [T]."""
+    rows = np.bincount(given, minlength=num_classes)
+    wrong = np.bincount(given[given != verified], minlength=num_classes)
+    return (wrong + SHRINK_ROWS * overall) / (rows + SHRINK_ROWS)
+
+
+def confident_class_shares(probs: np.ndarray, labels: np.ndarray, num_classes: int, overall: float) -> np.ndarray:
+    """[C] per noisy label, the share of its confidently counted rows whose confident label is
+    another class (the off-diagonal of each row of `confident_joint`), scaled so that the shares
+    mark `overall` of all rows in total: the confident joint says where the wrong labels are, the
+    overall share how many there are."""
+    labels = np.asarray(labels)
+    joint, _ = confident_joint(np.asarray(probs, dtype=np.float64), labels, num_classes)
+    counted, rows = joint.sum(1), np.bincount(labels, minlength=num_classes)
+    off = np.where(counted > 0, 1 - np.diag(joint) / np.maximum(counted, 1), 0.0)
+    total = (off * rows).sum()
+    if total == 0:  # no sign of where: the same share everywhere
+        return np.full(num_classes, overall)
+    return np.clip(off * overall * rows.sum() / total, 0.0, 1.0)
