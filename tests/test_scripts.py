@@ -128,3 +128,22 @@ def test_device_assets_refuse_a_missing_archive(tmp_path, capsys):
     out = tmp_path / "assets"
     assert device_assets.main(["--out", str(out), "--data", str(tmp_path / "none.tar.gz")]) == 2
     assert "no such file" in capsys.readouterr().err and not out.exists()
+
+
+def test_choose_margin_reads_validation_rows_only_and_skips_trusted_runs(tmp_path, capsys):
+    import numpy as np
+
+    from scripts import choose_margin
+
+    header = "split,index,text,noisy_label,suggested_label,label_issue,given_label_prob,cleaned_label,cleaned_prob,gold"
+    # validation: a confident change that is right (gap 0.6), a weak one that is wrong (gap 0.1);
+    # a train row that would favour margin 0 is not read
+    rows = ["validation,0,a,x,x,0,0.2,y,0.8,y", "validation,1,b,x,x,0,0.45,y,0.55,x", "train,0,c,x,x,0,0.45,y,0.55,y"]
+    (tmp_path / "run-labels.csv").write_text("\n".join([header, *rows]) + "\n")
+    (tmp_path / "trusted-labels.csv").write_text(
+        "\n".join([header + ",trusted_label", "validation,0,a,x,x,0,0.2,y,0.8,y,y"]) + "\n")
+    curve = choose_margin.validation_agreement(tmp_path / "run-labels.csv", np.array([0.0, 0.2, 0.7]))
+    assert curve.tolist() == [0.5, 1.0, 0.5]
+    assert choose_margin.validation_agreement(tmp_path / "trusted-labels.csv", np.array([0.0])) is None
+    assert choose_margin.main([str(tmp_path / "run-labels.csv"), str(tmp_path / "trusted-labels.csv")]) == 0
+    assert "best margin on validation: 0.55" in capsys.readouterr().out  # the largest of 0.10 .. 0.55
