@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.errors import UserError  # noqa: E402
-from src.methods import VARIANTS, all_labels, flags_of  # noqa: E402
+from src.methods import all_labels, flags_of, variant_labels  # noqa: E402
 
 # Every method and ablation (src/methods.py); the runs of a cell share stage 1 through its cache.
 # Variants (e.g. DyGen with the Dirichlet sample put on the simplex) run only on the data sets
@@ -125,7 +125,7 @@ def unpack(setting: tuple) -> tuple[str, str | None, float | str, str, tuple[str
 def grid_labels(grid: dict, dataset: str, methods: list[str] | None) -> list[str]:
     """The method labels a grid runs on `dataset`, in report order: `methods` when given, else all
     but the grid's "leave_out"; the VARIANTS only on its "variants_on" data sets."""
-    variants = {f"dygen-{v}" for v in VARIANTS}
+    variants = set(variant_labels())
     return [label for label in all_labels()
             if (label in methods if methods else label not in grid.get("leave_out", []))
             and (label not in variants or dataset in grid.get("variants_on", []))]

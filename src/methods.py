@@ -15,6 +15,8 @@ ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
 # Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
 VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"],
             "class_marking": ["--mark_share", "per_class"]}
+# Variants also run together, as one setting (its label joins theirs in VARIANTS' order).
+COMBINED_VARIANTS = (("balanced_prior", "class_marking"),)
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,15 @@ def run_label(config) -> str:
                            if str(getattr(config, flag.removeprefix("--"))) == value)
 
 
+def variant_labels() -> list[str]:
+    """The run labels of DyGen's variants, alone and combined (`COMBINED_VARIANTS`)."""
+    return [f"dygen-{v}" for v in VARIANTS] + ["dygen-" + "-".join(c) for c in COMBINED_VARIANTS]
+
+
 def all_labels() -> list[str]:
-    """Every single-change run label, in report order: DyGen, its variants and ablations, then
-    the baselines (the most elaborate first)."""
-    return (["dygen"] + [f"dygen-{v}" for v in VARIANTS] + [f"dygen-{a}" for a in ABLATIONS]
-            + ["coreg", "npc", "base"])
+    """Every run label, in report order: DyGen, its variants and ablations, then the baselines
+    (the most elaborate first)."""
+    return ["dygen"] + variant_labels() + [f"dygen-{a}" for a in ABLATIONS] + ["coreg", "npc", "base"]
 
 
 def flags_of(label: str) -> list[str]:
@@ -67,8 +73,8 @@ def flags_of(label: str) -> list[str]:
         raise ValueError(f"unknown method label {label!r}")
     if not change:
         return [] if method == "dygen" else ["--method", method]
-    if change in VARIANTS:
-        return list(VARIANTS[change])
+    if all(part in VARIANTS for part in change.split("-")):  # one variant, or several together
+        return [flag for part in change.split("-") for flag in VARIANTS[part]]
     if change in ABLATIONS:
         return [f"--{change}"]
     raise ValueError(f"unknown method label {label!r}")

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from src.methods import VARIANTS, all_labels
+from src.methods import all_labels, variant_labels
 
 DETECTORS = {"dynamics": "dyn", "loss": "loss", "confident_learning": "cl"}
 METRICS = ("precision", "recall", "f1", "roc_auc")
@@ -204,7 +204,7 @@ def _by_setting(records: list[dict]) -> dict[tuple, dict[str, dict[int, dict]]]:
 
 def is_dygen_setting(label: str) -> bool:
     """DyGen as the paper has it or with one of its VARIANTS (not an ablation, which removes a part)."""
-    return label == "dygen" or (label.startswith("dygen-") and label.removeprefix("dygen-") in VARIANTS)
+    return label == "dygen" or label in variant_labels()
 
 
 def best_dygen(methods: dict[str, dict[int, dict]]) -> str | None:

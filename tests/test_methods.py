@@ -113,3 +113,15 @@ def test_every_label_has_flags_that_give_it_back():
         assert run_label(parse_config(flags_of(label))) == label
     with pytest.raises(ValueError):
         flags_of("npc-no_coreg")  # ablations are DyGen's only
+
+
+def test_variants_alone_and_combined_have_labels_that_give_back_their_flags():
+    from src.methods import flags_of, run_label, variant_labels
+
+    assert "dygen-balanced_prior-class_marking" in variant_labels()
+    for label in variant_labels():
+        flags = flags_of(label)
+        assert run_label(parse_config(flags)) == label, label
+    assert flags_of("dygen-balanced_prior-class_marking") == ["--prior_balance", "class", "--mark_share", "per_class"]
+    with pytest.raises(ValueError):
+        flags_of("dygen-balanced_prior-no_coreg")  # an ablation is no variant
