@@ -153,10 +153,12 @@ def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
 
 def suggestion_line(suggestion: dict) -> str:
     """How many labels the run suggests changing and how sure it is that such a change is right."""
-    line = f"{suggestion['changes']} suggested (suggested_label, margin {suggestion['margin']:.3f}"
     estimate = suggestion["estimate"]
     if estimate is None:
-        return line + "; share of suggested changes that are right: unknown, no trusted rows)"
+        return (f"{suggestion['changes']} suggested (suggested_label; without trusted rows no change is suggested: "
+                f"how often a change would be right is unknown; check rows by hand, lowest given_label_prob "
+                f"first, and pass them with --trusted_column)")
+    line = f"{suggestion['changes']} suggested (suggested_label, margin {suggestion['margin']:.3f}"
     right = estimate["changes_right"]
     if right["of"] == 0:
         return line + f"; cross-fitted on {estimate['given_right']['of']} trusted rows, no change was suggested)"

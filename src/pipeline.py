@@ -48,7 +48,7 @@ from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.suggest import change_quality, choose_margin, crossfit_folds, suggest_labels
+from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, suggest_labels
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import (
@@ -67,7 +67,10 @@ from src.utils.common import configure_cuda, resolve_runtime, seed_everything, s
 from src.utils.rows import column
 
 CROSSFIT_FOLDS = 5  # folds of the trusted rows for the suggestion margin and its estimate
-DEFAULT_MARGIN = 0.0  # without trusted rows: suggest wherever another label is more probable
+# Without trusted rows no change is suggested: chosen on validation gold (scripts/choose_margin.py
+# over DyGen's runs on the demo, SemEval and TREC; docs/results.md), where on TREC's real noise every
+# margin that changes labels made them worse than the given ones.
+DEFAULT_MARGIN = NEVER
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,11 @@ def test_auto_run_writes_one_row_per_example(tiny_bert, tmp_path, monkeypatch):
     marked = sum(r["marked_noisy"] == "1" for r in fit)
     assert int(estimate * n_fit) <= marked <= 2 * int(estimate * n_fit)  # marked by any of 2 models
     assert record["cleaning"]["changed"] == sum(r["noisy_label"] != r["cleaned_label"] for r in fit)
+    # without trusted rows no change is suggested; given_label_prob is the cleaned posterior's
+    assert all(r["suggested_label"] == r["noisy_label"] and r["label_issue"] == "0" for r in fit)
+    assert record["suggestion"]["margin_source"] == "default" and record["suggestion"]["estimate"] is None
+    assert record["cleaning"]["changed"] > 0 and all(
+        float(r["given_label_prob"]) <= float(r["cleaned_prob"]) for r in fit)
 
 
 @pytest.mark.parametrize("args", [
