@@ -151,6 +151,12 @@ def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
     return {**{k: v for k, v in suggestion.items() if k != "labels"}, "gold": quality}
 
 
+def ranking_note(suggestion: dict) -> str:
+    """The ROC AUC of ranking the unchecked rows by given_label_prob (with gold labels), for the log."""
+    ranking = (suggestion.get("gold") or {}).get("ranking") or {}
+    return "" if ranking.get("roc_auc") is None else f"; given_label_prob ranking AUC {ranking['roc_auc']:.4f}"
+
+
 def suggestion_line(suggestion: dict) -> str:
     """How many labels the run suggests changing and how sure it is that such a change is right."""
     estimate = suggestion["estimate"]
@@ -225,7 +231,8 @@ def log_summary(record: dict, labels_file: Path) -> None:
         log("noise detection (train+validation): " + "; ".join(
             f"{name} P {detection[name]['precision']:.3f} R {detection[name]['recall']:.3f} "
             f"F1 {detection[name]['f1']:.3f} AUC {fmt(detection[name]['roc_auc'])}"
-            for name in ("dynamics", "loss", "confident_learning")))
+            for name in ("dynamics", "loss", "confident_learning"))
+            + ranking_note(record["suggestion"]))
     if trusted:
         log(f"trusted rows ({trusted['rows']}, {trusted['source']}): the given label is the verified one on "
             f"{trusted['given_agrees']:.1%}, the cleaned label on {trusted['cleaned_agrees']:.1%} ({trusted['fixed']} "
