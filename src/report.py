@@ -239,8 +239,7 @@ def _accuracy(record: dict) -> float | None:
 
 def per_seed_accuracy(records: list[dict]) -> list[dict]:
     """Per setting: the DyGen setting chosen on validation (`best_dygen`): its test accuracy minus
-    each other method's, per seed
-    (the seeds both ran, in order) and their mean."""
+    each other method's, per seed (the seeds both ran, in order) and their mean."""
     out = []
     for key, methods in _by_setting(records).items():
         best = best_dygen(methods)
