@@ -276,23 +276,26 @@ def per_seed_markdown(records: list[dict]) -> str:
     parts = []
     accuracy, suggestion = per_seed_accuracy(records), per_seed_suggestion(records)
     for experiment in sorted({r["experiment"] for r in accuracy + suggestion}):
-        mine = [r for r in accuracy if r["experiment"] == experiment]
-        if mine:
-            parts += [f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: "
-                      "the most right suggestions on them, cross-fitted; else the paper's): its test accuracy "
-                      "minus each other method's (points)\n",
-                      "| setting | best DyGen | minus | seeds | per seed | mean |", "|---|---|---|---|---|---|"]
-            parts += [f"| {_setting_name(r)} | {r['best']} | {r['other']} | {' '.join(map(str, r['seeds']))} | "
-                      f"{_points(r['diffs'])} | {_points([r['mean']])} |"
-                      for r in mine]
-            parts.append("")
-        mine = [r for r in suggestion if r["experiment"] == experiment]
-        if mine:
-            parts += [f"### `{experiment}`: per seed, that DyGen setting's suggested_label: agreement with gold "
-                      "on the rows nobody checked minus the given labels' (points)\n",
-                      "| setting | best DyGen | seeds | per seed | mean |", "|---|---|---|---|---|"]
-            parts += [f"| {_setting_name(r)} | {r['best']} | {' '.join(map(str, r['seeds']))} | "
-                      f"{_points(r['diffs'])} | {_points([r['mean']])} |"
-                      for r in mine]
-            parts.append("")
+        parts += _per_seed_table(
+            [r for r in accuracy if r["experiment"] == experiment],
+            f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: the most "
+            "right suggestions on them, cross-fitted; else the paper's): its test accuracy minus each other "
+            "method's (points)")
+        parts += _per_seed_table(
+            [r for r in suggestion if r["experiment"] == experiment],
+            f"### `{experiment}`: per seed, that DyGen setting's suggested_label: agreement with gold on the rows "
+            "nobody checked minus the given labels' (points)")
     return "\n".join(parts)
+
+
+def _per_seed_table(rows: list[dict], title: str) -> list[str]:
+    """A markdown table of per-seed differences (with a `minus` column where the rows name another
+    method); no lines for no rows."""
+    if not rows:
+        return []
+    other = "other" in rows[0]
+    header = "| setting | best DyGen |" + (" minus |" if other else "") + " seeds | per seed | mean |"
+    lines = [title + "\n", header, "|---" * header.count(" | ") + "|---|"]
+    lines += [f"| {_setting_name(r)} | {r['best']} |" + (f" {r['other']} |" if other else "")
+              + f" {' '.join(map(str, r['seeds']))} | {_points(r['diffs'])} | {_points([r['mean']])} |" for r in rows]
+    return lines + [""]
