@@ -150,7 +150,6 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         if config.noise_ratio == "auto":  # every candidate, recorded even where a trusted sample decides
             estimates = noise_estimates(config, runtime, model_name, texts, stage1, scores, fit_labels, num_classes)
         ratio, ratio_source = marking_ratio(config, settings, estimates, trusted, splits)
-        class_shares = marking_class_shares(config, settings, stage1, rows, fit_labels, fit_trusted, ratio, num_classes)
         if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
             marking_scores = np.stack([cross_entropy_scores(p[rows.fit], fit_labels) for p in stage1.probs])
         else:
@@ -164,7 +163,11 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
                                     dtype=stage2_z_dtype(runtime.device, runtime.precision))
         evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes,
-                            class_shares)
+                            per_class_marking=config.mark_share == "per_class" and settings.mark_ratio != 0)
+        if evidence.per_class_marking:
+            log(f"marked share per noisy label ({'trusted rows' if checked.any() else 'confident joint'}): "
+                + ", ".join(f"{name} {share:.3f}" for name, share in
+                            zip(splits.class_names, marking_shares(evidence, fit_trusted), strict=True)))
         marks, priors = mark_and_prior(config, settings, evidence, fit_trusted)
 
     vaes, stage2_history = [], []
@@ -355,34 +358,30 @@ class Evidence:
     method_labels: np.ndarray  # [N_train + N_val] the label the method calibrates (`Plan.label`)
     rows: Rows
     num_classes: int
-    class_shares: np.ndarray | None = None  # [C] per noisy label the share to mark (--mark_share per_class)
+    per_class_marking: bool = False  # --mark_share per_class, for a method that marks
 
 
-def marking_class_shares(config: Config, settings, stage1, rows: Rows, fit_labels: np.ndarray,
-                         fit_trusted: np.ndarray, ratio: float, num_classes: int) -> np.ndarray | None:
-    """[C] with `--mark_share per_class` (for the methods that mark), the share of each noisy
-    label's rows to mark: from the trusted rows with that label, else from stage 1's confident
-    joint; None: one share of all rows, as the paper."""
-    if config.mark_share != "per_class" or settings.mark_ratio == 0:
+def marking_shares(evidence: Evidence, trusted_labels: np.ndarray) -> np.ndarray | None:
+    """[C] with `--mark_share per_class` the share of each noisy label's rows to mark: from the
+    trusted rows given (so that a cross-fitted fold's own rows do not inform it), else where
+    stage 1's confident joint puts the wrong labels; None: one share of all rows, as the paper."""
+    if not evidence.per_class_marking:
         return None
-    checked = fit_trusted >= 0
+    given, checked = evidence.given_labels, trusted_labels >= 0
     if checked.any():
-        shares = trusted_class_shares(fit_labels[checked], fit_trusted[checked], num_classes, ratio)
-    else:
-        shares = confident_class_shares(stage1.probs[:, rows.fit].mean(0), fit_labels, num_classes, ratio)
-    log("marked share per noisy label (" + ("trusted rows" if checked.any() else "confident joint") + "): "
-        + ", ".join(f"{k} {share:.3f}" for k, share in enumerate(shares)))
-    return shares
+        return trusted_class_shares(given[checked], trusted_labels[checked], evidence.num_classes, evidence.ratio)
+    probs = evidence.stage1.probs[:, evidence.rows.fit].mean(0)  # [N_train + N_val, C]
+    return confident_class_shares(probs, given, evidence.num_classes, evidence.ratio)
 
 
 def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels: np.ndarray):
     """Each model's marks [N_train + N_val] (trusted rows never) and Dirichlet prior [N_train, C].
     trusted_labels [N_train + N_val]: verified labels, -1 where nobody checked."""
-    unchecked = trusted_labels < 0
-    if evidence.class_shares is None:
+    unchecked, shares = trusted_labels < 0, marking_shares(evidence, trusted_labels)
+    if shares is None:
         marks = [mark_noisy(score, evidence.ratio, eligible=unchecked) for score in evidence.marking_scores]
     else:
-        marks = [mark_noisy_per_class(score, evidence.given_labels, evidence.class_shares, eligible=unchecked)
+        marks = [mark_noisy_per_class(score, evidence.given_labels, shares, eligible=unchecked)
                  for score in evidence.marking_scores]
     prior_labels = np.where(trusted_labels >= 0, trusted_labels, evidence.method_labels)  # trusted: verified
     priors = [prior_of_model(config, settings, evidence.stage1, m, marks[m], prior_labels, evidence.rows,

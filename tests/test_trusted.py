@@ -6,6 +6,7 @@ picture of the cleaning."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -259,3 +260,26 @@ def test_worked_example_file_describes_as_the_docs_say(tmp_path, capsys):
     estimate = out["trusted_noise_estimate"]
     assert (estimate["rows"], estimate["wrong"]) == (100, 29)
     assert estimate["interval"] == pytest.approx([0.210, 0.385], abs=1e-3)
+
+
+def test_per_label_marking_shares_come_from_the_trusted_rows_given():
+    """The cross-fitting hands mark_and_prior the trusted labels without a fold's rows: the shares
+    are then computed without them; with no trusted row at all, from stage 1's confident joint."""
+    from types import SimpleNamespace
+
+    from src.dynamics.noise_rate import confident_class_shares, trusted_class_shares
+    from src.pipeline import Evidence, Rows, marking_shares
+
+    given = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    trusted = np.array([1, 1, 0, -1, 1, -1, -1, -1])  # label 0: 2 of 3 checked wrong; label 1: 0 of 1
+    probs = np.array([[[0.9, 0.1]] * 2 + [[0.2, 0.8]] * 6])  # [M=1, N, C]
+    evidence = Evidence(SimpleNamespace(probs=probs), None, None, 0.25, given, given, Rows(6, 2, 0), 2,
+                        per_class_marking=True)
+    np.testing.assert_allclose(marking_shares(evidence, trusted), trusted_class_shares(
+        given[trusted >= 0], trusted[trusted >= 0], 2, 0.25))
+    fold_out = trusted.copy()
+    fold_out[[0, 1]] = -1  # the fold with the two wrong labels counted as unchecked
+    assert marking_shares(evidence, fold_out)[0] < marking_shares(evidence, trusted)[0]
+    np.testing.assert_allclose(marking_shares(evidence, np.full(8, -1)),
+                               confident_class_shares(probs[0], given, 2, 0.25))
+    assert marking_shares(dataclasses.replace(evidence, per_class_marking=False), trusted) is None
