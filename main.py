@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("error: " + " ".join(str(exc).split()) + "\n")
         sys.stderr.flush()
         return 2
+    except BrokenPipeError:  # the reader went away (`... --describe | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:
         if exc.errno not in WRITE_FAILURES:
             raise  # not the user's to fix: a bug, with its traceback

@@ -480,3 +480,19 @@ def test_classes_whose_c_by_c_steps_cannot_fit_are_refused_before_stage_1(descri
     describe_fails(["--dataset", "csv", "--path", folder], "csv: 200 classes",
                    "need about 3 MiB, more than this machine's 1 MiB")
     assert evaluate.class_memory_bytes(10_000, 2) > 700 * 10**7  # 10,000 classes, 2 models: 7.6 GB
+
+
+def test_describe_into_a_closed_pipe_ends_quietly():
+    """`python main.py --describe | head -c 10`: the reader has gone; no traceback, exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    result = subprocess.run([sys.executable, "main.py", "--describe"], cwd=ROOT, stdout=write_end,
+                            stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
