@@ -411,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", action="store_true",
                         help="rewrite docs/results.md's tables and the readme's headline table")
     parser.add_argument("--per_seed", action="store_true",
-                        help="also the per-seed differences: the best DyGen setting's test accuracy minus each "
-                             "other method's, and suggested_label's agreement with gold minus the given labels' "
+                        help="also the per-seed differences: the test accuracy of the DyGen setting chosen on "
+                             "validation minus each other method's, and its suggested_label's agreement with gold "
+                             "minus the given labels' "
                              "(printed; with --readme, in each grid's block of docs/results.md)")
     args = parser.parse_args(argv)
     failed = 0

@@ -48,7 +48,7 @@ from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
 from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, suggest_labels
+from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.outputs import (
@@ -185,14 +185,8 @@ def run(config: Config, world: World = ALONE) -> dict | None:
                     f"test acc {fmt(record['test_accuracy'])}")
 
     with timer("inference"):  # P(y|x) = sum over noisy labels, with the last-epoch models
-        def predict(index: np.ndarray) -> np.ndarray | None:  # P(y | x) [len(index), C]
-            if not len(index):
-                return None
-            if settings.stage2:
-                return denoise(vaes, trajectories, index, stage1.probs[:, index])
-            return stage1.probs[:, index].mean(0)  # base / coreg: the stage-1 prediction is the answer
-
-        denoised, abstained_probs = predict(rows.test), predict(rows.abstained)  # test; rows without a label
+        denoised, abstained_probs = (predict(settings, evidence, vaes, index) if len(index) else None
+                                     for index in (rows.test, rows.abstained))  # test; rows without a label
         cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)  # [N_train + N_val, C]
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
     with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
@@ -213,7 +207,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
         abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
         accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
-    given_label_prob = cleaned[np.arange(len(fit_labels)), fit_labels]  # [N_train + N_val] low: likely wrong
+    given_label_prob = label_prob(cleaned, fit_labels)  # [N_train + N_val] low: likely wrong
     record["suggestion"] = suggestion_record(suggestion, suggestion_quality(
         fit_labels, suggestion["labels"], cleaned.argmax(1), given_label_prob, fit_gold, unchecked=fit_trusted < 0))
     with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
@@ -383,7 +377,7 @@ def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels:
     else:
         marks = [mark_noisy_per_class(score, evidence.given_labels, shares, eligible=unchecked)
                  for score in evidence.marking_scores]
-    prior_labels = np.where(trusted_labels >= 0, trusted_labels, evidence.method_labels)  # trusted: verified
+    prior_labels = np.where(unchecked, evidence.method_labels, trusted_labels)  # trusted: verified
     priors = [prior_of_model(config, settings, evidence.stage1, m, marks[m], prior_labels, evidence.rows,
                              evidence.method_labels[: evidence.rows.n_train]) for m in range(settings.n_model)]
     return marks, priors
@@ -403,16 +397,20 @@ def fit_stage2(config: Config, settings, runtime, evidence: Evidence, priors: li
     )
 
 
+def predict(settings, evidence: Evidence, vaes: list, index: np.ndarray) -> np.ndarray:
+    """P(y | x) [len(index), C]: stage 2's sum over noisy labels, or for base and coreg the
+    stage-1 prediction itself."""
+    probs = evidence.stage1.probs[:, index]  # [M, len(index), C]
+    return denoise(vaes, evidence.trajectories, index, probs) if settings.stage2 else probs.mean(0)
+
+
 def cleaned_posterior(settings, evidence: Evidence, vaes: list, index: np.ndarray) -> np.ndarray:
     """[len(index), C] the cleaned-label distribution of train/validation rows: DyGen's
-    P(y | x, given label); NPC's P(y | x) (it calibrates ŷ, never the given label); base and
-    coreg: the stage-1 prediction."""
-    probs = evidence.stage1.probs[:, index]  # [M, len(index), C]
-    if not settings.stage2:
-        return probs.mean(0)
-    if settings.label == "given":
+    P(y | x, given label); NPC's, base's and coreg's P(y | x) (`predict`: NPC calibrates ŷ,
+    never the given label)."""
+    if settings.stage2 and settings.label == "given":
         return posterior_given_label(vaes, evidence.trajectories, index, evidence.given_labels[index])
-    return denoise(vaes, evidence.trajectories, index, probs)
+    return predict(settings, evidence, vaes, index)
 
 
 def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
@@ -443,8 +441,8 @@ def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_label
     rows themselves get their verified label. Without: `DEFAULT_MARGIN`, that share unknown."""
     given, checked = evidence.given_labels, trusted_labels >= 0
     out = {"margin": DEFAULT_MARGIN, "margin_source": "default", "estimate": None}
-    if checked.sum() >= 2:
-        fold = crossfit_folds(int(checked.sum()), min(CROSSFIT_FOLDS, int(checked.sum())), config.seed)
+    if (n_checked := int(checked.sum())) >= 2:
+        fold = crossfit_folds(n_checked, min(CROSSFIT_FOLDS, n_checked), config.seed)
         posterior = crossfit_posterior(config, settings, runtime, evidence, trusted_labels, fold)
         out["margin"] = choose_margin(posterior, given[checked], trusted_labels[checked])
         out["margin_source"] = "trusted"

@@ -18,12 +18,17 @@ from src.dynamics.noise_rate import wilson_interval
 NEVER = 1.0  # a margin no probability gap exceeds: keep every given label
 
 
+def label_prob(posterior: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[N] each row's posterior [N, C] probability of its label [N] (of the given label:
+    `given_label_prob`, low where the label is likely wrong)."""
+    return posterior[np.arange(len(labels)), labels]
+
+
 def gaps(posterior: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The most probable label [N] and how much more probable it is than the given one [N] (0
     where it is the given one). posterior [N, C] = P(y | x, given), given [N]."""
-    rows = np.arange(len(given))
     best = posterior.argmax(1)
-    return best, posterior[rows, best] - posterior[rows, given]
+    return best, label_prob(posterior, best) - label_prob(posterior, given)
 
 
 def suggest_labels(posterior: np.ndarray, given: np.ndarray, margin: float) -> np.ndarray:

@@ -245,11 +245,6 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
-def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    with atomic_file(path) as f:  # streamed: no second in-memory copy of a large array
-        np.save(f, array)
-
-
 def append_line(path: str | Path, line: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
