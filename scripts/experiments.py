@@ -147,9 +147,11 @@ def plan_subsets(name: str, data_root: str | None, cache_dir: str, datasets: lis
 
 
 def plan_grid(name: str, data_root: str | None, cache_dir: str, seeds: list[int] | None,
-              methods: list[str] | None, datasets: list[str] | None = None) -> list[list[dict]]:
+              methods: list[str] | None, datasets: list[str] | None = None,
+              tags: list[str] | None = None) -> list[list[dict]]:
     """Cells of runs; the runs of one cell (same data, noise type, seed; with and without a
-    setting's extra flags) share stage 1, run in order."""
+    setting's extra flags) run in order and share what stage 1 they can. `tags`: only the settings
+    with these tags ("none": the untagged ones)."""
     grid = GRIDS[name]
     subsets = {s["dataset"]: s["out"] for s in plan_subsets(name, data_root, cache_dir, datasets)}
     cells = []
@@ -158,7 +160,7 @@ def plan_grid(name: str, data_root: str | None, cache_dir: str, seeds: list[int]
         by_data: dict[tuple, list[dict]] = {}
         for setting in grid["settings"]:
             dataset, noise_type, ratio, tag, extra = unpack(setting)
-            if datasets and dataset not in datasets:
+            if (datasets and dataset not in datasets) or (tags and (tag or "none") not in tags):
                 continue
             cell = by_data.setdefault((dataset, noise_type), [])
             for method in grid_labels(grid, dataset, methods):
@@ -407,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", choices=LABELS, default=None,
                         help="only these methods (default: every method and ablation the grid runs)")
     parser.add_argument("--datasets", nargs="+", default=None, help="only the grid's settings on these data sets")
+    parser.add_argument("--tags", nargs="+", default=None,
+                        help="only the grid's settings with these tags (e.g. trusted; none: the untagged ones)")
     parser.add_argument("--summary_only", action="store_true", help="do not run: re-aggregate and redraw")
     parser.add_argument("--readme", action="store_true",
                         help="rewrite docs/results.md's tables and the readme's headline table")
@@ -419,9 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     try:
         if not args.summary_only:
-            cells = plan_grid(args.config, args.data_root, args.cache_dir, args.seeds, args.methods, args.datasets)
+            cells = plan_grid(args.config, args.data_root, args.cache_dir, args.seeds, args.methods, args.datasets,
+                              args.tags)
             subsets = plan_subsets(args.config, args.data_root, args.cache_dir, args.datasets)
-            _validate(args.config, args.datasets, cells, subsets)
+            _validate(args.config, args.datasets, cells, subsets, args.tags)
             for subset in subsets:
                 print(f"{subset['dataset']}: {write_subset(subset)}")
             start = time.perf_counter()
@@ -434,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _validate(name: str, datasets: list[str] | None, cells: list[list[dict]], subsets: list[dict]) -> None:
-    """--datasets names the grid's data sets, every run's flags parse, every data folder exists and
+def _validate(name: str, datasets: list[str] | None, cells: list[list[dict]], subsets: list[dict],
+              tags: list[str] | None = None) -> None:
+    """--datasets and --tags name the grid's data sets and tags, every run's flags parse, every data folder exists and
     every subset's WRENCH files are there, before anything is written."""
     from src.config import parse_config
     from src.data.wrench import FILES, wrench_root
@@ -444,6 +450,10 @@ def _validate(name: str, datasets: list[str] | None, cells: list[list[dict]], su
     if datasets and set(datasets) - known:
         raise UserError(f"--datasets {' '.join(sorted(set(datasets) - known))}: not in grid {name} "
                         f"({', '.join(sorted(known))})")
+    known_tags = {unpack(setting)[3] or "none" for setting in GRIDS[name]["settings"]}
+    if tags and set(tags) - known_tags:
+        raise UserError(f"--tags {' '.join(sorted(set(tags) - known_tags))}: not in grid {name} "
+                        f"({', '.join(sorted(known_tags))})")
     for subset in subsets:
         if subset["out"].is_dir():  # written before: its source is not read again
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from src.errors import UserError
 from src.methods import variant_labels
 from src.report import per_seed_markdown, summarize, to_csv, to_markdown
 
@@ -193,6 +194,13 @@ def test_real_paper_grid_keeps_trusted_runs_apart_in_one_cell(tmp_path):
     assert names_of(narrowed) == ["trec-real-0.2-seed0-dygen", "trec-real-0.2-seed0-dygen-no_coreg",
                                   "trec-real-auto-trusted-seed0-dygen", "trec-real-auto-trusted-seed0-dygen-no_coreg"]
     assert experiments.plan_subsets("real_paper", str(tmp_path), cache, ["trec"]) == []
+    # --tags picks settings by tag: "none" the untagged ones
+    untrusted = experiments.plan_grid("real_paper", str(tmp_path), cache, [0], ["dygen"], ["trec"], ["none"])
+    assert names_of(untrusted) == ["trec-real-0.2-seed0-dygen"]
+    trusted = experiments.plan_grid("real_paper", str(tmp_path), cache, [0], ["dygen"], None, ["trusted"])
+    assert all("-trusted-seed0-" in name for name in names_of(trusted)) and len(names_of(trusted)) == 4
+    with pytest.raises(UserError, match="--tags foo"):
+        experiments._validate("real_paper", None, trusted, [], ["foo"])
 
 
 def test_variants_run_on_the_data_sets_a_grid_names(monkeypatch):
