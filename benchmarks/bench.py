@@ -117,7 +117,8 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
                 models.append(load_classifier(config.model_name(), splits.num_classes))
             start = time.perf_counter()
             results[name] = train_stage1(
-                models, encoded[pad], splits.train.noisy, splits.validation.noisy, epochs=config.epochs,
+                models, encoded[pad], np.r_[splits.train.noisy, [-1] * len(splits.validation)],
+                splits.validation.noisy, epochs=config.epochs,
                 batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size, lr=config.lr,
                 device=device, precision=precision, seed=config.seed, show_progress=False,
                 speedups=Stage1Speedups(pad_to_max=pad, split_batches=split))

@@ -21,6 +21,7 @@ class Config:
     abstain_label: str | None = None  # --dataset csv: the label value that means "no label"
     trusted_column: str | None = None  # --dataset csv: verified labels on the rows someone checked
     trusted: str | None = None  # "validation": its gold labels are a trusted sample
+    calibration_share: float = 0.5  # of the trusted rows: kept out of stage 1 to calibrate the suggestion
     noise_type: str | None = None  # SN / ASN / IDN; None = the data set's real noise, else SN
     noise_ratio: float | str = 0.2  # or "auto": estimated from the run (marking only)
     max_length: int | None = None  # None = the data set's default (SPEC.md)
@@ -113,6 +114,8 @@ class Config:
             raise UserError(f"--warmup_epochs {self.warmup_epochs}: must be in [0, 1]")
         if self.selected_class is not None and self.selected_class < 1:
             raise UserError(f"--selected_class {self.selected_class}: must be at least 1")
+        if not 0 <= self.calibration_share <= 1:
+            raise UserError(f"--calibration_share {self.calibration_share}: must be in [0, 1]")
         if self.trusted == "test":
             raise UserError("--trusted test: the test split can never be trusted (its labels are what the "
                             "method is measured against)")
@@ -157,6 +160,10 @@ HELP = {
                       "its verified label",
     "trusted": "validation: trust the validation split's gold labels (WRENCH's protocol, or a csv valid "
                "file with gold), used as --trusted_column's are; test can never be trusted",
+    "calibration_share": "the share of the trusted rows kept out of stage 1 (seeded): the suggestion's margin "
+                         "and the estimate of how often its changes are right are set on them, cross-fitted; "
+                         "the others train stage 1 with their verified label, for every method. 1: none "
+                         "trains stage 1; 0: all do, and no change is suggested",
     "noise_type": "synthetic noise SN, ASN or IDN on train+validation; default: the data set's real "
                   "noise (WRENCH) or SN",
     "noise_ratio": "noise rate r in [0, 1): synthetic flip rate, and share of examples marked noisy; "

@@ -160,6 +160,9 @@ def ranking_note(suggestion: dict) -> str:
 def suggestion_line(suggestion: dict) -> str:
     """How many labels the run suggests changing and how sure it is that such a change is right."""
     estimate = suggestion["estimate"]
+    if estimate is None and suggestion.get("trusted_rows"):  # all of them trained stage 1
+        return (f"{suggestion['changes']} suggested (suggested_label: the trusted rows' verified labels; with "
+                f"fewer than 2 of them kept out of stage 1 no other change is suggested: raise --calibration_share)")
     if estimate is None:
         return (f"{suggestion['changes']} suggested (suggested_label; without trusted rows no change is suggested: "
                 f"how often a change would be right is unknown; check rows by hand, lowest given_label_prob "

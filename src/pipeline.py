@@ -51,6 +51,7 @@ from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, 
 from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
+from src.model.trusted import NOT_TRAINED, calibration_rows, stage1_labels
 from src.outputs import (
     check_output_dirs,
     fmt,
@@ -126,16 +127,20 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
     num_classes = splits.num_classes
     fit_labels = np.concatenate([train.noisy, val.noisy])  # [N_train + N_val], noisy labels only
-    # [N_train + N_val] the trusted sample's verified labels, -1 on the rows nobody checked
-    fit_trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
+    fit_trusted, calibration, train_labels = trusted_use(config, splits)
     checked = fit_trusted >= 0
     trusted = trusted_noise_rate(fit_labels[checked], fit_trusted[checked]) if checked.any() else None
     log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {num_classes} "
         f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
         f"({runtime.precision}); method {run_label(config)}")
+    if checked.any():
+        log(f"{int(checked.sum())} trusted rows: {int((checked & ~calibration).sum())} train stage 1 with their "
+            f"verified label, {int(calibration.sum())} calibrate the suggestion (--calibration_share "
+            f"{config.calibration_share:g})")
 
     with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
-        stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, world)
+        stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, train_labels,
+                                                 world)
     if not world.main:  # torchrun: the rest is rank 0's
         return None
     test_noisy_probs = stage1.probs[:, rows.test]  # [M, N_test, C]
@@ -190,14 +195,16 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)  # [N_train + N_val, C]
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
     with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
-        suggestion = suggest(config, settings, runtime, evidence, fit_trusted, cleaned)
+        suggestion = suggest(config, settings, runtime, evidence, fit_trusted, calibration, cleaned)
 
     # ---- diagnostics against gold labels (never read by the method), the record, the files ----
     fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
     detection, detection_arrays = noise_detection(scores, stage1.probs[:, rows.fit].mean(0), np.stack(distances),
                                                   fit_labels, fit_gold, num_classes, ratio)
     if trusted is not None:  # how the cleaning did on the trusted rows
-        trusted |= {"source": trusted_source(config), **trusted_quality(fit_labels, cleaned.argmax(1), fit_trusted)}
+        trusted |= {"source": trusted_source(config), "stage1_rows": int((checked & ~calibration).sum()),
+                    "calibration_rows": int(calibration.sum()),
+                    **trusted_quality(fit_labels, cleaned.argmax(1), fit_trusted)}
     timer.seconds["total"] = time.perf_counter() - started
     record = run_record(
         config, settings, model_name=model_name, max_length=max_length, device=runtime.device,
@@ -222,6 +229,16 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     return record
 
 
+def trusted_use(config: Config, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[N_train + N_val] each: the verified labels (-1 on the rows nobody checked), the checked
+    rows kept out of stage 1 to calibrate the suggestion, and the label each row trains stage 1
+    with (src/model/trusted.py: the other checked rows their verified one)."""
+    train, val = splits.train, splits.validation
+    trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
+    calibration = calibration_rows(trusted, config.calibration_share, config.seed)
+    return trusted, calibration, stage1_labels(np.r_[train.noisy, val.noisy], trusted, calibration, len(train))
+
+
 def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
     """The splits with their noise applied, and the maximum length; what can be refused is refused
     here, before anything is written (for a run and for --describe alike). `local_only`
@@ -238,10 +255,11 @@ def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
     return splits, max_length
 
 
-def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits,
+def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
                     world: World = ALONE) -> tuple[dict, dict]:
     """train_stage1's keyword settings, and the stage-1 cache key's parts: everything that
-    changes stage 1's result (token ids, noisy labels, model, settings, device type, code)."""
+    changes stage 1's result (token ids, the labels it trains with, model, settings, device type,
+    code). train_labels [N_train + N_val]: as train_stage1's."""
     train, val = splits.train, splits.validation
     options = {
         "epochs": config.epochs, "batch_size": config.train_batch_size,
@@ -259,18 +277,22 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity(),
     }
+    if not np.array_equal(train_labels, np.r_[train.noisy, np.full(len(val), NOT_TRAINED)]):  # checked rows train
+        key_parts["stage1_labels"] = stage1_cache.array_digest(train_labels)  # (the key is unchanged without them)
     if world.distributed:  # the same maths, but each rank's dropout masks fall on other rows
         key_parts["world_size"] = world.size
     return options, key_parts
 
 
-def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits, world: World = ALONE):
+def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
+              world: World = ALONE):
     """Stage 1, or its cached result when a run with the same settings finished before.
 
     Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
-    reused; --save_model needs them, so it always trains). Under torchrun every rank trains,
+    reused; --save_model needs them, so it always trains). train_labels [N_train + N_val]: as
+    train_stage1's. Under torchrun every rank trains,
     and only rank 0 reads or writes the cache (the others return no result)."""
-    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits, world)
+    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits, train_labels, world)
     models = []
 
     def train_models(trajectory_dir):
@@ -278,7 +300,7 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits,
         speedups = (DistributedSpeedups(world) if world.distributed else
                     Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
                                    split_batches=runtime.split_batches))
-        return train_stage1(models, texts, splits.train.noisy, splits.validation.noisy, device=runtime.device,
+        return train_stage1(models, texts, train_labels, splits.validation.noisy, device=runtime.device,
                             show_progress=config.progress, speedups=speedups,
                             new_trajectory=lambda m, shape: RowFile.create(  # on disk, read by rows later
                                 stage1_cache.trajectory_path(trajectory_dir, m), shape)
@@ -414,39 +436,43 @@ def cleaned_posterior(settings, evidence: Evidence, vaes: list, index: np.ndarra
 
 
 def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
-                       fold: np.ndarray) -> np.ndarray:
-    """[T, C] the cleaned posterior of the T trusted rows, each computed by a fit (marking, prior,
-    stage 2) in which its fold's rows count as unchecked, so that no row's verified label informs
-    its own posterior. Stage 1 never reads verified labels, so the methods without stage 2 need
-    no refit."""
-    checked = np.flatnonzero(trusted_labels >= 0)
+                       calibration: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """[K, C] the cleaned posterior of the K calibration rows (`calibration` [N_train + N_val]
+    bool), each computed by a fit (marking, prior, stage 2) in which its fold's rows count as
+    unchecked, so that no row's verified label informs its own posterior. Stage 1 never read
+    their verified labels (src/model/trusted.py), so the methods without stage 2 need no refit."""
+    kept = np.flatnonzero(calibration)
     if not settings.stage2:
-        return cleaned_posterior(settings, evidence, [], checked)
-    out = np.empty((len(checked), evidence.num_classes))
+        return cleaned_posterior(settings, evidence, [], kept)
+    out = np.empty((len(kept), evidence.num_classes))
     for k in np.unique(fold):
         others = trusted_labels.copy()
-        others[checked[fold == k]] = -1
+        others[kept[fold == k]] = -1
         _, priors = mark_and_prior(config, settings, evidence, others)
         vaes, _ = fit_stage2(config, settings, runtime, evidence, priors)
-        out[fold == k] = cleaned_posterior(settings, evidence, vaes, checked[fold == k])
+        out[fold == k] = cleaned_posterior(settings, evidence, vaes, kept[fold == k])
     return out
 
 
 def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
-            cleaned: np.ndarray) -> dict:
+            calibration: np.ndarray, cleaned: np.ndarray) -> dict:
     """The labels a user applies (src/model/suggest.py) and how sure the run is of them.
 
-    With trusted rows: the margin that makes the cross-fitted suggestions agree with the verified
-    labels most often, and the estimated share of suggested changes that are right; the trusted
-    rows themselves get their verified label. Without: `DEFAULT_MARGIN`, that share unknown."""
+    With calibration rows (trusted rows kept out of stage 1): the margin that makes the
+    cross-fitted suggestions agree with their verified labels most often, and the estimated share
+    of suggested changes that are right. Without: `DEFAULT_MARGIN`, that share unknown. Every
+    trusted row gets its verified label."""
     given, checked = evidence.given_labels, trusted_labels >= 0
-    out = {"margin": DEFAULT_MARGIN, "margin_source": "default", "estimate": None}
-    if (n_checked := int(checked.sum())) >= 2:
-        fold = crossfit_folds(n_checked, min(CROSSFIT_FOLDS, n_checked), config.seed)
-        posterior = crossfit_posterior(config, settings, runtime, evidence, trusted_labels, fold)
-        out["margin"] = choose_margin(posterior, given[checked], trusted_labels[checked])
+    n_kept = int(calibration.sum())
+    out = {"margin": DEFAULT_MARGIN, "margin_source": "default", "estimate": None,
+           "trusted_rows": int(checked.sum()), "calibration_rows": n_kept}
+    if n_kept >= 2:
+        fold = crossfit_folds(n_kept, min(CROSSFIT_FOLDS, n_kept), config.seed)
+        posterior = crossfit_posterior(config, settings, runtime, evidence, trusted_labels, calibration, fold)
+        given_kept, verified = given[calibration], trusted_labels[calibration]
+        out["margin"] = choose_margin(posterior, given_kept, verified)
         out["margin_source"] = "trusted"
-        out["estimate"] = change_quality(posterior, given[checked], trusted_labels[checked], fold)
+        out["estimate"] = change_quality(posterior, given_kept, verified, fold)
     suggested = suggest_labels(cleaned, given, out["margin"])
     out["labels"] = np.where(checked, trusted_labels, suggested)  # [N_train + N_val]
     out["changes"] = int((out["labels"] != given).sum())

@@ -66,7 +66,7 @@ def test_split_batches_trains_like_whole_batches():
         for m in range(2):
             torch.manual_seed(m)
             models.append(BertForSequenceClassification(config))
-        return train_stage1(models, texts, labels[:32], labels[32:40], epochs=2, batch_size=16,
+        return train_stage1(models, texts, np.r_[labels[:32], [-1] * 8], labels[32:40], epochs=2, batch_size=16,
                             eval_batch_size=64, lr=1e-3, seed=0, show_progress=False,
                             speedups=Stage1Speedups(split_batches=True) if split else None)
 

@@ -101,7 +101,8 @@ def stage1_key(argv: list[str]) -> str:
     texts = cached_encode(encode, load_tokenizer(config.model_name()), splits, max_length,
                           cache_dir=config.cache_dir, reuse=False, noise_type=config.noise_type,
                           noise_ratio=config.noise_ratio, seed=config.seed)
-    _, parts = pipeline.stage1_settings(config, runtime, settings, config.model_name(), texts, splits)
+    train_labels = pipeline.trusted_use(config, splits)[2]
+    _, parts = pipeline.stage1_settings(config, runtime, settings, config.model_name(), texts, splits, train_labels)
     return stage1_cache.cache_key(parts)
 
 
@@ -119,6 +120,10 @@ def test_the_stage1_key_changes_with_what_changes_stage_1_only(tiny_bert, tmp_pa
                    ["--total_iter", "3"], ["--dirichlet_sample", "normalised"], ["--prior_norm", "2"]):
         assert stage1_key([*args, *change]) == base, change
     assert stage1_key([*args, "--method", "npc"]) == stage1_key([*args, "--method", "base"])  # NPC cleans base
+    # checked rows outside the calibration part train stage 1; all of them calibrating: as without them
+    trusted = [*args, "--trusted", "validation"]
+    assert stage1_key([*trusted, "--calibration_share", "1"]) == base
+    assert len({base, stage1_key(trusted), stage1_key([*trusted, "--calibration_share", "0"])}) == 3
 
 
 def test_no_reuse_trains_again(tiny_bert, tmp_path):

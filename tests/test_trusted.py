@@ -54,6 +54,26 @@ def describe(tmp_path, capsys, *extra: str) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+def test_a_seeded_share_of_the_checked_rows_calibrates_and_the_others_train_stage_1_verified():
+    from src.model.trusted import calibration_rows, stage1_labels
+
+    trusted = np.array([-1, 2, 0, -1, 1, 1, 0, 2, -1, 0])  # rows 0-5 train, 6-9 validation
+    given = np.array([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
+    kept = calibration_rows(trusted, 0.5, seed=0)
+    assert kept.sum() == 4 and not kept[trusted < 0].any()  # round(0.5 * 7) of the checked rows
+    assert (kept == calibration_rows(trusted, 0.5, seed=0)).all()
+    assert any((kept != calibration_rows(trusted, 0.5, seed=s)).any() for s in range(1, 5))
+    assert not calibration_rows(trusted, 0, 0).any() and (calibration_rows(trusted, 1, 0) == (trusted >= 0)).all()
+    labels = stage1_labels(given, trusted, kept, n_train=6)
+    for row in range(10):
+        if trusted[row] >= 0 and not kept[row]:  # checked, not calibrating: its verified label
+            assert labels[row] == trusted[row]
+        elif row < 6:  # train: its given label, as a row nobody checked
+            assert labels[row] == given[row]
+        else:  # validation: not trained on, as the paper's
+            assert labels[row] == -1
+
+
 def test_describe_counts_trusted_rows_and_estimates_the_noise(tmp_path, capsys):
     train = write_file(tmp_path / "d" / "train.csv", 200, checked=60)  # 5% abstentions
     valid = write_file(tmp_path / "d" / "valid.csv", 40, checked=10, offset=200)
@@ -187,8 +207,10 @@ def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert
 
     write_file(tmp_path / "d" / "train.csv", 160, checked=40)
     write_file(tmp_path / "d" / "valid.csv", 40, checked=0, offset=160)
-    votes = []  # the labels each kNN prior votes with
-    original = pipeline.knn_predict_proba
+    votes, taught = [], []  # the labels each kNN prior votes with; those stage 1 trains with
+    original, original_stage1 = pipeline.knn_predict_proba, pipeline.train_stage1
+    monkeypatch.setattr(pipeline, "train_stage1", lambda models, texts, labels, *a, **k:
+                        taught.append(np.array(labels)) or original_stage1(models, texts, labels, *a, **k))
     monkeypatch.setattr(pipeline, "knn_predict_proba",
                         lambda embedded, labels, *a, **k: votes.append(np.array(labels)) or original(
                             embedded, labels, *a, **k))
@@ -215,16 +237,26 @@ def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert
     names = record["data"]["class_names"]
     expected = [names.index(r["trusted_label"] or r["noisy_label"]) for r in labelled]
     assert len(votes) == 2 + 5 * 2 and all(v.tolist() == expected for v in votes[:2])
-    # the suggestion's cross-fitting: 5 more fits, in each of which one fold of the trusted rows
-    # votes with its given label; every trusted row does so in exactly one fold, per model
+    # half the trusted rows (seeded) calibrate the suggestion; the others train stage 1 verified
     given = np.array([names.index(r["noisy_label"]) for r in labelled])
-    is_checked = np.array([bool(r["trusted_label"]) for r in labelled])
+    verified = np.array([names.index(r["trusted_label"]) if r["trusted_label"] else -1 for r in labelled])
+    is_checked = verified >= 0
+    from src.model.trusted import calibration_rows
+
+    kept = calibration_rows(verified, 0.5, seed=0)
+    assert trusted["calibration_rows"] == kept.sum() == 19 and trusted["stage1_rows"] == 19
+    (labels1,) = taught  # validation rows (none checked) are not trained on
+    in_train = np.arange(len(labelled)) < record["data"]["train"]
+    assert (labels1 == np.where(is_checked & ~kept, verified, np.where(in_train, given, -1))).all()
+    assert (verified != given)[is_checked & ~kept].any()  # some wrong given labels were taught verified
+    # the suggestion's cross-fitting: 5 more fits, in each of which one fold of the calibration rows
+    # votes with its given label; every calibration row does so in exactly one fold, per model
     unverified = np.stack([v != np.array(expected) for v in votes[2:]])  # [10, N] voting with a given label
-    assert not unverified[:, ~is_checked].any()
-    as_given = np.stack([v == given for v in votes[2:]])[:, is_checked]
+    assert not unverified[:, ~kept].any()
+    as_given = np.stack([v == given for v in votes[2:]])[:, kept]
     assert (as_given.sum(0) >= 2).all() and unverified.sum() > 0  # 2 models; some given labels are wrong
     suggestion = record["suggestion"]
-    assert suggestion["margin_source"] == "trusted" and suggestion["estimate"]["given_right"]["of"] == 38
+    assert suggestion["margin_source"] == "trusted" and suggestion["estimate"]["given_right"]["of"] == 19
     assert all(r["suggested_label"] == r["trusted_label"] and r["label_issue"] == str(int(r["trusted_label"] !=
                r["noisy_label"])) for r in checked)
     assert suggestion["changes"] == sum(r["label_issue"] == "1" for r in labelled)

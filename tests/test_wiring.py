@@ -66,6 +66,28 @@ def _tiny_stage1_inputs():
     return models, texts, labels
 
 
+def test_stage1_trains_on_the_rows_given_a_label_in_the_papers_order_without_checked_rows(monkeypatch):
+    from src.utils.batches import shuffled_batches
+
+    seen, original = [], stage1_module.train_epoch
+    monkeypatch.setattr(stage1_module, "train_epoch", lambda steps, batches, *a, **k:
+                        original(steps, seen.append([b.copy() for b in batches]) or seen[-1], *a, **k))
+    models, texts, labels = _tiny_stage1_inputs()
+    given = np.r_[labels[:8], [-1] * 2]  # 8 train rows, 2 validation rows not trained (the paper)
+    stage1_module.train_stage1(models, texts, given, labels[8:10], epochs=2, batch_size=3, eval_batch_size=16,
+                               lr=1e-3, seed=5, show_progress=False)
+    rng = np.random.default_rng([5, 1])
+    assert all([b.tolist() for b in got] == [b.tolist() for b in shuffled_batches(8, 3, rng)] for got in seen)
+    seen.clear()  # train rows 1 and 3 left out, validation row 9 trained (a checked row)
+    models, _, _ = _tiny_stage1_inputs()
+    checked = np.r_[labels[:8], [-1, labels[9]]]
+    checked[[1, 3]] = -1
+    stage1_module.train_stage1(models, texts, checked, labels[8:10], epochs=2, batch_size=3, eval_batch_size=16,
+                               lr=1e-3, seed=5, show_progress=False)
+    assert all(sorted(np.concatenate(got).tolist()) == [0, 2, 4, 5, 6, 7, 9] for got in seen)
+    assert [len(b) for b in seen[0]] == [3, 3, 1]
+
+
 @pytest.mark.parametrize("epochs, zeros", [(3, 0), (10, 1), (20, 2)])
 def test_stage1_alpha_is_zero_for_the_first_tenth_of_epochs(monkeypatch, epochs, zeros):
     seen, original = [], stage1_module.train_epoch
@@ -73,7 +95,7 @@ def test_stage1_alpha_is_zero_for_the_first_tenth_of_epochs(monkeypatch, epochs,
                         lambda steps, batches, alpha, *a, **k:
                         seen.append(alpha) or original(steps, batches, alpha, *a, **k))
     models, texts, labels = _tiny_stage1_inputs()
-    stage1_module.train_stage1(models, texts, labels[:8], labels[8:10], epochs=epochs, batch_size=8,
+    stage1_module.train_stage1(models, texts, np.r_[labels[:8], [-1] * 2], labels[8:10], epochs=epochs, batch_size=8,
                                eval_batch_size=16, lr=1e-3, alpha_t_hi=4.0, show_progress=False)
     assert seen == [0.0] * zeros + [4.0] * (epochs - zeros)
 

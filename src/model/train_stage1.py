@@ -21,6 +21,7 @@ from src.data.texts import TokenizedTexts
 from src.errors import UserError
 from src.model.plm import load_classifier
 from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
+from src.model.trusted import NOT_TRAINED
 from src.utils.batches import length_sorted_batches, shuffled_batches
 from src.utils.common import to_device
 
@@ -176,26 +177,32 @@ def train_stage1(
     new_trajectory=None,
     speedups=None,
 ) -> Stage1Result:
-    """Fine-tune `models` on the first len(train_labels) rows of `texts`; embed all rows each epoch.
+    """Fine-tune `models` on the rows of `texts` that `train_labels` gives a label; embed all rows
+    each epoch.
 
+    `train_labels` [N_train + N_val]: the label each train and validation row trains with, -1
+    (NOT_TRAINED) where it does not (src/model/trusted.py: validation rows only where checked by
+    hand); `val_labels` [N_val] the validation rows' noisy labels, for the log.
     `new_trajectory(m, shape)` makes the store of model m's embeddings [N, E, D] float16, written
     as each epoch ends (e.g. a file, so that the process does not hold them); by default an array.
     `texts` holds train, validation and test rows in that order. `speedups` (the speed layer's
     `Stage1Speedups`) builds the step runner; without it the steps run as `EagerSteps`.
     """
     device = device or torch.device("cpu")
-    n_train, n_val = len(train_labels), len(val_labels)
+    n_val = len(val_labels)
+    n_train = len(train_labels) - n_val
     n_all = len(texts)
     num_models = len(models)
     rng = np.random.default_rng([seed, 1])
-    epoch_batches = [shuffled_batches(n_train, batch_size, rng) for _ in range(epochs)]
+    trained = np.flatnonzero(train_labels != NOT_TRAINED)  # [R]; without checked rows: range(N_train)
+    epoch_batches = [[trained[b] for b in shuffled_batches(len(trained), batch_size, rng)] for _ in range(epochs)]
     eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
     settings = {"lr": lr, "weight_decay": weight_decay, "device": device, "precision": precision,
                 "clip_gradient_norm": clip_gradient_norm}
     steps = (EagerSteps(models, texts, train_labels, **settings) if speedups is None else
              speedups.build(models, texts, train_labels, epoch_batches, eval_batches, batch_size=batch_size,
                             eval_batch_size=eval_batch_size, **settings))
-    steps_per_epoch = -(-n_train // batch_size)
+    steps_per_epoch = -(-len(trained) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         steps.optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
 
