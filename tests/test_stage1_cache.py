@@ -183,26 +183,42 @@ def test_staging_of_a_dead_run_is_removed(tmp_path):
 
 def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_path):
     import inspect
+    import shutil
 
     from src.accel import cuda_graphs, distributed, microbatches, models, stage1
     from src.data import texts
-    from src.model import plm, stage1_step, train_stage1
-    from src.utils import batches
+    from src.model import plm, stage1_step, train_stage1, trusted
+    from src.utils import batches, common
 
-    # the heads' seeding, the loop, the step, the batches and the model loading
+    # the heads' seeding, the loop, the step, the batches, the model loading, the runtime helpers
+    sources = stage1_cache.stage1_sources()
     for function in (train_stage1.new_classifiers, train_stage1.train_stage1, stage1_step.forward_backward,
                      cuda_graphs.GraphedStage1Steps, stage1.FastSteps, models.compile_model, texts.encode,
-                     texts.TokenizedTexts, batches.shuffled_batches,
-                     microbatches.split_by_length, plm.load_classifier, distributed.DistributedSteps):
-        assert Path(inspect.getsourcefile(function)).resolve() in stage1_cache.CODE
+                     texts.TokenizedTexts, batches.shuffled_batches, common.to_device, trusted.stage1_labels,
+                     microbatches.split_by_length, plm.load_classifier,
+                     distributed.DistributedSteps):
+        assert Path(inspect.getsourcefile(function)).resolve() in sources
+    # what runs after stage 1 only is not in it (an edit there keeps the cache)
+    assert not {Path(inspect.getsourcefile(m)).resolve() for m in (pipeline, stage1_cache)} & set(sources)
     # the pipeline seeds no heads itself (an edit there would not miss the cache)
     assert "manual_seed" not in Path(inspect.getsourcefile(pipeline)).read_text()
-    # an edit to any listed file changes the key
+    # an edit to a file stage 1 imports changes the key; an edit elsewhere does not
+    copy = tmp_path / "src"
+    shutil.copytree(stage1_cache.SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(stage1_cache, "SRC", copy)
     before = stage1_cache.code_identity()["source"]
-    copy = tmp_path / "train_stage1.py"
-    copy.write_text(Path(inspect.getsourcefile(train_stage1)).read_text() + "\n# edited\n")
-    monkeypatch.setattr(stage1_cache, "CODE", [copy if p.name == "train_stage1.py" else p for p in stage1_cache.CODE])
+    with open(copy / "report.py", "a") as f:
+        f.write("\n# edited\n")
+    assert stage1_cache.code_identity()["source"] == before
+    with open(copy / "utils" / "common.py", "a") as f:  # left out of the hand-kept list this replaced
+        f.write("\n# edited\n")
     assert stage1_cache.code_identity()["source"] != before
+    (copy / "utils" / "late.py").write_text("X = 1\n")  # a new module on stage 1's path
+    with open(copy / "utils" / "common.py", "a") as f:
+        f.write("from src.utils.late import X  # noqa\n")
+    edited = stage1_cache.code_identity()["source"]
+    (copy / "utils" / "late.py").write_text("X = 2\n")
+    assert stage1_cache.code_identity()["source"] != edited
 
 
 # ---- damaged entries, leftovers, two runs finishing one entry --------------------------------

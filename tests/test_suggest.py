@@ -62,6 +62,18 @@ def test_labels_more_than_half_wrong_keep_the_cleaning_gains_with_100_checked_ro
     assert (suggested != given).mean() > 0.4  # it did not fall back to the given labels
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_half_of_100_checked_rows_calibrating_still_keeps_most_of_the_gains(seed):
+    """The default --calibration_share 0.5: 50 of the 100 checked rows set the margin."""
+    from src.model.trusted import calibration_rows
+
+    posterior, given, truth = simulated(2000, given_right=0.4, argmax_right=0.8, seed=seed)
+    kept = calibration_rows(np.r_[truth[:100], np.full(1900, -1)], 0.5, seed)
+    suggested = suggest_labels(posterior, given, choose_margin(posterior[kept], given[kept], truth[kept]))
+    assert (suggested == truth).mean() > (posterior.argmax(1) == truth).mean() - 0.05
+    assert (suggested == truth).mean() > (given == truth).mean() + 0.3  # far from the given labels
+
+
 def test_labels_mostly_right_are_not_made_worse():
     """Given labels right on 85%, the cleaned argmax on 75%: the cleaning would make them worse;
     the suggestions chosen on 100 checked rows are at least as right as the given labels."""

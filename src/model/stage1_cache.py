@@ -4,9 +4,10 @@ A result lives in `<root>/<key>/` as trajectories_<m>.npy (model m's embeddings,
 float16, read by rows: `RowFile`), probs.npy ([M, N, C] float32) and result.json (history,
 timings, and the settings the key was made from). The key is a hash of everything that changes
 stage 1's output: the token ids (data set, files, max length, tokenizer), the noisy
-train/validation labels (noise type, rate, seed), the model's identity, the training settings,
-the device type, the library versions and the source of the stage-1 code itself. Stage 1 writes
-into a staging directory `<key>.partial-<pid>`, result.json last, which then replaces the entry
+train/validation labels (noise type, rate, seed) and the verified ones stage 1 trains with, the
+model's identity, the training settings, the device type, the library versions and the source of
+every `src` module stage 1 imports (`stage1_sources`, found from the import statements). Stage 1
+writes into a staging directory `<key>.partial-<pid>`, result.json last, which then replaces the entry
 in one rename: a run killed mid-way leaves no entry (its staging directory is removed by the
 next run), and a run started again reuses every stage 1 that finished. result.json holds a
 SHA-256 of every other file of the entry, verified on reuse: a damaged entry is trained again
@@ -16,6 +17,7 @@ the first's (the same settings give the same result).
 
 from __future__ import annotations
 
+import ast
 import errno
 import hashlib
 import json
@@ -33,11 +35,44 @@ from src.model.train_stage1 import Stage1Result
 from src.utils.common import atomic_write_json
 
 SRC = Path(__file__).resolve().parents[1]
-# Code whose edits change stage 1's numbers: an edit there makes every old entry a miss.
-CODE = [SRC / "model" / name for name in ("train_stage1.py", "stage1_step.py", "plm.py")] + [
-    SRC / "accel" / name
-    for name in ("stage1.py", "cuda_graphs.py", "microbatches.py", "models.py", "distributed.py")] + [
-    SRC / "data" / "texts.py", SRC / "utils" / "batches.py"]
+# Where stage 1 starts: these modules and every `src` module they import, transitively, are the code
+# whose edits change stage 1's numbers (an edit there makes every old entry a miss).
+STAGE1_ENTRY = ["src.model.train_stage1", "src.accel.stage1", "src.accel.distributed"]
+
+
+def module_file(module: str) -> Path | None:
+    """The file of `src` module `module` (a package: its __init__.py), or None if there is none."""
+    path = SRC.parent.joinpath(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The `src` modules a source file imports (`import src.a.b`, `from src.a import b`: both src.a
+    and, where b is a module, src.a.b) and the packages above each, which Python runs first."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0] == "src"}
+    return {name for name in found if module_file(name) is not None}
+
+
+def stage1_sources(entry: list[str] = STAGE1_ENTRY) -> list[Path]:
+    """Every source file stage 1 runs: the import closure of `entry` within `src`, sorted."""
+    seen, todo = set(), list(entry)
+    while todo:
+        if (name := todo.pop()) not in seen:
+            seen.add(name)
+            todo += imported_modules(module_file(name))
+    return sorted(module_file(name) for name in seen)
 
 
 def trajectory_path(directory: str | Path, model: int) -> Path:
@@ -85,7 +120,8 @@ def code_identity() -> dict:
     import transformers
 
     return {
-        "source": _sha(b"".join(p.read_bytes() for p in CODE)),
+        "source": _sha(b"".join(str(p.relative_to(SRC)).encode() + b"\0" + p.read_bytes()
+                                for p in stage1_sources())),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
