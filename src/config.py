@@ -44,6 +44,7 @@ class Config:
     prior_norm: float = 5.0
     mark_share: str = "global"  # per_class: each noisy label's own share marked (not in the paper)
     prior_balance: str = "none"  # class: each neighbour's vote divided by its class's share (not in the paper)
+    unmarked_prior: str = "knn"  # given: an unmarked row's prior is on its given label (not in the paper)
     approximate_knn: bool = False
     # stage 2
     vae_lr: float = 5e-5
@@ -127,6 +128,9 @@ class Config:
         if moved and self.dataset != "csv":
             raise UserError(f"--{moved[0]}: names a column of your own files (--dataset csv), "
                             f"not of --dataset {self.dataset}")
+        if self.unmarked_prior != "knn" and self.method != "dygen":
+            raise UserError(f"--unmarked_prior {self.unmarked_prior}: a setting of DyGen's prior, not of "
+                            f"--method {self.method}")
         ablations = [name for name in ABLATIONS if getattr(self, name)]
         if ablations and self.method != "dygen":
             raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")
@@ -205,6 +209,10 @@ HELP = {
     "prior_balance": "none: the kNN votes as the paper's (large classes win where neighbourhoods are mixed); "
                      "class: each neighbour's vote is divided by its class's share of the rows the kNN is "
                      "fitted on, so that small classes are not voted away (not in the paper)",
+    "unmarked_prior": "knn: every row's prior is the kNN's vote, as the paper; given: a row that is not marked "
+                      "noisy keeps its prior on its own label (a checked row's verified one), and only the "
+                      "marked rows get the kNN's vote, so that the vote cannot move labels nobody doubted "
+                      "(DyGen only; not in the paper)",
     "vae_lr": "stage-2 learning rate (Adam)",
     "vae_batch_size": "stage-2 batch size",
     "total_iter": "stage-2 epochs",
@@ -243,6 +251,7 @@ CHOICES = {
     "saved_dataset": ["y", "n"],
     "knn_mode": ["onehot", "proba"],
     "prior_balance": ["none", "class"],
+    "unmarked_prior": ["knn", "given"],
     "mark_share": ["global", "per_class"],
     "lr_schedule": ["linear", "restart"],
     "device": ["auto", "cpu", "cuda"],

@@ -46,7 +46,13 @@ from src.methods import plan, run_label
 from src.model import stage1_cache
 from src.model.detection import cross_entropy_scores
 from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
-from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
+from src.model.generate_prior import (
+    K_NEIGHBOURS,
+    dirichlet_prior,
+    keep_unmarked_labels,
+    knn_predict_proba,
+    npc_anchors,
+)
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
 from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
@@ -493,4 +499,6 @@ def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray,
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
                               screen_dtype=screen_dtype(config.approximate_knn), balance=config.prior_balance)
+    if config.unmarked_prior == "given":  # [N_train, C] the kNN votes only where a row was marked
+        proba = keep_unmarked_labels(proba, fit_labels[: rows.n_train], marked[: rows.n_train])
     return dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)

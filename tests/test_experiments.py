@@ -364,8 +364,10 @@ def test_per_seed_option_prints_and_writes_the_grid_block(tmp_path, monkeypatch,
 
 
 def test_trusted_runs_share_stage1_not_names_or_summary_rows(tiny_bert, tmp_path, monkeypatch):
+    # all checked rows calibrating: stage 1 is the one without them (by default half train it)
+    calibrating = ("trusted", (*experiments.TRUSTED[1], "--calibration_share", "1"))
     monkeypatch.setitem(experiments.GRIDS, "both", {
-        "settings": [("demo", "SN", 0.4), ("demo", "SN", 0.4, experiments.TRUSTED)], "seeds": [0],
+        "settings": [("demo", "SN", 0.4), ("demo", "SN", 0.4, calibrating)], "seeds": [0],
         "args": ["--bert", tiny_bert, "--epochs", "2", "--total_iter", "2"]})
     cache = str(tmp_path / "cache")
     cells = experiments.plan_grid("both", None, cache, None, ["dygen"])
@@ -373,7 +375,7 @@ def test_trusted_runs_share_stage1_not_names_or_summary_rows(tiny_bert, tmp_path
     assert experiments.run_grid("both", cells, cache, jobs=1) == 0
     stored = [json.loads((Path(cache) / "experiments" / "both" / "runs" / f"{n}.json").read_text())
               for n in names_of(cells)]
-    assert [r["stage1_cache"]["hit"] for r in stored] == [False, True]  # --trusted leaves stage 1 as it is
+    assert [r["stage1_cache"]["hit"] for r in stored] == [False, True]
     assert [r["config"]["trusted"] for r in stored] == [None, "validation"]
     rows = summarize(stored)
     assert [(r["tag"], r["n_seeds"]) for r in rows] == [("", 1), ("trusted", 1)]

@@ -121,3 +121,15 @@ def test_class_balanced_vote_measures_a_neighbourhood_against_the_class_sizes():
     np.testing.assert_allclose(balanced[0], expected / expected.sum())
     np.testing.assert_allclose(balanced[1], [1.0, 0.0, 0.0])  # a unanimous vote stays; absent class 2: 0
     assert proba[0].argmax() == 0 and balanced[0].argmax() == 1
+
+
+def test_unmarked_rows_keep_their_own_label_and_marked_rows_the_knn_vote():
+    from src.model.generate_prior import dirichlet_prior, keep_unmarked_labels
+
+    knn = np.array([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6], [0.1, 0.9, 0.0]])
+    labels, marked = np.array([1, 0, 2]), np.array([False, True, False])
+    kept = keep_unmarked_labels(knn, labels, marked)
+    np.testing.assert_array_equal(kept, [[0, 1, 0], [0.2, 0.2, 0.6], [0, 0, 1]])
+    assert knn[0, 0] == 0.7  # the kNN's array is left as it was
+    alpha = dirichlet_prior(kept, "onehot", 5.0)
+    assert alpha.argmax(1).tolist() == [1, 2, 2] and alpha[0, 1] == 5 + 1 + 1 / 3
