@@ -54,7 +54,15 @@ from src.model.generate_prior import (
     npc_anchors,
 )
 from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
+from src.model.suggest import (
+    NEVER,
+    change_quality,
+    choose_margin,
+    counted_share,
+    crossfit_folds,
+    label_prob,
+    suggest_labels,
+)
 from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
 from src.model.train_stage2 import Trajectories, train_stage2
 from src.model.trusted import NOT_TRAINED, calibration_rows, stage1_labels
@@ -442,22 +450,24 @@ def cleaned_posterior(settings, evidence: Evidence, vaes: list, index: np.ndarra
 
 
 def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
-                       calibration: np.ndarray, fold: np.ndarray) -> np.ndarray:
-    """[K, C] the cleaned posterior of the K calibration rows (`calibration` [N_train + N_val]
-    bool), each computed by a fit (marking, prior, stage 2) in which its fold's rows count as
-    unchecked, so that no row's verified label informs its own posterior. Stage 1 never read
-    their verified labels (src/model/trusted.py), so the methods without stage 2 need no refit."""
+                       calibration: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[K, C] twice: the cleaned posterior and the prediction P(y | x) of the K calibration rows
+    (`calibration` [N_train + N_val] bool), each computed by a fit (marking, prior, stage 2) in
+    which its fold's rows count as unchecked, so that no row's verified label informs its own
+    figures. Stage 1 never read their verified labels (src/model/trusted.py), so the methods
+    without stage 2 need no refit."""
     kept = np.flatnonzero(calibration)
     if not settings.stage2:
-        return cleaned_posterior(settings, evidence, [], kept)
-    out = np.empty((len(kept), evidence.num_classes))
+        return cleaned_posterior(settings, evidence, [], kept), predict(settings, evidence, [], kept)
+    posterior, prediction = (np.empty((len(kept), evidence.num_classes)) for _ in range(2))
     for k in np.unique(fold):
         others = trusted_labels.copy()
         others[kept[fold == k]] = -1
         _, priors = mark_and_prior(config, settings, evidence, others)
         vaes, _ = fit_stage2(config, settings, runtime, evidence, priors)
-        out[fold == k] = cleaned_posterior(settings, evidence, vaes, kept[fold == k])
-    return out
+        posterior[fold == k] = cleaned_posterior(settings, evidence, vaes, kept[fold == k])
+        prediction[fold == k] = predict(settings, evidence, vaes, kept[fold == k])
+    return posterior, prediction
 
 
 def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
@@ -474,11 +484,14 @@ def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_label
            "trusted_rows": int(checked.sum()), "calibration_rows": n_kept}
     if n_kept >= 2:
         fold = crossfit_folds(n_kept, min(CROSSFIT_FOLDS, n_kept), config.seed)
-        posterior = crossfit_posterior(config, settings, runtime, evidence, trusted_labels, calibration, fold)
+        posterior, prediction = crossfit_posterior(config, settings, runtime, evidence, trusted_labels,
+                                                   calibration, fold)
         given_kept, verified = given[calibration], trusted_labels[calibration]
         out["margin"] = choose_margin(posterior, given_kept, verified)
         out["margin_source"] = "trusted"
         out["estimate"] = change_quality(posterior, given_kept, verified, fold)
+        # the method's prediction on rows it never fitted on: a validation accuracy, for every method
+        out["estimate"]["prediction_right"] = counted_share(int((prediction.argmax(1) == verified).sum()), n_kept)
     suggested = suggest_labels(cleaned, given, out["margin"])
     out["labels"] = np.where(checked, trusted_labels, suggested)  # [N_train + N_val]
     out["changes"] = int((out["labels"] != given).sum())

@@ -207,12 +207,13 @@ def is_dygen_setting(label: str) -> bool:
     return label == "dygen" or label in variant_labels()
 
 
-def best_dygen(methods: dict[str, dict[int, dict]]) -> str | None:
-    """The DyGen setting chosen on validation, never on test: with trusted rows, the one whose
-    suggested labels are right most often on them, cross-fitted (`suggestion.estimate`), mean
-    over its seeds (the first in report order on a tie); without, the paper's DyGen, as nothing
-    measured on validation tells the settings apart. None without a DyGen run."""
-    means = {label: _mean([_validation_score(r) for r in runs.values()]) for label, runs in methods.items()
+def best_dygen(methods: dict[str, dict[int, dict]], score: str = "suggested_right") -> str | None:
+    """The DyGen setting chosen on validation, never on test: with trusted rows kept out of stage 1,
+    the one with the highest `score` on them, cross-fitted (`suggestion.estimate`: `suggested_right`,
+    how often its suggested labels are right; `prediction_right`, how often its prediction P(y|x)
+    is), mean over its seeds (the first in report order on a tie); without, the paper's DyGen, as
+    nothing measured on validation tells the settings apart. None without a DyGen run."""
+    means = {label: _mean([_validation_score(r, score) for r in runs.values()]) for label, runs in methods.items()
              if is_dygen_setting(label)}
     means = {label: mean for label, mean in means.items() if mean is not None}
     if means:
@@ -220,10 +221,10 @@ def best_dygen(methods: dict[str, dict[int, dict]]) -> str | None:
     return "dygen" if "dygen" in methods else None
 
 
-def _validation_score(record: dict) -> float | None:
-    """The share of trusted rows whose suggested label is right, cross-fitted; None without trusted rows."""
+def _validation_score(record: dict, score: str) -> float | None:
+    """The share of calibration rows on which `score` is right, cross-fitted; None without them."""
     estimate = (record.get("suggestion") or {}).get("estimate") or {}
-    return (estimate.get("suggested_right") or {}).get("share")
+    return (estimate.get(score) or {}).get("share")
 
 
 def _paired(first: dict[int, dict], second: dict[int, dict], first_value, second_value) -> tuple[list[int], list]:
@@ -238,11 +239,12 @@ def _accuracy(record: dict) -> float | None:
 
 
 def per_seed_accuracy(records: list[dict]) -> list[dict]:
-    """Per setting: the DyGen setting chosen on validation (`best_dygen`): its test accuracy minus
-    each other method's, per seed (the seeds both ran, in order) and their mean."""
+    """Per setting: the DyGen setting chosen on validation (`best_dygen` by the accuracy of its
+    prediction): its test accuracy minus each other method's, per seed (the seeds both ran, in
+    order) and their mean."""
     out = []
     for key, methods in _by_setting(records).items():
-        best = best_dygen(methods)
+        best = best_dygen(methods, "prediction_right")
         for other in [m for m in methods if best is not None and m != best]:
             seeds, diffs = _paired(methods[best], methods[other], _accuracy, _accuracy)
             out.append({"experiment": key[0], **_setting_of(key), "best": best, "other": other, "seeds": seeds,
@@ -279,12 +281,13 @@ def per_seed_markdown(records: list[dict]) -> str:
         parts += _per_seed_table(
             [r for r in accuracy if r["experiment"] == experiment],
             f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: the most "
-            "right suggestions on them, cross-fitted; else the paper's): its test accuracy minus each other "
-            "method's (points)")
+            "accurate prediction on those kept out of stage 1, cross-fitted; else the paper's): its test accuracy "
+            "minus each other method's (points)")
         parts += _per_seed_table(
             [r for r in suggestion if r["experiment"] == experiment],
-            f"### `{experiment}`: per seed, that DyGen setting's suggested_label: agreement with gold on the rows "
-            "nobody checked minus the given labels' (points)")
+            f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: the most "
+            "right suggestions on those kept out of stage 1, cross-fitted; else the paper's): its suggested_label's "
+            "agreement with gold on the rows nobody checked minus the given labels' (points)")
     return "\n".join(parts)
 
 

@@ -315,3 +315,23 @@ def test_per_label_marking_shares_come_from_the_trusted_rows_given():
     np.testing.assert_allclose(marking_shares(evidence, np.full(8, -1)),
                                confident_class_shares(probs[0], given, 2, 0.25))
     assert marking_shares(dataclasses.replace(evidence, per_class_marking=False), trusted) is None
+
+
+def test_the_validation_accuracy_is_the_prediction_on_the_calibration_rows(tiny_bert, tmp_path):
+    """--method base has no stage 2: its cross-fitted prediction on the calibration rows is its
+    stage-1 prediction there, the labels file's cleaned_label."""
+    from src.model.trusted import calibration_rows
+
+    write_file(tmp_path / "d" / "train.csv", 160, checked=40)
+    cache = tmp_path / "cache"
+    assert main(["--dataset", "csv", "--path", str(tmp_path / "d"), *FLAGS, "--noise_ratio", "auto",
+                 "--method", "base", "--bert", tiny_bert, *FAST, "--cache_dir", str(cache),
+                 "--figure_dir", str(tmp_path / "fig")]) == 0
+    (record_file,) = (cache / "runs").glob("*[0-9a-f].json")
+    estimate = json.loads(record_file.read_text())["suggestion"]["estimate"]
+    labelled = [r for r in read_labels(cache) if r["noisy_label"]]
+    verified = np.array([int(bool(r["trusted_label"])) * 2 - 1 for r in labelled])  # -1: nobody checked
+    kept = calibration_rows(verified, 0.5, seed=0)
+    right = sum(r["cleaned_label"] == r["trusted_label"] for r, k in zip(labelled, kept, strict=True) if k)
+    assert estimate["prediction_right"]["of"] == kept.sum() == 19
+    assert estimate["prediction_right"]["count"] == right

@@ -68,11 +68,12 @@ def change_quality(posterior: np.ndarray, given: np.ndarray, verified: np.ndarra
         suggested[mine] = suggest_labels(posterior[mine], given[mine], margin)
     changed = suggested != given
     right = int((suggested[changed] == verified[changed]).sum())
+    return {"changes_right": counted_share(right, int(changed.sum())),
+            "given_right": counted_share(int((given == verified).sum()), len(given)),
+            "suggested_right": counted_share(int((suggested == verified).sum()), len(given))}
 
-    def share(count: int, total: int) -> dict:
-        return {"count": count, "of": total, "share": count / total if total else None,
-                "interval": list(wilson_interval(count, total)) if total else None}
 
-    return {"changes_right": share(right, int(changed.sum())),
-            "given_right": share(int((given == verified).sum()), len(given)),
-            "suggested_right": share(int((suggested == verified).sum()), len(given))}
+def counted_share(count: int, total: int) -> dict:
+    """`count` of `total` as a share with its 95% Wilson interval (None when there is nothing to count)."""
+    return {"count": count, "of": total, "share": count / total if total else None,
+            "interval": list(wilson_interval(count, total)) if total else None}
