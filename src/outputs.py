@@ -159,21 +159,25 @@ def ranking_note(suggestion: dict) -> str:
 
 def suggestion_line(suggestion: dict) -> str:
     """How many labels the run suggests changing and how sure it is that such a change is right."""
-    estimate = suggestion["estimate"]
+    estimate, checked = suggestion["estimate"], suggestion.get("changes_checked", 0)
+    head = f"{suggestion['changes']} suggested (suggested_label"
+    if checked:  # a checked row's suggestion is its verified label
+        head += f": {checked} checked rows' verified labels and {suggestion['changes'] - checked} changes"
     if estimate is None and suggestion.get("trusted_rows"):  # all of them trained stage 1
-        return (f"{suggestion['changes']} suggested (suggested_label: the trusted rows' verified labels; with "
-                f"fewer than 2 of them kept out of stage 1 no other change is suggested: raise --calibration_share)")
+        return head + ("; with fewer than 2 trusted rows kept out of stage 1 no other change is suggested: "
+                       "raise --calibration_share)")
     if estimate is None:
-        return (f"{suggestion['changes']} suggested (suggested_label; without trusted rows no change is suggested: "
-                f"how often a change would be right is unknown; check rows by hand, lowest given_label_prob "
-                f"first, and pass them with --trusted_column)")
-    line = f"{suggestion['changes']} suggested (suggested_label, margin {suggestion['margin']:.3f}"
-    right = estimate["changes_right"]
+        return head + ("; without trusted rows no change is suggested: how often a change would be right is "
+                       "unknown; check rows by hand, lowest given_label_prob first, and pass them with "
+                       "--trusted_column)")
+    line = head + f" at margin {suggestion['margin']:.3f}"
+    right, rows = estimate["changes_right"], estimate["given_right"]["of"]
     if right["of"] == 0:
-        return line + f"; cross-fitted on {estimate['given_right']['of']} trusted rows, no change was suggested)"
+        return line + f"; cross-fitted on the {rows} trusted rows kept out of stage 1, it changed none of them)"
     low, high = right["interval"]
-    return line + (f"; on the trusted rows, cross-fitted, {right['count']} of {right['of']} suggested changes were "
-                   f"right: {right['share']:.1%}, 95% interval {low:.1%}-{high:.1%})")
+    return line + (f"; on the {rows} trusted rows kept out of stage 1, cross-fitted, {right['count']} of "
+                   f"{right['of']} suggested changes were right: {right['share']:.1%}, 95% interval "
+                   f"{low:.1%}-{high:.1%})")
 
 
 def write_labels(files: StagedFiles, config: Config, run_id: str, splits, cleaned: np.ndarray, noise_score: np.ndarray,

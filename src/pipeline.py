@@ -495,6 +495,7 @@ def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_label
     suggested = suggest_labels(cleaned, given, out["margin"])
     out["labels"] = np.where(checked, trusted_labels, suggested)  # [N_train + N_val]
     out["changes"] = int((out["labels"] != given).sum())
+    out["changes_checked"] = int(((out["labels"] != given) & checked).sum())  # verified labels
     return out
 
 

@@ -106,3 +106,22 @@ def test_each_folds_changes_use_the_margin_chosen_on_the_other_folds():
     assert low == pytest.approx(0.0, abs=1e-12) and 0.4 < high < 0.6  # Wilson, 0 of 5
     # in-sample the margin would have been judged on its own rows: 5 of 5 right
     assert (suggest_labels(posterior, given, choose_margin(posterior, given, verified)) == verified).sum() == 5
+
+
+def test_the_log_line_tells_verified_labels_from_changes_by_the_margin():
+    from src.outputs import suggestion_line
+
+    share = {"count": 10, "of": 14, "share": 10 / 14, "interval": [0.454, 0.883]}
+    estimate = {"changes_right": share, "given_right": {"of": 89}}
+    line = suggestion_line({"changes": 189, "changes_checked": 47, "margin": 0.421, "estimate": estimate,
+                            "trusted_rows": 178})
+    assert line == ("189 suggested (suggested_label: 47 checked rows' verified labels and 142 changes at margin "
+                    "0.421; on the 89 trusted rows kept out of stage 1, cross-fitted, 10 of 14 suggested changes "
+                    "were right: 71.4%, 95% interval 45.4%-88.3%)")
+    none = suggestion_line({"changes": 47, "changes_checked": 47, "margin": 1.0, "trusted_rows": 178,
+                            "estimate": {**estimate, "changes_right": {"count": 0, "of": 0}}})
+    assert none.endswith("and 0 changes at margin 1.000; cross-fitted on the 89 trusted "
+                         "rows kept out of stage 1, it changed none of them)")
+    assert "raise --calibration_share" in suggestion_line({"changes": 3, "changes_checked": 3, "estimate": None,
+                                                           "trusted_rows": 3})
+    assert "without trusted rows" in suggestion_line({"changes": 0, "estimate": None, "trusted_rows": 0})
