@@ -1,8 +1,8 @@
 """run(config): data -> stage 1 -> dynamics -> prior -> stage 2 -> inference -> results files.
 
 Each step is one function call on what the steps before it returned; no step reaches back. The
-maths lives in pure functions in the stage modules, the files in src/outputs.py, and the
-comparisons with gold labels in src/diagnostics.py (whose results the method never reads).
+maths lives in pure functions in the stage modules, the files in src/outputs/record.py, and the
+comparisons with gold labels in src/diagnostics/quality.py (whose results the method never reads).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from src.accel.stage1 import Stage1Speedups
 from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate
+from src.data.batches import shuffled_batches
 from src.data.cache import cached_encode
 from src.data.texts import encode
-from src.diagnostics import (
+from src.diagnostics.quality import (
     abstained_quality,
     cleaning_quality,
     marking_quality,
@@ -32,27 +33,20 @@ from src.diagnostics import (
     suggestion_quality,
     trusted_quality,
 )
-from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy, mark_noisy_per_class
-from src.dynamics.noise_rate import (
+from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score
+from src.dynamics.marking import cross_entropy_scores, mark_noisy, mark_noisy_per_class
+from src.errors import UserError
+from src.inference.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
+from src.inference.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
+from src.methods import plan, run_label
+from src.noise_rate import (
     AUTO_ESTIMATOR,
     confident_class_shares,
     estimate_noise_rates,
     frozen_noise_rates,
     trusted_class_shares,
-    trusted_noise_rate,
 )
-from src.errors import UserError
-from src.methods import plan, run_label
-from src.model import stage1_cache
-from src.model.detection import cross_entropy_scores
-from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
-from src.model.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
-from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, label_prob, suggest_labels
-from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
-from src.model.train_stage2 import Trajectories, train_stage2
-from src.model.trusted import NOT_TRAINED, calibration_rows, stage1_labels
-from src.outputs import (
+from src.outputs.record import (
     check_output_dirs,
     fmt,
     log,
@@ -63,9 +57,16 @@ from src.outputs import (
     write_labels,
     write_outputs,
 )
-from src.utils.batches import shuffled_batches
-from src.utils.common import configure_cuda, resolve_runtime, seed_everything, staged_files
-from src.utils.rows import column
+from src.prior.generate_prior import K_NEIGHBOURS, dirichlet_prior, knn_predict_proba, npc_anchors
+from src.runtime import configure_cuda, resolve_runtime, seed_everything
+from src.stage1.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
+from src.stage1.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
+from src.stage1.trusted import NOT_TRAINED, calibration_rows, stage1_labels
+from src.stage2.train_stage2 import Trajectories, train_stage2
+from src.stats import trusted_noise_rate
+from src.storage import stage1_cache
+from src.storage.files import staged_files
+from src.storage.rows import column
 
 CROSSFIT_FOLDS = 5  # folds of the trusted rows for the suggestion margin and its estimate
 # Without trusted rows no change is suggested: chosen on validation gold (scripts/choose_margin.py
@@ -232,7 +233,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
 def trusted_use(config: Config, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[N_train + N_val] each: the verified labels (-1 on the rows nobody checked), the checked
     rows kept out of stage 1 to calibrate the suggestion, and the label each row trains stage 1
-    with (src/model/trusted.py: the other checked rows their verified one)."""
+    with (src/stage1/trusted.py: the other checked rows their verified one)."""
     train, val = splits.train, splits.validation
     trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
     calibration = calibration_rows(trusted, config.calibration_share, config.seed)
@@ -440,7 +441,7 @@ def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, tr
     """[K, C] the cleaned posterior of the K calibration rows (`calibration` [N_train + N_val]
     bool), each computed by a fit (marking, prior, stage 2) in which its fold's rows count as
     unchecked, so that no row's verified label informs its own posterior. Stage 1 never read
-    their verified labels (src/model/trusted.py), so the methods without stage 2 need no refit."""
+    their verified labels (src/stage1/trusted.py), so the methods without stage 2 need no refit."""
     kept = np.flatnonzero(calibration)
     if not settings.stage2:
         return cleaned_posterior(settings, evidence, [], kept)
@@ -456,7 +457,7 @@ def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, tr
 
 def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
             calibration: np.ndarray, cleaned: np.ndarray) -> dict:
-    """The labels a user applies (src/model/suggest.py) and how sure the run is of them.
+    """The labels a user applies (src/inference/suggest.py) and how sure the run is of them.
 
     With calibration rows (trusted rows kept out of stage 1): the margin that makes the
     cross-fitted suggestions agree with their verified labels most often, and the estimated share

@@ -7,8 +7,8 @@ import pytest
 
 from src.accel.host_memory import host_memory_mb
 from src.accel.row_file import RowFile
-from src.utils import rows as row_file
-from src.utils.rows import column
+from src.storage import rows as row_file
+from src.storage.rows import column
 
 
 @pytest.fixture

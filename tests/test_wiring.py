@@ -12,13 +12,13 @@ import torch
 
 from src import pipeline
 from src.config import parse_config
-from src.model import train_stage1 as stage1_module
-from src.model import train_stage2 as stage2_module
-from src.model.generate_prior import npc_anchors
-from src.model.network import coregularization
-from src.model.stage1_step import coregularized_loss
-from src.utils.batches import shuffled_batches
-from src.utils.rows import column
+from src.data.batches import shuffled_batches
+from src.prior.generate_prior import npc_anchors
+from src.stage1 import train_stage1 as stage1_module
+from src.stage1.stage1_step import coregularized_loss
+from src.stage2 import train_stage2 as stage2_module
+from src.stage2.network import coregularization
+from src.storage.rows import column
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
 
@@ -67,7 +67,7 @@ def _tiny_stage1_inputs():
 
 
 def test_stage1_trains_on_the_rows_given_a_label_in_the_papers_order_without_checked_rows(monkeypatch):
-    from src.utils.batches import shuffled_batches
+    from src.data.batches import shuffled_batches
 
     seen, original = [], stage1_module.train_epoch
     monkeypatch.setattr(stage1_module, "train_epoch", lambda steps, batches, *a, **k:

@@ -11,7 +11,7 @@ import torch
 
 from src.accel.cuda_graphs import GraphedStep, captured_or_none
 from src.accel.split_linear import use_block_layers
-from src.utils.common import fused_optimizer
+from src.runtime import fused_optimizer
 
 
 def stage2_z_dtype(device: torch.device, precision: str) -> torch.dtype:

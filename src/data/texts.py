@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from src.utils.common import to_device
+from src.runtime import to_device
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.utils.common import autocast, fused_optimizer
+from src.runtime import autocast, fused_optimizer
 
 ADAM_EPS = 1e-9  # the paper's stage-1 optimiser: torch.optim.Adam(..., eps=1e-9)
 

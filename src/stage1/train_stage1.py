@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from src.data.batches import length_sorted_batches, shuffled_batches
 from src.data.texts import TokenizedTexts
 from src.errors import UserError
-from src.model.plm import load_classifier
-from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
-from src.model.trusted import NOT_TRAINED
-from src.utils.batches import length_sorted_batches, shuffled_batches
-from src.utils.common import to_device
+from src.runtime import to_device
+from src.stage1.plm import load_classifier
+from src.stage1.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
+from src.stage1.trusted import NOT_TRAINED
 
 
 def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) -> list:
@@ -181,7 +181,7 @@ def train_stage1(
     each epoch.
 
     `train_labels` [N_train + N_val]: the label each train and validation row trains with, -1
-    (NOT_TRAINED) where it does not (src/model/trusted.py: validation rows only where checked by
+    (NOT_TRAINED) where it does not (src/stage1/trusted.py: validation rows only where checked by
     hand); `val_labels` [N_val] the validation rows' noisy labels, for the log.
     `new_trajectory(m, shape)` makes the store of model m's embeddings [N, E, D] float16, written
     as each epoch ends (e.g. a file, so that the process does not hold them); by default an array.

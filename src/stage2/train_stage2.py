@@ -9,15 +9,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from src.data.batches import shuffled_batches
 from src.errors import UserError
-from src.model.network import (
-    DirichletVAE,
-    coregularization,
-    kl_dirichlet,
-    reconstruction_loss,
-)
-from src.utils.batches import shuffled_batches
-from src.utils.common import fused_optimizer, to_device
+from src.runtime import fused_optimizer, to_device
+from src.stage2.network import DirichletVAE, coregularization, kl_dirichlet, reconstruction_loss
 
 
 class Trajectories:

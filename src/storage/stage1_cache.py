@@ -31,13 +31,13 @@ import numpy as np
 
 from src.accel.row_file import RowFile  # the cache keeps trajectories as files read by rows
 from src.errors import warn
-from src.model.train_stage1 import Stage1Result
-from src.utils.common import atomic_write_json
+from src.stage1.train_stage1 import Stage1Result
+from src.storage.files import atomic_write_json
 
 SRC = Path(__file__).resolve().parents[1]
 # Where stage 1 starts: these modules and every `src` module they import, transitively, are the code
 # whose edits change stage 1's numbers (an edit there makes every old entry a miss).
-STAGE1_ENTRY = ["src.model.train_stage1", "src.accel.stage1", "src.accel.distributed"]
+STAGE1_ENTRY = ["src.stage1.train_stage1", "src.accel.stage1", "src.accel.distributed"]
 
 
 def module_file(module: str) -> Path | None:

@@ -18,8 +18,8 @@ from src.config import Config
 from src.data import noise_rate
 from src.errors import UserError
 from src.methods import ablations_of, run_label
-from src.utils.common import StagedFiles, check_writable_dir, json_bytes
-from src.utils.labels_file import label_rows, write_labels_csv
+from src.outputs.labels_file import label_rows, write_labels_csv
+from src.storage.files import StagedFiles, check_writable_dir, json_bytes
 
 
 def log(message: str) -> None:
@@ -209,7 +209,7 @@ def write_cleaning_figure(files: StagedFiles, config: Config, run_id: str, score
                           given: np.ndarray, cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
                           score_name: str, trusted: np.ndarray) -> Path:
     """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
-    from src.figures import plot_cleaning
+    from src.outputs.figures import plot_cleaning
 
     path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
     plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name, trusted=trusted,

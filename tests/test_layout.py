@@ -1,0 +1,36 @@
+"""The layout's rules, read from the import statements: what may import what."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def src_imports(path: Path) -> set[str]:
+    """The `src` modules a file imports (`import src.a`, `from src.a import b`: src.a, and src.a.b
+    where b may be a module), anywhere in the file (imports inside functions too)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name == "src" or name.startswith("src.")}
+
+
+def within(name: str, homes: tuple[str, ...]) -> bool:
+    return any(name == home or name.startswith(home + ".") for home in homes)
+
+
+def test_data_imports_no_method_module():
+    # the data and its noise come before the method: they may use only what is no part of it
+    allowed = ("src.data", "src.errors", "src.runtime", "src.stats", "src.storage")
+    found = {f"{path.relative_to(SRC.parent)}: {name}" for path in sorted((SRC / "data").rglob("*.py"))
+             for name in src_imports(path) if not within(name, allowed)}
+    assert not found, found
+
+
+def test_the_checks_see_imports():  # the rule above is not vacuous
+    assert "src.stats.trusted_noise_rate" in src_imports(SRC / "data" / "base.py")
