@@ -223,7 +223,6 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     its per-epoch accuracy file (at 134 classes that is a [N_test, C, C] pass per epoch).
     `precision` bf16 runs stage 2 as a CPU run with `--precision bf16` does (`stage2_z_dtype`).
     """
-    from src.accel.row_file import RowFile
     from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
     from src.data.noise import symmetric_noise
     from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score
@@ -231,6 +230,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     from src.inference.evaluate import accuracy, denoise, posterior_given_label
     from src.prior.generate_prior import dirichlet_prior, knn_predict_proba
     from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.storage.row_file import RowFile
     from src.storage.rows import column
     from src.storage.stage1_cache import trajectory_path
 

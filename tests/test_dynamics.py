@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.accel.row_file import RowFile
 from src.dynamics import euclidean_dist
 from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, trajectory_centroids
 from src.dynamics.marking import mark_noisy
+from src.storage.row_file import RowFile
 
 
 def brute_force(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -32,5 +32,15 @@ def test_data_imports_no_method_module():
     assert not found, found
 
 
-def test_the_checks_see_imports():  # the rule above is not vacuous
+def test_the_checks_see_imports():  # the rules here are not vacuous
     assert "src.stats.trusted_noise_rate" in src_imports(SRC / "data" / "base.py")
+    assert "src.accel.build" in src_imports(SRC / "pipeline.py")
+
+
+def test_only_the_pipeline_imports_the_speed_layer():
+    # src/accel plugs into the method through one seam, `src.accel.build`, which the pipeline calls
+    seam = {SRC / "pipeline.py"}
+    found = {f"{path.relative_to(SRC.parent)}: {name}" for path in sorted(SRC.rglob("*.py"))
+             if path not in seam and (SRC / "accel") not in path.parents
+             for name in src_imports(path) if within(name, ("src.accel",))}
+    assert not found, found

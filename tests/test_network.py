@@ -214,8 +214,8 @@ def test_stage1_coregularization_zero_when_models_agree():
 
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_trajectories_gather_rows_without_building_the_whole_matrix(on_disk, tmp_path):
-    from src.accel.row_file import RowFile
     from src.stage2.train_stage2 import Trajectories
+    from src.storage.row_file import RowFile
 
     rng = torch.Generator().manual_seed(0)
     buffer = torch.randn(2, 10, 3, 4, generator=rng).half()  # per model [N, E, D], as stage 1 stores it

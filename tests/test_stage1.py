@@ -350,10 +350,9 @@ def test_embedding_graphs_give_the_eager_embeddings():
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
     from src.accel.stage1 import Stage1Speedups
-    from src.runtime import fused_optimizer
     from src.stage1.train_stage1 import train_epoch
     from src.stage2.network import DirichletVAE
-    from src.stage2.train_stage2 import Trajectories
+    from src.stage2.train_stage2 import Stage2Steps, Trajectories
     from src.stage2.train_stage2 import train_epoch as train_vae_epoch
 
     cuda = torch.device("cuda")
@@ -372,12 +371,12 @@ def test_training_steps_never_wait_for_the_gpu():
     stage1_epoch()  # warm-up: lazy initialisation may synchronise once
     trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 64, 3, 8)).astype(np.float16), cuda)
     vaes = [DirichletVAE(trajectories.input_dim, 3).to(cuda) for _ in range(2)]
-    vae_optimizer = fused_optimizer(torch.optim.Adam, [p for v in vaes for p in v.parameters()], lr=1e-3)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float().to(cuda)
     priors = [torch.full((64, 3), 2.0, device=cuda) for _ in vaes]
+    vae_steps = Stage2Steps(vaes, 1e-3, onehot, priors, 1.0)
 
     def stage2_epoch():
-        return train_vae_epoch(vaes, trajectories, batches, np.arange(64), onehot, priors, vae_optimizer, 1.0, 1.0)
+        return train_vae_epoch(vae_steps, trajectories, batches, np.arange(64), 1.0)
 
     stage2_epoch()
     torch.cuda.synchronize()

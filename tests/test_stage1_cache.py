@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from src import pipeline
-from src.accel.row_file import RowFile
 from src.config import parse_config
 from src.stage1.train_stage1 import Stage1Result
 from src.storage import stage1_cache
+from src.storage.row_file import RowFile
 
 FAST = ["--epochs", "2", "--total_iter", "1", "--train_batch_size", "16", "--no-progress"]
 
@@ -186,12 +186,13 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     import shutil
 
     from src import runtime
-    from src.accel import cuda_graphs, distributed, microbatches, models, stage1
+    from src.accel import STAGE1_MODULES, cuda_graphs, distributed, microbatches, models, stage1
     from src.data import batches, texts
     from src.stage1 import plm, stage1_step, train_stage1, trusted
 
     # the heads' seeding, the loop, the step, the batches, the model loading, the runtime helpers
-    sources = stage1_cache.stage1_sources()
+    entry = [*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]  # the method's and the speed layer's, as the pipeline
+    sources = stage1_cache.stage1_sources(entry)
     for function in (train_stage1.new_classifiers, train_stage1.train_stage1, stage1_step.forward_backward,
                      cuda_graphs.GraphedStage1Steps, stage1.FastSteps, models.compile_model, texts.encode,
                      texts.TokenizedTexts, batches.shuffled_batches, runtime.to_device, trusted.stage1_labels,
@@ -206,19 +207,19 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     copy = tmp_path / "src"
     shutil.copytree(stage1_cache.SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(stage1_cache, "SRC", copy)
-    before = stage1_cache.code_identity()["source"]
+    before = stage1_cache.code_identity(entry)["source"]
     with open(copy / "outputs" / "report.py", "a") as f:
         f.write("\n# edited\n")
-    assert stage1_cache.code_identity()["source"] == before
+    assert stage1_cache.code_identity(entry)["source"] == before
     with open(copy / "runtime.py", "a") as f:  # left out of the hand-kept list this replaced
         f.write("\n# edited\n")
-    assert stage1_cache.code_identity()["source"] != before
+    assert stage1_cache.code_identity(entry)["source"] != before
     (copy / "stage1" / "late.py").write_text("X = 1\n")  # a new module on stage 1's path
     with open(copy / "runtime.py", "a") as f:
         f.write("from src.stage1.late import X  # noqa\n")
-    edited = stage1_cache.code_identity()["source"]
+    edited = stage1_cache.code_identity(entry)["source"]
     (copy / "stage1" / "late.py").write_text("X = 2\n")
-    assert stage1_cache.code_identity()["source"] != edited
+    assert stage1_cache.code_identity(entry)["source"] != edited
 
 
 # ---- damaged entries, leftovers, two runs finishing one entry --------------------------------

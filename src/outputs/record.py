@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.accel.host_memory import peak_gpu_mb, peak_host_mb
 from src.config import Config
 from src.data import noise_rate
 from src.errors import UserError
@@ -86,10 +85,10 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "detection": detection,
         "timings_s": timer.seconds,
         "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
-        "peak_host_mb": peak_host_mb(),
+        "peak_host_mb": timer.peak_host(),
         "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
         "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
-        "peak_gpu_mb": peak_gpu_mb(),
+        "peak_gpu_mb": timer.peak_gpu(),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
         # the method's reported test accuracy: after stage 2, or the stage-1 prediction
