@@ -42,7 +42,7 @@ from src.accel.host_memory import (  # noqa: E402
     release_freed_host_memory,
 )
 from src.config import parse_config  # noqa: E402
-from src.utils.common import configure_cuda, resolve_device, resolve_runtime  # noqa: E402
+from src.runtime import configure_cuda, resolve_device, resolve_runtime  # noqa: E402
 
 # Dense bf16 peak of the GPUs we report on (datasheet, without sparsity).
 BF16_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0}
@@ -95,8 +95,8 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     from src.accel.stage1 import Stage1Speedups
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.data.texts import encode
-    from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import train_stage1
+    from src.stage1.plm import load_classifier, load_tokenizer
+    from src.stage1.train_stage1 import train_stage1
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -169,10 +169,10 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     without the profiler."""
     from src.accel.stage1 import Stage1Speedups
     from src.data import MAX_LENGTH, apply_noise, load_dataset
+    from src.data.batches import shuffled_batches
     from src.data.texts import encode
-    from src.model.plm import load_classifier, load_tokenizer
-    from src.model.train_stage1 import train_epoch
-    from src.utils.batches import shuffled_batches
+    from src.stage1.plm import load_classifier, load_tokenizer
+    from src.stage1.train_stage1 import train_epoch
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -223,15 +223,16 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     its per-epoch accuracy file (at 134 classes that is a [N_test, C, C] pass per epoch).
     `precision` bf16 runs stage 2 as a CPU run with `--precision bf16` does (`stage2_z_dtype`).
     """
-    from src.accel.row_file import RowFile
     from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
-    from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy
-    from src.model.evaluate import accuracy, denoise, posterior_given_label
-    from src.model.generate_prior import dirichlet_prior, knn_predict_proba
-    from src.model.stage1_cache import trajectory_path
-    from src.model.train_stage2 import Trajectories, train_stage2
-    from src.utils.noise import symmetric_noise
-    from src.utils.rows import column
+    from src.data.noise import symmetric_noise
+    from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score
+    from src.dynamics.marking import mark_noisy
+    from src.inference.evaluate import accuracy, denoise, posterior_given_label
+    from src.prior.generate_prior import dirichlet_prior, knn_predict_proba
+    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.storage.row_file import RowFile
+    from src.storage.rows import column
+    from src.storage.stage1_cache import trajectory_path
 
     rng = np.random.default_rng(seed)
     gold = rng.integers(0, num_classes, n)
@@ -306,8 +307,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     from src.accel.models import accepts_prepared_mask, compile_model
     from src.accel.stage1 import Stage1Speedups
     from src.data.texts import TokenizedTexts
-    from src.model.stage1_step import stage1_optimizer
-    from src.model.train_stage1 import train_epoch
+    from src.stage1.stage1_step import stage1_optimizer
+    from src.stage1.train_stage1 import train_epoch
 
     device = resolve_device(device_name)
     if device.type == "cuda":

@@ -84,7 +84,7 @@ def main() -> None:
     torch.optim.AdamW(params, lr=torch.tensor(1e-3, device="cuda"), fused=True, capturable=True).step()
     report("fused AdamW (capturable)")
     if len(sys.argv) > 1:
-        from src.model.plm import load_classifier
+        from src.stage1.plm import load_classifier
 
         models = [load_classifier(sys.argv[1], 20) for _ in range(2)]
         report("2 classifiers loaded (transformers)")

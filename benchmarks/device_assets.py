@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.errors import UserError  # noqa: E402
-from src.model.plm import load_tokenizer, resolve_model_path  # noqa: E402
+from src.stage1.plm import load_tokenizer, resolve_model_path  # noqa: E402
 
 CARRY_LIMIT_MB = 64
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.accel.models import compile_model  # noqa: E402
 from src.data.texts import TokenizedTexts  # noqa: E402
-from src.utils.common import autocast, configure_cuda, resolve_device  # noqa: E402
+from src.runtime import autocast, configure_cuda, resolve_device  # noqa: E402
 
 ATTENTION_WORDS = ("attention", "bmm", "baddbmm", "softmax")
 

@@ -212,7 +212,7 @@ def run_cell(job: tuple[str, str, list[dict]]) -> list[dict]:
     """Run the unfinished runs of one cell in order; returns one status line per run."""
     from src.config import parse_config
     from src.pipeline import run
-    from src.utils.common import atomic_write_bytes, atomic_write_json
+    from src.storage.files import atomic_write_bytes, atomic_write_json
 
     experiment, cache_dir, cell = job
     out = _runs_dir(cache_dir, experiment)
@@ -341,7 +341,7 @@ def headline_experiment(experiments: list[str]) -> str:
 
 def replace_block(path: Path, begin: str, end: str, block: str) -> None:
     """Put `block` (which starts with `begin` and ends with `end`) in place of that part of `path`."""
-    from src.utils.common import atomic_write_bytes
+    from src.storage.files import atomic_write_bytes
 
     text = path.read_text() if path.exists() else ""
     if begin in text and end in text:
@@ -355,9 +355,9 @@ def replace_block(path: Path, begin: str, end: str, block: str) -> None:
 def summarize_all(cache_dir: str, figure_dir: str, readme: bool, per_seed: bool = False) -> None:
     """Aggregate every stored run, draw the figures and (`readme`) rewrite docs/results.md's blocks
     and the readme's headline; `per_seed`: print, and put in the blocks, the per-seed differences."""
-    from src import figures
-    from src.report import per_seed_markdown, summarize, to_csv, to_markdown
-    from src.utils.common import atomic_write_bytes
+    from src.outputs import figures
+    from src.outputs.report import per_seed_markdown, summarize, to_csv, to_markdown
+    from src.storage.files import atomic_write_bytes
 
     records = load_records(cache_dir)
     if not records:

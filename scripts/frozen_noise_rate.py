@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from src.config import parse_config
     from src.data.texts import encode
-    from src.dynamics.noise_rate import frozen_noise_rates
-    from src.model.plm import load_tokenizer, pretrained_embeddings
+    from src.noise_rate import frozen_noise_rates
     from src.pipeline import load_noisy_data
+    from src.stage1.plm import load_tokenizer, pretrained_embeddings
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_root", default="datasets", help="folder holding semeval/ and trec/")

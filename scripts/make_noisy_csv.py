@@ -43,7 +43,7 @@ def write_split(file: Path, header: list[str], texts: list[str], labels: list[st
 
 def main(argv: list[str] | None = None) -> None:
     from src.data import apply_noise, load_dataset, noise_rate
-    from src.utils.noise import NOISE_TYPES
+    from src.data.noise import NOISE_TYPES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="a data set with gold labels, e.g. semeval")

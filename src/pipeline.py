@@ -1,8 +1,8 @@
 """run(config): data -> stage 1 -> dynamics -> prior -> stage 2 -> inference -> results files.
 
 Each step is one function call on what the steps before it returned; no step reaches back. The
-maths lives in pure functions in the stage modules, the files in src/outputs.py, and the
-comparisons with gold labels in src/diagnostics.py (whose results the method never reads).
+maths lives in pure functions in the stage modules, the files in src/outputs/record.py, and the
+comparisons with gold labels in src/diagnostics/quality.py (whose results the method never reads).
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.accel.distributed import ALONE, DiscardedTrajectory, DistributedSpeedups, World, broadcast, checked_on_rank0
-from src.accel.host_memory import StageTimer, release_freed_host_memory
-from src.accel.knn import screen_dtype
-from src.accel.row_file import RowFile
-from src.accel.stage1 import Stage1Speedups
-from src.accel.stage2 import Stage2Speedups, stage2_z_dtype
+from src.accel import ALONE, STAGE1_MODULES, SpeedLayer, World, broadcast, build, checked_on_rank0
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate
+from src.data.batches import shuffled_batches
 from src.data.cache import cached_encode
 from src.data.texts import encode
-from src.diagnostics import (
+from src.diagnostics.quality import (
     abstained_quality,
     cleaning_quality,
     marking_quality,
@@ -32,29 +28,11 @@ from src.diagnostics import (
     suggestion_quality,
     trusted_quality,
 )
-from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, mark_noisy, mark_noisy_per_class
-from src.dynamics.noise_rate import (
-    AUTO_ESTIMATOR,
-    confident_class_shares,
-    estimate_noise_rates,
-    frozen_noise_rates,
-    trusted_class_shares,
-    trusted_noise_rate,
-)
+from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score
+from src.dynamics.marking import cross_entropy_scores, mark_noisy, mark_noisy_per_class
 from src.errors import UserError
-from src.methods import plan, run_label
-from src.model import stage1_cache
-from src.model.detection import cross_entropy_scores
-from src.model.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
-from src.model.generate_prior import (
-    K_NEIGHBOURS,
-    dirichlet_prior,
-    keep_unmarked_labels,
-    knn_predict_proba,
-    npc_anchors,
-)
-from src.model.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.model.suggest import (
+from src.inference.evaluate import accuracy, check_class_memory, denoise, posterior_given_label
+from src.inference.suggest import (
     NEVER,
     change_quality,
     choose_margin,
@@ -63,10 +41,15 @@ from src.model.suggest import (
     label_prob,
     suggest_labels,
 )
-from src.model.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
-from src.model.train_stage2 import Trajectories, train_stage2
-from src.model.trusted import NOT_TRAINED, calibration_rows, stage1_labels
-from src.outputs import (
+from src.methods import plan, run_label
+from src.noise_rate import (
+    AUTO_ESTIMATOR,
+    confident_class_shares,
+    estimate_noise_rates,
+    frozen_noise_rates,
+    trusted_class_shares,
+)
+from src.outputs.record import (
     check_output_dirs,
     fmt,
     log,
@@ -77,9 +60,22 @@ from src.outputs import (
     write_labels,
     write_outputs,
 )
-from src.utils.batches import shuffled_batches
-from src.utils.common import configure_cuda, resolve_runtime, seed_everything, staged_files
-from src.utils.rows import column
+from src.prior.generate_prior import (
+    K_NEIGHBOURS,
+    dirichlet_prior,
+    keep_unmarked_labels,
+    knn_predict_proba,
+    npc_anchors,
+)
+from src.runtime import configure_cuda, resolve_runtime, seed_everything
+from src.stage1.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
+from src.stage1.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
+from src.stage1.trusted import NOT_TRAINED, calibration_rows, stage1_labels
+from src.stage2.train_stage2 import Trajectories, train_stage2
+from src.stats import trusted_noise_rate
+from src.storage import stage1_cache
+from src.storage.files import staged_files
+from src.storage.rows import column
 
 CROSSFIT_FOLDS = 5  # folds of the trusted rows for the suggestion margin and its estimate
 # Without trusted rows no change is suggested: chosen on validation gold (scripts/choose_margin.py
@@ -116,7 +112,8 @@ def run(config: Config, world: World = ALONE) -> dict | None:
     """Run the whole method once; returns the run record also written to cache/runs/. Under
     torchrun (`world`, src/accel/distributed.py) every rank trains stage 1 and rank 0 alone does
     the rest; the other ranks return None after stage 1."""
-    started, timer = time.perf_counter(), StageTimer()
+    started, speed = time.perf_counter(), build(config, world)  # the speed layer: what plugs into the stages
+    timer = speed.timer  # seconds and memory per stage
     checked_on_rank0(lambda: check_output_dirs(config), world)  # rank 0 writes; under torchrun all fail alike
     with timer("setup"):  # on CUDA this starts the device context
         runtime = resolve_runtime(config)
@@ -136,7 +133,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
                                   noise_ratio=config.noise_ratio, seed=config.seed)
         else:  # the same ids; rank 0 writes the preprocessing cache
             texts = encode(tokenizer, splits.all_texts(), max_length)
-        release_freed_host_memory()  # the tokenizer's per-text objects
+        speed.release_host_memory()  # the tokenizer's per-text objects
     train, val, test = splits.train, splits.validation, splits.test
     rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
     num_classes = splits.num_classes
@@ -154,7 +151,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
 
     with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
         stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, train_labels,
-                                                 world)
+                                                 speed)
     if not world.main:  # torchrun: the rest is rank 0's
         return None
     test_noisy_probs = stage1.probs[:, rows.test]  # [M, N_test, C]
@@ -180,14 +177,14 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         method_labels = fit_labels if settings.label == "given" else stage1.probs[:, rows.fit].mean(0).argmax(-1)
         epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
         trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
-                                    dtype=stage2_z_dtype(runtime.device, runtime.precision))
+                                    dtype=speed.z_dtype(runtime))
         evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes,
                             per_class_marking=config.mark_share == "per_class" and settings.mark_ratio != 0)
         if evidence.per_class_marking:
             log(f"marked share per noisy label ({'trusted rows' if checked.any() else 'confident joint'}): "
                 + ", ".join(f"{name} {share:.3f}" for name, share in
                             zip(splits.class_names, marking_shares(evidence, fit_trusted), strict=True)))
-        marks, priors = mark_and_prior(config, settings, evidence, fit_trusted)
+        marks, priors = mark_and_prior(config, settings, speed, evidence, fit_trusted)
 
     vaes, stage2_history = [], []
     if settings.stage2:
@@ -197,7 +194,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
                     return {"test_accuracy": None}
                 return {"test_accuracy": accuracy(denoise(vaes, trajectories, rows.test, test_noisy_probs), test.gold)}
 
-            vaes, stage2_history = fit_stage2(config, settings, runtime, evidence, priors, test_accuracy,
+            vaes, stage2_history = fit_stage2(config, settings, runtime, speed, evidence, priors, test_accuracy,
                                               show_progress=config.progress)
             for record in stage2_history:
                 log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
@@ -209,7 +206,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
         cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)  # [N_train + N_val, C]
     accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
     with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
-        suggestion = suggest(config, settings, runtime, evidence, fit_trusted, calibration, cleaned)
+        suggestion = suggest(config, settings, runtime, speed, evidence, fit_trusted, calibration, cleaned)
 
     # ---- diagnostics against gold labels (never read by the method), the record, the files ----
     fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
@@ -246,7 +243,7 @@ def run(config: Config, world: World = ALONE) -> dict | None:
 def trusted_use(config: Config, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[N_train + N_val] each: the verified labels (-1 on the rows nobody checked), the checked
     rows kept out of stage 1 to calibrate the suggestion, and the label each row trains stage 1
-    with (src/model/trusted.py: the other checked rows their verified one)."""
+    with (src/stage1/trusted.py: the other checked rows their verified one)."""
     train, val = splits.train, splits.validation
     trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
     calibration = calibration_rows(trusted, config.calibration_share, config.seed)
@@ -289,7 +286,7 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
         "n_model": settings.n_model, "device": runtime.device.type, "options": options,
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
-        "code": stage1_cache.code_identity(),
+        "code": stage1_cache.code_identity([*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]),  # method's + speed layer's
     }
     if not np.array_equal(train_labels, np.r_[train.noisy, np.full(len(val), NOT_TRAINED)]):  # checked rows train
         key_parts["stage1_labels"] = stage1_cache.array_digest(train_labels)  # (the key is unchanged without them)
@@ -299,26 +296,23 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
 
 
 def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
-              world: World = ALONE):
+              speed: SpeedLayer):
     """Stage 1, or its cached result when a run with the same settings finished before.
 
     Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
     reused; --save_model needs them, so it always trains). train_labels [N_train + N_val]: as
     train_stage1's. Under torchrun every rank trains,
     and only rank 0 reads or writes the cache (the others return no result)."""
+    world = speed.world
     options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits, train_labels, world)
     models = []
 
     def train_models(trajectory_dir):
         models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
-        speedups = (DistributedSpeedups(world) if world.distributed else
-                    Stage1Speedups(compile=config.compile, cuda_graphs=runtime.cuda_graphs,
-                                   split_batches=runtime.split_batches))
         return train_stage1(models, texts, train_labels, splits.validation.noisy, device=runtime.device,
-                            show_progress=config.progress, speedups=speedups,
-                            new_trajectory=lambda m, shape: RowFile.create(  # on disk, read by rows later
-                                stage1_cache.trajectory_path(trajectory_dir, m), shape)
-                            if world.main else DiscardedTrajectory(),  # rank 0 stores the gathered rows
+                            show_progress=config.progress, speedups=speed.stage1_steps(runtime),
+                            new_trajectory=speed.trajectory_store(  # on disk, read by rows later
+                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)),
                             **options)
 
     root = Path(config.cache_dir) / "stage1"
@@ -404,7 +398,7 @@ def marking_shares(evidence: Evidence, trusted_labels: np.ndarray) -> np.ndarray
     return confident_class_shares(probs, given, evidence.num_classes, evidence.ratio)
 
 
-def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels: np.ndarray):
+def mark_and_prior(config: Config, settings, speed: SpeedLayer, evidence: Evidence, trusted_labels: np.ndarray):
     """Each model's marks [N_train + N_val] (trusted rows never) and Dirichlet prior [N_train, C].
     trusted_labels [N_train + N_val]: verified labels, -1 where nobody checked."""
     unchecked, shares = trusted_labels < 0, marking_shares(evidence, trusted_labels)
@@ -415,12 +409,13 @@ def mark_and_prior(config: Config, settings, evidence: Evidence, trusted_labels:
                  for score in evidence.marking_scores]
     prior_labels = np.where(unchecked, evidence.method_labels, trusted_labels)  # trusted: verified
     priors = [prior_of_model(config, settings, evidence.stage1, m, marks[m], prior_labels, evidence.rows,
-                             evidence.method_labels[: evidence.rows.n_train]) for m in range(settings.n_model)]
+                             evidence.method_labels[: evidence.rows.n_train], speed.knn_screen_dtype())
+              for m in range(settings.n_model)]
     return marks, priors
 
 
-def fit_stage2(config: Config, settings, runtime, evidence: Evidence, priors: list, on_epoch_end=None,
-               show_progress: bool = False):
+def fit_stage2(config: Config, settings, runtime, speed: SpeedLayer, evidence: Evidence, priors: list,
+               on_epoch_end=None, show_progress: bool = False):
     """Stage 2 on the train rows: the VAEs and their per-epoch history."""
     n_train = evidence.rows.n_train
     return train_stage2(
@@ -429,7 +424,7 @@ def fit_stage2(config: Config, settings, runtime, evidence: Evidence, priors: li
         beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
         softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
         seed=config.seed, on_epoch_end=on_epoch_end, show_progress=show_progress,
-        speedups=Stage2Speedups(cuda_graphs=runtime.cuda_graphs),
+        speedups=speed.stage2_steps(runtime),
     )
 
 
@@ -449,12 +444,13 @@ def cleaned_posterior(settings, evidence: Evidence, vaes: list, index: np.ndarra
     return predict(settings, evidence, vaes, index)
 
 
-def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
-                       calibration: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crossfit_posterior(config: Config, settings, runtime, speed: SpeedLayer, evidence: Evidence,
+                       trusted_labels: np.ndarray, calibration: np.ndarray,
+                       fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[K, C] twice: the cleaned posterior and the prediction P(y | x) of the K calibration rows
     (`calibration` [N_train + N_val] bool), each computed by a fit (marking, prior, stage 2) in
     which its fold's rows count as unchecked, so that no row's verified label informs its own
-    figures. Stage 1 never read their verified labels (src/model/trusted.py), so the methods
+    figures. Stage 1 never read their verified labels (src/stage1/trusted.py), so the methods
     without stage 2 need no refit."""
     kept = np.flatnonzero(calibration)
     if not settings.stage2:
@@ -463,16 +459,16 @@ def crossfit_posterior(config: Config, settings, runtime, evidence: Evidence, tr
     for k in np.unique(fold):
         others = trusted_labels.copy()
         others[kept[fold == k]] = -1
-        _, priors = mark_and_prior(config, settings, evidence, others)
-        vaes, _ = fit_stage2(config, settings, runtime, evidence, priors)
+        _, priors = mark_and_prior(config, settings, speed, evidence, others)
+        vaes, _ = fit_stage2(config, settings, runtime, speed, evidence, priors)
         posterior[fold == k] = cleaned_posterior(settings, evidence, vaes, kept[fold == k])
         prediction[fold == k] = predict(settings, evidence, vaes, kept[fold == k])
     return posterior, prediction
 
 
-def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_labels: np.ndarray,
+def suggest(config: Config, settings, runtime, speed: SpeedLayer, evidence: Evidence, trusted_labels: np.ndarray,
             calibration: np.ndarray, cleaned: np.ndarray) -> dict:
-    """The labels a user applies (src/model/suggest.py) and how sure the run is of them.
+    """The labels a user applies (src/inference/suggest.py) and how sure the run is of them.
 
     With calibration rows (trusted rows kept out of stage 1): the margin that makes the
     cross-fitted suggestions agree with their verified labels most often, and the estimated share
@@ -484,7 +480,7 @@ def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_label
            "trusted_rows": int(checked.sum()), "calibration_rows": n_kept}
     if n_kept >= 2:
         fold = crossfit_folds(n_kept, min(CROSSFIT_FOLDS, n_kept), config.seed)
-        posterior, prediction = crossfit_posterior(config, settings, runtime, evidence, trusted_labels,
+        posterior, prediction = crossfit_posterior(config, settings, runtime, speed, evidence, trusted_labels,
                                                    calibration, fold)
         given_kept, verified = given[calibration], trusted_labels[calibration]
         out["margin"] = choose_margin(posterior, given_kept, verified)
@@ -500,11 +496,12 @@ def suggest(config: Config, settings, runtime, evidence: Evidence, trusted_label
 
 
 def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray, fit_labels: np.ndarray,
-                   rows: Rows, train_labels: np.ndarray) -> np.ndarray:
+                   rows: Rows, train_labels: np.ndarray, screen_dtype: torch.dtype) -> np.ndarray:
     """Model m's Dirichlet prior parameters [N_train, C] from its kNN (only the train split, on
     which stage 2 trains, is asked). fit_labels [N_train + N_val]: the labels the kNN votes with
     (the method's label, `Plan.label`; a trusted row's verified one); train_labels [N_train]: the
-    method's label of the train rows, by which NPC picks its anchors."""
+    method's label of the train rows, by which NPC picks its anchors; screen_dtype: the kNN search's
+    screening product's (the speed layer's)."""
     embedded = column(stage1.embeddings[m], 0 if settings.knn_epoch == "first" else -1, len(fit_labels))
     left_out = marked  # DyGen: fitted on the unmarked train + validation rows
     if settings.knn_fit == "npc":  # NPC: on the most confident example of each class per batch
@@ -512,7 +509,7 @@ def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray,
         anchors = npc_anchors(stage1.probs[m, : rows.n_train], train_labels, batches)
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
-                              screen_dtype=screen_dtype(config.approximate_knn), balance=config.prior_balance)
+                              screen_dtype=screen_dtype, balance=config.prior_balance)
     if config.unmarked_prior == "given":  # [N_train, C] the kNN votes only where a row was marked
         proba = keep_unmarked_labels(proba, fit_labels[: rows.n_train], marked[: rows.n_train])
     return dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)

@@ -12,9 +12,9 @@ import pytest
 from main import main
 from src.data import LOADERS
 from src.data.demo import load_demo
-from src.dynamics.noise_rate import AUTO_ESTIMATOR
-from src.utils.labels_file import COLUMNS, label_rows, write_labels_csv
-from src.utils.noise import symmetric_noise
+from src.data.noise import symmetric_noise
+from src.noise_rate import AUTO_ESTIMATOR
+from src.outputs.labels_file import COLUMNS, label_rows, write_labels_csv
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
 

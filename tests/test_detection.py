@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 
-from src.dynamics.euclidean_dist import mark_noisy
-from src.dynamics.noise_rate import confident_joint, confident_thresholds
-from src.model.detection import (
+from src.diagnostics.detection import (
     clean_noisy_curves,
     confident_learning_flags,
-    cross_entropy_scores,
     detection_metrics,
     detector_scores,
     margin_scores,
 )
+from src.dynamics.marking import cross_entropy_scores, mark_noisy
+from src.noise_rate import confident_joint, confident_thresholds
 
 # Seven examples, three classes; all probabilities are exact binary fractions.
 LABELS = np.array([0, 0, 0, 1, 1, 2, 2])

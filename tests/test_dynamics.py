@@ -2,14 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.accel.row_file import RowFile
 from src.dynamics import euclidean_dist
-from src.dynamics.euclidean_dist import (
-    distance_trajectories,
-    dynamics_score,
-    mark_noisy,
-    trajectory_centroids,
-)
+from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score, trajectory_centroids
+from src.dynamics.marking import mark_noisy
+from src.storage.row_file import RowFile
 
 
 def brute_force(emb: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -79,7 +75,7 @@ def test_score_of_one_epoch_is_the_distance():
 
 
 def test_per_class_marking_marks_each_labels_own_share_of_its_eligible_rows():
-    from src.dynamics.euclidean_dist import mark_noisy_per_class
+    from src.dynamics.marking import mark_noisy_per_class
 
     labels = np.array([0] * 10 + [1] * 4)
     scores = np.arange(14, dtype=float)  # class 1's rows score highest

@@ -212,7 +212,7 @@ def test_every_load_refuses_the_models_own_code(tmp_path, monkeypatch):
     import transformers
 
     from src.errors import UserError
-    from src.model import plm
+    from src.stage1 import plm
 
     folder = config_only_model(tmp_path / "model")
     asked = []
@@ -251,7 +251,7 @@ def test_pickled_weights_are_one_line(tmp_path):
     import torch
 
     from src.errors import UserError
-    from src.model.plm import load_classifier
+    from src.stage1.plm import load_classifier
 
     marker = tmp_path / "pickle_ran"
 
@@ -398,7 +398,7 @@ def test_a_dangling_symbolic_link_as_an_output_folder_is_refused_before_any_work
     """mkdir(exist_ok=True) fails on it with FileExistsError: for --figure_dir after the whole run."""
     from src.config import parse_config
     from src.errors import UserError
-    from src.outputs import check_output_dirs
+    from src.outputs.record import check_output_dirs
 
     (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
     for flag, value in (("--cache_dir", "gone"), ("--figure_dir", "gone"), ("--figure_dir", "gone/figures"),
@@ -472,7 +472,7 @@ def test_describe_refuses_what_a_run_refuses(describe_fails, tmp_path):
 
 
 def test_classes_whose_c_by_c_steps_cannot_fit_are_refused_before_stage_1(describe_fails, tmp_path, monkeypatch):
-    from src.model import evaluate
+    from src.inference import evaluate
 
     monkeypatch.setattr(evaluate, "host_memory_bytes", lambda: 2**20)  # a machine of 1 MiB
     train = "text,label\n" + "".join(f"match {i},c{i}\n" for i in range(200))

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.diagnostics import marking_quality
-from src.model.evaluate import true_label_probs
-from src.model.stage1_step import lr_lambda
+from src.diagnostics.quality import marking_quality
+from src.inference.evaluate import true_label_probs
+from src.stage1.stage1_step import lr_lambda
 
 
 def test_inference_sum_matches_direct_loops():
@@ -59,9 +59,9 @@ def test_lr_schedule_restart_warms_up_every_epoch():
 def test_denoise_takes_fewer_rows_at_a_time_at_many_classes(monkeypatch):
     """[512, C, C] products took 200 GB at 10,000 classes: the batch shrinks to fit, and each
     row's result stays the same."""
-    from src.model import evaluate
-    from src.model.network import DirichletVAE
-    from src.model.train_stage2 import Trajectories
+    from src.inference import evaluate
+    from src.stage2.network import DirichletVAE
+    from src.stage2.train_stage2 import Trajectories
 
     torch.manual_seed(0)
     n, c = 40, 6

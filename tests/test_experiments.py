@@ -13,7 +13,7 @@ from conftest import ROOT
 
 from src.errors import UserError
 from src.methods import variant_labels
-from src.report import per_seed_markdown, summarize, to_csv, to_markdown
+from src.outputs.report import per_seed_markdown, summarize, to_csv, to_markdown
 
 spec = importlib.util.spec_from_file_location("experiments", ROOT / "scripts" / "experiments.py")
 experiments = importlib.util.module_from_spec(spec)
@@ -315,7 +315,7 @@ def cell_records():
 
 
 def test_per_seed_differences_pair_seeds_against_the_dygen_setting_chosen_on_validation():
-    from src.report import per_seed_accuracy, per_seed_suggestion
+    from src.outputs.report import per_seed_accuracy, per_seed_suggestion
 
     rows = per_seed_accuracy(cell_records())
     plain = {r["other"]: r for r in rows if r["tag"] == ""}

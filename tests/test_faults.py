@@ -110,7 +110,7 @@ def no_result_written(tmp_path) -> bool:
 
 
 def test_nan_loss_in_stage_1_stops_the_run(run_main, tmp_path, monkeypatch):
-    from src.model import stage1_step
+    from src.stage1 import stage1_step
 
     real = stage1_step.coregularized_loss  # what every step runner's forward_backward computes
     monkeypatch.setattr(stage1_step, "coregularized_loss", lambda *a, **k: real(*a, **k) * float("nan"))
@@ -120,7 +120,7 @@ def test_nan_loss_in_stage_1_stops_the_run(run_main, tmp_path, monkeypatch):
 
 
 def test_nan_loss_in_stage_2_stops_training():
-    from src.model.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Trajectories, train_stage2
 
     embeddings = [np.random.default_rng(0).standard_normal((20, 2, 4)).astype(np.float16)]
     priors = [np.full((20, 3), np.nan, np.float32)]  # what a NaN stage 1 would hand on
@@ -157,7 +157,7 @@ def test_ctrl_c_is_one_line_and_exit_code_130(run_main, monkeypatch):
 # ---- output files ----------------------------------------------------------------------------
 
 def test_output_files_get_the_users_permissions(tmp_path):
-    from src.utils.common import atomic_write_bytes
+    from src.storage.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:
@@ -168,7 +168,7 @@ def test_output_files_get_the_users_permissions(tmp_path):
 
 
 def test_labels_csv_cells_are_never_spreadsheet_formulas(tmp_path):
-    from src.utils.labels_file import label_rows, write_labels_csv
+    from src.outputs.labels_file import label_rows, write_labels_csv
 
     texts = ["=HYPERLINK(\"http://x\")", "+1", "-2 degrees", "@SUM(A1)", "'quoted", "plain = text"]
     probs = np.tile([[0.9, 0.1]], (len(texts), 1))
@@ -194,7 +194,7 @@ def no_run_files(tmp_path) -> bool:
 def test_weights_that_diverge_in_the_last_step_stop_the_run(run_main, tmp_path, monkeypatch):
     """The loss of every step is finite, but the last update broke the weights: stage 1 used to
     store an entry whose probabilities are NaN, then fail to read it back (a traceback)."""
-    from src.model import train_stage1
+    from src.stage1 import train_stage1
 
     real = train_stage1.train_epoch
 
@@ -261,7 +261,7 @@ def test_out_of_memory_in_stage_1_names_the_settings(run_main, tmp_path, monkeyp
 # ---- the picture of the cleaning ----------------------------------------------------------
 
 def cleaning_picture(path, class_names: list[str], rows: int = 200) -> None:
-    from src.figures import plot_cleaning
+    from src.outputs.figures import plot_cleaning
 
     rng = np.random.default_rng(0)
     c = len(class_names)
@@ -282,7 +282,7 @@ def test_label_matrices_show_only_the_most_frequent_classes(tmp_path, monkeypatc
     keep the 30 most frequent classes and say so."""
     import matplotlib.axes
 
-    from src.figures import MAX_SHOWN_CLASSES, top_classes
+    from src.outputs.figures import MAX_SHOWN_CLASSES, top_classes
 
     shown, real_imshow = [], matplotlib.axes.Axes.imshow
     monkeypatch.setattr(matplotlib.axes.Axes, "imshow",

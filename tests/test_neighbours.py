@@ -2,8 +2,8 @@ import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from src.dynamics.noise_rate import loo_knn_proba
-from src.utils.neighbours import nearest_rows
+from src.noise_rate import loo_knn_proba
+from src.prior.neighbours import nearest_rows
 
 
 def test_nearest_rows_are_the_exact_neighbours(screening):

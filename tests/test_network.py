@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 from scipy.special import digamma, gammaln
 
-from src.model.network import (
+from src.stage1.stage1_step import coregularized_loss
+from src.stage2.network import (
     DirichletVAE,
     coregularization,
     dirichlet_mean,
@@ -11,7 +12,6 @@ from src.model.network import (
     kl_dirichlet,
     reconstruction_loss,
 )
-from src.model.stage1_step import coregularized_loss
 
 
 def test_alpha_is_above_one_plus_one_over_c_and_all_labels_matches_loop():
@@ -71,7 +71,7 @@ def test_stage2_trains_the_same_with_and_without_the_speed_layer():
     import numpy as np
 
     from src.accel.stage2 import Stage2Speedups
-    from src.model.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Trajectories, train_stage2
 
     rng = np.random.default_rng(1)
     n, classes = 80, 3
@@ -177,7 +177,7 @@ def test_coregularization_zero_when_models_agree_positive_otherwise():
 def test_stage2_loss_is_the_spec_loss_model_by_model():
     """Stage 2's loss, written out from the spec: mean_m (recon_m + beta * KL_m) +
     lambda_t * sum_m KL(a || abar_m) / M, each model with its own z, prior and draws."""
-    from src.model.train_stage2 import stage2_loss
+    from src.stage2.train_stage2 import stage2_loss
 
     torch.manual_seed(0)
     vaes = [DirichletVAE(input_dim=10, num_classes=4) for _ in range(2)]
@@ -214,8 +214,8 @@ def test_stage1_coregularization_zero_when_models_agree():
 
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_trajectories_gather_rows_without_building_the_whole_matrix(on_disk, tmp_path):
-    from src.accel.row_file import RowFile
-    from src.model.train_stage2 import Trajectories
+    from src.stage2.train_stage2 import Trajectories
+    from src.storage.row_file import RowFile
 
     rng = torch.Generator().manual_seed(0)
     buffer = torch.randn(2, 10, 3, 4, generator=rng).half()  # per model [N, E, D], as stage 1 stores it
@@ -259,7 +259,7 @@ def test_vae_with_bf16_z_trains_like_float32():
     import numpy as np
 
     from src.accel.stage2 import Stage2Speedups
-    from src.model.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Trajectories, train_stage2
 
     rng = np.random.default_rng(0)
     n, classes = 96, 4

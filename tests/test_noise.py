@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from src.utils.noise import add_noise, asymmetric_noise, hashed_bag_of_words, symmetric_noise
+from src.data.noise import add_noise, asymmetric_noise, hashed_bag_of_words, symmetric_noise
 
 N, C = 40000, 5
 
@@ -95,7 +95,7 @@ def test_idn_follows_its_formula():
 def test_idn_at_wos_shape_stays_small():
     import tracemalloc
 
-    from src.utils.noise import instance_dependent_noise
+    from src.data.noise import instance_dependent_noise
 
     n, classes, features = 47_000, 134, 64  # the [N, F, C] float64 copy alone would be 3.2 GB
     rng = np.random.default_rng(0)

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from src.dynamics.noise_rate import (
+from src.data.noise import symmetric_noise
+from src.noise_rate import (
     confident_joint_rate,
     disagreement_rate,
     estimate_noise_rates,
     gmm_noise_rate,
     loo_knn_proba,
 )
-from src.utils.noise import symmetric_noise
 
 C = 4
 
@@ -87,7 +87,7 @@ def test_estimate_noise_rates_averages_models_and_names_every_candidate():
 
 
 def test_trusted_class_shares_are_shrunk_toward_the_overall_share():
-    from src.dynamics.noise_rate import SHRINK_ROWS, trusted_class_shares
+    from src.noise_rate import SHRINK_ROWS, trusted_class_shares
 
     given = np.array([0] * 40 + [1] * 2)
     verified = np.array([0] * 30 + [1] * 10 + [1, 0])  # label 0: 10 of 40 wrong; label 1: 1 of 2 wrong
@@ -97,7 +97,7 @@ def test_trusted_class_shares_are_shrunk_toward_the_overall_share():
 
 
 def test_confident_class_shares_point_where_the_wrong_labels_are_and_mark_the_overall_share():
-    from src.dynamics.noise_rate import confident_class_shares
+    from src.noise_rate import confident_class_shares
 
     # label 0: 6 rows, 3 of them confidently class 1; label 1: 4 rows, all confidently class 1
     labels = np.array([0] * 6 + [1] * 4)

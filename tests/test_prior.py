@@ -3,7 +3,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from src.errors import UserError
-from src.model.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
+from src.prior.generate_prior import dirichlet_prior, knn_predict_proba, npc_anchors
 
 
 def test_exact_matches_outweigh_the_rest_as_in_sklearn(screening):
@@ -110,7 +110,7 @@ def test_default_prior_is_sklearns_on_clustered_embeddings():
 
 
 def test_class_balanced_vote_measures_a_neighbourhood_against_the_class_sizes():
-    from src.model.generate_prior import class_balanced
+    from src.prior.generate_prior import class_balanced
 
     # fitted rows: 90 of class 0, 10 of class 1; a neighbourhood voting 0.6 / 0.4 holds 4x more of
     # class 1 than its share: balanced, class 1 wins (0.4 / 0.1 against 0.6 / 0.9)
@@ -124,7 +124,7 @@ def test_class_balanced_vote_measures_a_neighbourhood_against_the_class_sizes():
 
 
 def test_unmarked_rows_keep_their_own_label_and_marked_rows_the_knn_vote():
-    from src.model.generate_prior import dirichlet_prior, keep_unmarked_labels
+    from src.prior.generate_prior import dirichlet_prior, keep_unmarked_labels
 
     knn = np.array([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6], [0.1, 0.9, 0.0]])
     labels, marked = np.array([1, 0, 2]), np.array([False, True, False])

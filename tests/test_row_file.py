@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from src.accel.host_memory import host_memory_mb
-from src.accel.row_file import RowFile
-from src.utils import rows as row_file
-from src.utils.rows import column
+from src.storage import rows as row_reading
+from src.storage.row_file import RowFile
+from src.storage.rows import column
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_reads_equal_the_array(array, tmp_path):
 
 
 def test_column_writes_and_reads_by_chunks(array, tmp_path, monkeypatch):
-    monkeypatch.setattr(row_file, "CHUNK_BYTES", 7 * 30)  # 7 rows a chunk: uneven chunks
+    monkeypatch.setattr(row_reading, "CHUNK_BYTES", 7 * 30)  # 7 rows a chunk: uneven chunks
     rows = RowFile.create(tmp_path / "b.npy", array.shape)
     for epoch in (2, 0, 1):
         rows[:, epoch] = array[:, epoch]

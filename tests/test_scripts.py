@@ -106,7 +106,7 @@ def test_the_registered_mask_function_skips_only_unpadded_full_attention(monkeyp
 
 def test_device_assets_carry_the_archive_and_a_half_precision_model(tiny_bert, tmp_path, capsys):
     from benchmarks import device_assets
-    from src.model.plm import load_classifier
+    from src.stage1.plm import load_classifier
 
     archive = tmp_path / "20news-bydate.tar.gz"
     archive.write_bytes(b"not really an archive")

@@ -10,7 +10,7 @@ import torch
 
 from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.data.texts import TokenizedTexts
-from src.model.train_stage1 import train_stage1
+from src.stage1.train_stage1 import train_stage1
 
 
 def padded_cost(lengths: np.ndarray, groups: list[np.ndarray], cost_per_part: float) -> float:
@@ -82,7 +82,7 @@ def test_split_batches_trains_like_whole_batches():
 
 
 def test_device_defaults_of_batching():
-    from src.utils.common import resolve_eval_batch_size, resolve_split_batches
+    from src.runtime import resolve_eval_batch_size, resolve_split_batches
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_split_batches("auto", cpu, "fp32") and not resolve_split_batches("auto", cuda, "fp32")
@@ -161,7 +161,7 @@ def test_graph_keys_round_widths_up_keep_those_used_often_and_unpadded_batches_a
 
 def test_a_tensor_alpha_gives_the_same_loss_and_this_torch_schedules_a_tensor_lr():
     from src.accel.cuda_graphs import scheduler_updates_tensor_lr
-    from src.model.stage1_step import coregularized_loss
+    from src.stage1.stage1_step import coregularized_loss
 
     logits = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 1, 2, 1, 0])
@@ -183,8 +183,8 @@ def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = Fa
     losses), (graphed ..., graphs)."""
     from src.accel.cuda_graphs import build_graphs
     from src.accel.stage1 import Stage1Speedups
-    from src.model.stage1_step import lr_lambda, stage1_optimizer
-    from src.model.train_stage1 import train_epoch
+    from src.stage1.stage1_step import lr_lambda, stage1_optimizer
+    from src.stage1.train_stage1 import train_epoch
 
     rng = np.random.default_rng(6)
     short, long = rng.integers(2, 31, size=64), rng.integers(33, 64, size=72)
@@ -283,7 +283,7 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
     CPU: the same training and embeddings as the eager paths. (The capture itself: CUDA tests.)"""
     from src.accel import cuda_graphs
     from src.accel.cuda_graphs import build_embedding_graphs
-    from src.utils.batches import length_sorted_batches
+    from src.data.batches import length_sorted_batches
 
     monkeypatch.setattr(cuda_graphs, "capture_cuda_graph", capture_on_cpu)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
@@ -307,7 +307,7 @@ def test_graph_plumbing_trains_like_eager_steps_on_cpu(monkeypatch):
 def embed_with_and_without(models, texts, batches, graphs, device):
     """`embed` through the speed layer's steps, without and with the embedding graphs."""
     from src.accel.stage1 import Stage1Speedups
-    from src.model.train_stage1 import embed
+    from src.stage1.train_stage1 import embed
 
     runner = Stage1Speedups().build(models, texts, np.zeros(len(texts), dtype=np.int64), [], batches,
                                     batch_size=16, eval_batch_size=16, lr=1e-3, weight_decay=0.0, device=device,
@@ -331,7 +331,7 @@ def test_embedding_graphs_give_the_eager_embeddings():
     """Replayed embedding passes (eval mode: no dropout; padded widths; a filled-up last batch)
     give the eager [CLS] vectors and probabilities."""
     from src.accel.cuda_graphs import build_embedding_graphs
-    from src.utils.batches import length_sorted_batches
+    from src.data.batches import length_sorted_batches
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1, seed=m).to(cuda).train() for m in range(2)]
@@ -350,11 +350,10 @@ def test_embedding_graphs_give_the_eager_embeddings():
 def test_training_steps_never_wait_for_the_gpu():
     """Stage-1 and stage-2 epochs queue their work without a host-device synchronisation."""
     from src.accel.stage1 import Stage1Speedups
-    from src.model.network import DirichletVAE
-    from src.model.train_stage1 import train_epoch
-    from src.model.train_stage2 import Trajectories
-    from src.model.train_stage2 import train_epoch as train_vae_epoch
-    from src.utils.common import fused_optimizer
+    from src.stage1.train_stage1 import train_epoch
+    from src.stage2.network import DirichletVAE
+    from src.stage2.train_stage2 import Stage2Steps, Trajectories
+    from src.stage2.train_stage2 import train_epoch as train_vae_epoch
 
     cuda = torch.device("cuda")
     models = [tiny_classifier("sdpa", dropout=0.1).to(cuda).train() for _ in range(2)]
@@ -372,12 +371,12 @@ def test_training_steps_never_wait_for_the_gpu():
     stage1_epoch()  # warm-up: lazy initialisation may synchronise once
     trajectories = Trajectories(np.random.default_rng(4).standard_normal((2, 64, 3, 8)).astype(np.float16), cuda)
     vaes = [DirichletVAE(trajectories.input_dim, 3).to(cuda) for _ in range(2)]
-    vae_optimizer = fused_optimizer(torch.optim.Adam, [p for v in vaes for p in v.parameters()], lr=1e-3)
     onehot = torch.nn.functional.one_hot(torch.as_tensor(labels), 3).float().to(cuda)
     priors = [torch.full((64, 3), 2.0, device=cuda) for _ in vaes]
+    vae_steps = Stage2Steps(vaes, 1e-3, onehot, priors, 1.0)
 
     def stage2_epoch():
-        return train_vae_epoch(vaes, trajectories, batches, np.arange(64), onehot, priors, vae_optimizer, 1.0, 1.0)
+        return train_vae_epoch(vae_steps, trajectories, batches, np.arange(64), 1.0)
 
     stage2_epoch()
     torch.cuda.synchronize()
@@ -394,7 +393,7 @@ def test_training_steps_never_wait_for_the_gpu():
 def test_stage2_cuda_graph_trains_like_eager_steps():
     """Replaying the captured step (and undoing its warm-up) gives the eager training."""
     from src.accel.stage2 import Stage2Speedups
-    from src.model.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Trajectories, train_stage2
 
     cuda = torch.device("cuda")
     rng = np.random.default_rng(5)
@@ -419,7 +418,7 @@ def test_clipping_takes_one_norm_over_all_models_and_the_optimiser_is_the_papers
     """The paper's code clips `NLLModel.parameters()` (all M models) at 1.0 as one norm and uses
     Adam with eps 1e-9. Gradients of norm 3 and 4 (joint norm 5) are both scaled by 1/5; a
     per-model clip would give norms 1 and 1."""
-    from src.model.stage1_step import clip_and_step, stage1_optimizer
+    from src.stage1.stage1_step import clip_and_step, stage1_optimizer
 
     models = [torch.nn.Linear(1, 1, bias=False) for _ in range(2)]
     optimizer = stage1_optimizer(models, lr=1e-3)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from src import pipeline
-from src.accel.row_file import RowFile
 from src.config import parse_config
-from src.model import stage1_cache
-from src.model.train_stage1 import Stage1Result
+from src.stage1.train_stage1 import Stage1Result
+from src.storage import stage1_cache
+from src.storage.row_file import RowFile
 
 FAST = ["--epochs", "2", "--total_iter", "1", "--train_batch_size", "16", "--no-progress"]
 
@@ -92,8 +92,8 @@ def stage1_key(argv: list[str]) -> str:
     from src.data.cache import cached_encode
     from src.data.texts import encode
     from src.methods import plan
-    from src.model.plm import load_tokenizer
-    from src.utils.common import resolve_runtime
+    from src.runtime import resolve_runtime
+    from src.stage1.plm import load_tokenizer
 
     config = parse_config(argv)
     runtime, settings = resolve_runtime(config), plan(config)
@@ -185,16 +185,17 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     import inspect
     import shutil
 
-    from src.accel import cuda_graphs, distributed, microbatches, models, stage1
-    from src.data import texts
-    from src.model import plm, stage1_step, train_stage1, trusted
-    from src.utils import batches, common
+    from src import runtime
+    from src.accel import STAGE1_MODULES, cuda_graphs, distributed, microbatches, models, stage1
+    from src.data import batches, texts
+    from src.stage1 import plm, stage1_step, train_stage1, trusted
 
     # the heads' seeding, the loop, the step, the batches, the model loading, the runtime helpers
-    sources = stage1_cache.stage1_sources()
+    entry = [*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]  # the method's and the speed layer's, as the pipeline
+    sources = stage1_cache.stage1_sources(entry)
     for function in (train_stage1.new_classifiers, train_stage1.train_stage1, stage1_step.forward_backward,
                      cuda_graphs.GraphedStage1Steps, stage1.FastSteps, models.compile_model, texts.encode,
-                     texts.TokenizedTexts, batches.shuffled_batches, common.to_device, trusted.stage1_labels,
+                     texts.TokenizedTexts, batches.shuffled_batches, runtime.to_device, trusted.stage1_labels,
                      microbatches.split_by_length, plm.load_classifier,
                      distributed.DistributedSteps):
         assert Path(inspect.getsourcefile(function)).resolve() in sources
@@ -206,19 +207,19 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
     copy = tmp_path / "src"
     shutil.copytree(stage1_cache.SRC, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(stage1_cache, "SRC", copy)
-    before = stage1_cache.code_identity()["source"]
-    with open(copy / "report.py", "a") as f:
+    before = stage1_cache.code_identity(entry)["source"]
+    with open(copy / "outputs" / "report.py", "a") as f:
         f.write("\n# edited\n")
-    assert stage1_cache.code_identity()["source"] == before
-    with open(copy / "utils" / "common.py", "a") as f:  # left out of the hand-kept list this replaced
+    assert stage1_cache.code_identity(entry)["source"] == before
+    with open(copy / "runtime.py", "a") as f:  # left out of the hand-kept list this replaced
         f.write("\n# edited\n")
-    assert stage1_cache.code_identity()["source"] != before
-    (copy / "utils" / "late.py").write_text("X = 1\n")  # a new module on stage 1's path
-    with open(copy / "utils" / "common.py", "a") as f:
-        f.write("from src.utils.late import X  # noqa\n")
-    edited = stage1_cache.code_identity()["source"]
-    (copy / "utils" / "late.py").write_text("X = 2\n")
-    assert stage1_cache.code_identity()["source"] != edited
+    assert stage1_cache.code_identity(entry)["source"] != before
+    (copy / "stage1" / "late.py").write_text("X = 1\n")  # a new module on stage 1's path
+    with open(copy / "runtime.py", "a") as f:
+        f.write("from src.stage1.late import X  # noqa\n")
+    edited = stage1_cache.code_identity(entry)["source"]
+    (copy / "stage1" / "late.py").write_text("X = 2\n")
+    assert stage1_cache.code_identity(entry)["source"] != edited
 
 
 # ---- damaged entries, leftovers, two runs finishing one entry --------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from src.model.suggest import NEVER, change_quality, choose_margin, crossfit_folds, gaps, suggest_labels
+from src.inference.suggest import NEVER, change_quality, choose_margin, crossfit_folds, gaps, suggest_labels
 
 
 def test_a_label_changes_only_where_another_beats_it_by_more_than_the_margin():
@@ -65,7 +65,7 @@ def test_labels_more_than_half_wrong_keep_the_cleaning_gains_with_100_checked_ro
 @pytest.mark.parametrize("seed", range(4))
 def test_half_of_100_checked_rows_calibrating_still_keeps_most_of_the_gains(seed):
     """The default --calibration_share 0.5: 50 of the 100 checked rows set the margin."""
-    from src.model.trusted import calibration_rows
+    from src.stage1.trusted import calibration_rows
 
     posterior, given, truth = simulated(2000, given_right=0.4, argmax_right=0.8, seed=seed)
     kept = calibration_rows(np.r_[truth[:100], np.full(1900, -1)], 0.5, seed)
@@ -109,7 +109,7 @@ def test_each_folds_changes_use_the_margin_chosen_on_the_other_folds():
 
 
 def test_the_log_line_tells_verified_labels_from_changes_by_the_margin():
-    from src.outputs import suggestion_line
+    from src.outputs.record import suggestion_line
 
     share = {"count": 10, "of": 14, "share": 10 / 14, "interval": [0.454, 0.883]}
     estimate = {"changes_right": share, "given_right": {"of": 89}}

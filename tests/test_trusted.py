@@ -15,8 +15,9 @@ import pytest
 
 from main import main
 from src.data import load_dataset
-from src.dynamics.euclidean_dist import mark_noisy
-from src.dynamics.noise_rate import frozen_noise_rates, frozen_oof_proba, trusted_noise_rate, wilson_interval
+from src.dynamics.marking import mark_noisy
+from src.noise_rate import frozen_noise_rates, frozen_oof_proba
+from src.stats import trusted_noise_rate, wilson_interval
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
 FLAGS = ["--text_column", "message", "--label_column", "llm_label", "--gold_column", "true_label",
@@ -55,7 +56,7 @@ def describe(tmp_path, capsys, *extra: str) -> dict:
 
 
 def test_a_seeded_share_of_the_checked_rows_calibrates_and_the_others_train_stage_1_verified():
-    from src.model.trusted import calibration_rows, stage1_labels
+    from src.stage1.trusted import calibration_rows, stage1_labels
 
     trusted = np.array([-1, 2, 0, -1, 1, 1, 0, 2, -1, 0])  # rows 0-5 train, 6-9 validation
     given = np.array([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
@@ -183,7 +184,7 @@ def test_frozen_estimator_handles_a_class_too_small_to_stratify():
 
 
 def test_cleaning_figure_with_and_without_gold_and_many_classes(tmp_path):
-    from src.figures import plot_cleaning
+    from src.outputs.figures import plot_cleaning
 
     rng = np.random.default_rng(0)
     for classes, gold in ((4, True), (40, False)):
@@ -241,7 +242,7 @@ def test_trusted_sample_decides_the_estimate_the_marking_and_the_prior(tiny_bert
     given = np.array([names.index(r["noisy_label"]) for r in labelled])
     verified = np.array([names.index(r["trusted_label"]) if r["trusted_label"] else -1 for r in labelled])
     is_checked = verified >= 0
-    from src.model.trusted import calibration_rows
+    from src.stage1.trusted import calibration_rows
 
     kept = calibration_rows(verified, 0.5, seed=0)
     assert trusted["calibration_rows"] == kept.sum() == 19 and trusted["stage1_rows"] == 19
@@ -299,7 +300,7 @@ def test_per_label_marking_shares_come_from_the_trusted_rows_given():
     are then computed without them; with no trusted row at all, from stage 1's confident joint."""
     from types import SimpleNamespace
 
-    from src.dynamics.noise_rate import confident_class_shares, trusted_class_shares
+    from src.noise_rate import confident_class_shares, trusted_class_shares
     from src.pipeline import Evidence, Rows, marking_shares
 
     given = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -320,7 +321,7 @@ def test_per_label_marking_shares_come_from_the_trusted_rows_given():
 def test_the_validation_accuracy_is_the_prediction_on_the_calibration_rows(tiny_bert, tmp_path):
     """--method base has no stage 2: its cross-fitted prediction on the calibration rows is its
     stage-1 prediction there, the labels file's cleaned_label."""
-    from src.model.trusted import calibration_rows
+    from src.stage1.trusted import calibration_rows
 
     write_file(tmp_path / "d" / "train.csv", 160, checked=40)
     cache = tmp_path / "cache"

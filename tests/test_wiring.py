@@ -11,14 +11,15 @@ import pytest
 import torch
 
 from src import pipeline
+from src.accel import SpeedLayer
 from src.config import parse_config
-from src.model import train_stage1 as stage1_module
-from src.model import train_stage2 as stage2_module
-from src.model.generate_prior import npc_anchors
-from src.model.network import coregularization
-from src.model.stage1_step import coregularized_loss
-from src.utils.batches import shuffled_batches
-from src.utils.rows import column
+from src.data.batches import shuffled_batches
+from src.prior.generate_prior import npc_anchors
+from src.stage1 import train_stage1 as stage1_module
+from src.stage1.stage1_step import coregularized_loss
+from src.stage2 import train_stage2 as stage2_module
+from src.stage2.network import coregularization
+from src.storage.rows import column
 
 FAST = ["--epochs", "2", "--total_iter", "2", "--train_batch_size", "16", "--no-progress"]
 
@@ -67,7 +68,7 @@ def _tiny_stage1_inputs():
 
 
 def test_stage1_trains_on_the_rows_given_a_label_in_the_papers_order_without_checked_rows(monkeypatch):
-    from src.utils.batches import shuffled_batches
+    from src.data.batches import shuffled_batches
 
     seen, original = [], stage1_module.train_epoch
     monkeypatch.setattr(stage1_module, "train_epoch", lambda steps, batches, *a, **k:
@@ -104,7 +105,7 @@ def test_stage1_alpha_is_zero_for_the_first_tenth_of_epochs(monkeypatch, epochs,
 def test_stage2_lambda_is_zero_during_the_warmup_epochs(monkeypatch, total_iter, warmup, zeros):
     seen, original = [], stage2_module.train_epoch
     monkeypatch.setattr(stage2_module, "train_epoch",
-                        lambda *a, **k: seen.append(a[8]) or original(*a, **k))  # a[8]: lambda_t
+                        lambda *a, **k: seen.append(a[4]) or original(*a, **k))  # a[4]: lambda_t
     rng = np.random.default_rng(0)
     n, classes = 20, 3
     labels = rng.integers(0, classes, n)
@@ -258,8 +259,8 @@ def test_a_run_gives_the_same_numbers_with_the_speed_layer_on_and_off(tiny_bert,
     float rounding. (--split_batches off: micro-batches would draw dropout in another order.)"""
     args = ["--bert", tiny_bert, *FAST, "--split_batches", "off"]
     fast = pipeline.run(parse_config([*args, "--cache_dir", str(tmp_path / "fast")]))
-    monkeypatch.setattr(pipeline, "Stage1Speedups", lambda **k: None)
-    monkeypatch.setattr(pipeline, "Stage2Speedups", lambda **k: None)
+    monkeypatch.setattr(SpeedLayer, "stage1_steps", lambda self, runtime: None)  # the method's own steps
+    monkeypatch.setattr(SpeedLayer, "stage2_steps", lambda self, runtime: None)
     plain = pipeline.run(parse_config([*args, "--cache_dir", str(tmp_path / "plain")]))
     assert [h["train_loss"] for h in plain["stage1"]] == pytest.approx([h["train_loss"] for h in fast["stage1"]],
                                                                      rel=1e-4)

@@ -13,9 +13,9 @@ import torch
 
 from src.accel.models import pass_no_mask_without_padding
 from src.data.texts import TokenizedTexts
-from src.model.network import DirichletVAE
-from src.model.stage1_step import clip_and_step, forward_backward, forward_cls
-from src.model.train_stage2 import stage2_update
+from src.stage1.stage1_step import clip_and_step, forward_backward, forward_cls
+from src.stage2.network import DirichletVAE
+from src.stage2.train_stage2 import stage2_update
 
 # CUDA graphs are captured for training batches padded to a multiple of this many tokens.
 GRAPH_WIDTH_STEP = 32

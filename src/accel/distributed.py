@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from src.errors import WARNINGS, UserError
-from src.model.stage1_step import forward_cls, stage1_optimizer
-from src.model.train_stage1 import EagerSteps
+from src.stage1.stage1_step import forward_cls, stage1_optimizer
+from src.stage1.train_stage1 import EagerSteps
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,11 @@ class StageTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
             self.peak_host_mb[name] = peak_host_mb()
             self.host_mb[name] = host_memory_mb()
+
+    def peak_host(self) -> float:
+        """The process's peak resident host memory so far, in MB."""
+        return peak_host_mb()
+
+    def peak_gpu(self) -> float | None:
+        """The GPU memory the process reserved at its peak, in MB (None without CUDA)."""
+        return peak_gpu_mb()

@@ -8,7 +8,7 @@ import numpy as np
 # Fixed cost of one extra micro-batch, in tokens: a MiniLM forward+backward in fp32 on a CPU
 # costs a fixed time plus a time per token, and the fixed part is worth about this many padding
 # tokens (benchmarks/RESULTS.md). Where that does not hold (bf16, GPUs) `--split_batches auto`
-# leaves batches whole (src/utils/common.py: resolve_split_batches).
+# leaves batches whole (src/runtime.py: resolve_split_batches).
 MICROBATCH_COST_TOKENS = 64
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.model.network import ConcatLinear, DirichletVAE
+from src.stage2.network import ConcatLinear, DirichletVAE
 
 
 class ConstantInputLinear(torch.autograd.Function):

@@ -21,8 +21,8 @@ from src.accel.cuda_graphs import (
 from src.accel.host_memory import host_memory_mb, release_freed_host_memory
 from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.accel.models import accepts_prepared_mask, compile_model
-from src.model.stage1_step import clip_and_step, forward_backward, stage1_optimizer
-from src.model.train_stage1 import EagerSteps
+from src.stage1.stage1_step import clip_and_step, forward_backward, stage1_optimizer
+from src.stage1.train_stage1 import EagerSteps
 
 
 @dataclass(frozen=True)

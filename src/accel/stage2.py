@@ -11,7 +11,8 @@ import torch
 
 from src.accel.cuda_graphs import GraphedStep, captured_or_none
 from src.accel.split_linear import use_block_layers
-from src.utils.common import fused_optimizer
+from src.runtime import fused_optimizer
+from src.stage2.train_stage2 import Stage2Steps, stage2_update
 
 
 def stage2_z_dtype(device: torch.device, precision: str) -> torch.dtype:
@@ -30,18 +31,43 @@ class Stage2Speedups:
     block_layers: bool = True
 
     def build(self, vaes: list, lr: float, onehot: torch.Tensor, priors: list, beta: float, batch_size: int,
-              trajectories, n_rows: int):
-        """The VAEs (their layers swapped for block layers), the optimizer, and the graphed step
-        (None where no full batch exists, off CUDA, or where capturing fails: those steps run
-        eagerly, the same way): the seam `train_stage2` calls."""
+              trajectories, n_rows: int) -> Stage2Steps:
+        """The steps `train_stage2` runs (the seam it calls): its VAEs' layers swapped for block
+        layers, and the graphed step of full batches (none where no full batch exists, off CUDA, or
+        where capturing fails: those steps run eagerly, the same way)."""
         if self.block_layers:
             vaes = [use_block_layers(vae) for vae in vaes]
         params = [p for vae in vaes for p in vae.parameters()]
         graph = self.cuda_graphs and onehot.device.type == "cuda" and n_rows >= batch_size
         optimizer = fused_optimizer(torch.optim.Adam, params, lr=lr, **({"capturable": True} if graph else {}))
         if not graph:
-            return vaes, optimizer, None
+            return Stage2Steps(vaes, lr, onehot, priors, beta, optimizer=optimizer)
         for vae in vaes:
             vae.train()
-        return vaes, optimizer, captured_or_none("stage 2 runs", lambda: GraphedStep(
+        graphed = captured_or_none("stage 2 runs", lambda: GraphedStep(
             vaes, optimizer, onehot, priors, beta, batch_size, trajectories.input_dim, trajectories.dtype))
+        return GraphedStage2Steps(vaes, lr, onehot, priors, beta, optimizer=optimizer, graphed=graphed)
+
+
+class GraphedStage2Steps(Stage2Steps):
+    """`Stage2Steps` whose full batches replay the graphed step (`graphed`, a `GraphedStep`; None:
+    every batch eagerly). The other batches run eagerly, accumulating into the graph's gradient
+    buffers (zeroed, not freed), so that those stay in place."""
+
+    def __init__(self, vaes: list, lr: float, onehot: torch.Tensor, priors: list, beta: float, *,
+                 optimizer: torch.optim.Optimizer, graphed: GraphedStep | None) -> None:
+        super().__init__(vaes, lr, onehot, priors, beta, optimizer=optimizer)
+        self.graphed, self.lambda_t = graphed, None
+
+    def update(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor],
+               lambda_t: float) -> torch.Tensor:
+        if self.graphed is None:
+            return super().update(zs, local, eps, lambda_t)
+        if len(local) == len(self.graphed.local):
+            if lambda_t != self.lambda_t:  # the graph reads lambda_t from a device tensor
+                self.graphed.lambda_t.fill_(lambda_t)
+                self.lambda_t = lambda_t
+            return self.graphed(zs, local, eps)
+        self.optimizer.zero_grad(set_to_none=False)
+        return stage2_update(self.vaes, self.optimizer, zs, local, self.noisy_onehot, self.priors, self.beta,
+                             lambda_t, eps)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.dynamics.noise_rate import trusted_noise_rate
+from src.data.noise import add_noise
 from src.errors import UserError, warn  # noqa: F401 -- warn: used by the loaders
-from src.utils.noise import add_noise
+from src.stats import trusted_noise_rate
 
 SPLIT_NAMES = ("train", "validation", "test")
 

@@ -20,7 +20,7 @@ import torch
 
 from src.data.base import Splits, warn
 from src.data.texts import TokenizedTexts
-from src.utils.common import atomic_write_bytes
+from src.storage.files import atomic_write_bytes
 
 VERSION = 1
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from src.utils.common import to_device
+from src.runtime import to_device
 
 
 @dataclass
@@ -31,7 +31,7 @@ class TokenizedTexts:
         host to choose its attention kernel, would make every step wait for the last one;
         `to_device`).
         `prepared_mask` hands the mask over already in the [B, 1, 1, L] boolean form that
-        scaled-dot-product attention takes (see `src.accel.models.accepts_prepared_mask`).
+        scaled-dot-product attention takes (the speed layer's `accepts_prepared_mask`).
         """
         lengths = self.lengths[index]
         width = self.input_ids.shape[1] if pad_to_max else int(lengths.max())

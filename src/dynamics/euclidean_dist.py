@@ -1,4 +1,5 @@
-"""Training dynamics: Euclidean distance of each embedding to its noisy label's class centroid.
+"""Training dynamics: Euclidean distance of each embedding to its noisy label's class centroid,
+and each example's score (mean + spread over epochs). The rows the score marks: `marking.py`.
 
 Nothing here builds an N x C x D tensor: centroids are a scatter-add, distances a gather of
 one centroid per example ([N]). Embeddings are read a chunk of rows at
@@ -7,10 +8,9 @@ a time, so a half-precision buffer (or a trajectory file) is never widened whole
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from src.utils.rows import row_chunks
+from src.storage.rows import row_chunks
 
 # Rows read and widened to float32 at a time: a half-precision [N, D] is never copied whole.
 ROW_CHUNK = 1024  # 3 MB float32 temporaries at D = 768: cache-sized, and reused by the allocator
@@ -50,34 +50,3 @@ def dynamics_score(distances: torch.Tensor) -> torch.Tensor:
     if len(distances) < 2:
         return distances.mean(0)
     return distances.mean(0) + distances.std(0, correction=1)
-
-
-def mark_noisy(scores, ratio: float, eligible: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask [N] of the floor(ratio * N') largest scores [N] among the N' eligible rows
-    (all by default; a trusted row is not), ties: the earlier index first.
-
-    The one top-share rule: DyGen's marking, and the diagnostics' flags of a score."""
-    scores = np.asarray(scores)
-    order = np.argsort(-scores, kind="stable")
-    if eligible is not None:
-        order = order[np.asarray(eligible, dtype=bool)[order]]
-    count = int(ratio * len(order))
-    marked = np.zeros(len(scores), dtype=bool)
-    if count > 0:
-        marked[order[:count]] = True
-    return marked
-
-
-def mark_noisy_per_class(scores, labels: np.ndarray, shares: np.ndarray,
-                         eligible: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask [N]: within each noisy-label class c, the floor(shares[c] * N'_c) largest
-    scores [N] among its N'_c eligible rows (`mark_noisy`'s rule, class by class). labels [N],
-    shares [C]: the share of each class's labels to mark (not in the paper, which marks one share
-    of all rows: a class whose labels are mostly wrong then gets no more marks than the others)."""
-    labels = np.asarray(labels)
-    eligible = np.ones(len(labels), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    marked = np.zeros(len(labels), dtype=bool)
-    for c, share in enumerate(shares):
-        rows = np.flatnonzero(labels == c)
-        marked[rows] = mark_noisy(np.asarray(scores)[rows], share, eligible[rows])
-    return marked

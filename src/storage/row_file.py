@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.utils.rows import row_chunks, rows_per_chunk
+from src.storage.rows import row_chunks, rows_per_chunk
 
 
 class RowFile:

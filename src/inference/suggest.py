@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.dynamics.noise_rate import wilson_interval
+from src.stats import wilson_interval
 
 NEVER = 1.0  # a margin no probability gap exceeds: keep every given label
 

@@ -1,10 +1,11 @@
-"""Estimating the share of wrong labels, for `--noise_ratio auto`.
+"""Estimating r, the share of wrong labels, for `--noise_ratio auto` (and the per-class shares of
+`--mark_share per_class`).
 
 With a trusted sample (rows whose label someone verified: `--trusted_column`, `--trusted
 validation`) the estimate is the share of those rows whose given label is wrong, with a 95%
-Wilson interval (`trusted_noise_rate`); it needs no model. Without one, the estimators below see
-only the noisy labels and what the models produced from them; gold labels never reach them.
-Candidates:
+Wilson interval (`src/stats.py`'s `trusted_noise_rate`, which `--describe` also reports); it
+needs no model. Without one, the estimators below see only the noisy labels and what the models
+produced from them; gold labels never reach them. Candidates:
 
 - `gmm`:        weight of the high-score component of a two-component Gaussian mixture fitted
                 to the dynamics scores (clean examples near their centroid, noisy ones far).
@@ -33,8 +34,8 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from src.utils.neighbours import nearest_rows, weighted_vote
-from src.utils.rows import column
+from src.prior.neighbours import nearest_rows, weighted_vote
+from src.storage.rows import column
 
 # The candidate closest to the true rate on the data sets with gold labels (docs/noise-rate.md).
 AUTO_ESTIMATOR = "knn_last"
@@ -143,25 +144,6 @@ def estimate_noise_rates(
     estimates = {name: float(np.mean(values)) for name, values in out.items()}
     estimates["classifier"] = disagreement_rate(np.asarray(probs).mean(0), labels)
     return estimates
-
-
-def wilson_interval(wrong: int, total: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a proportion wrong/total (95% by default); (0, 1) for none."""
-    if total == 0:
-        return 0.0, 1.0
-    p = wrong / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z / (1 + z * z / total) * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
-def trusted_noise_rate(given: np.ndarray, verified: np.ndarray) -> dict:
-    """The share of trusted rows whose given label is not the verified one, with its 95% interval.
-    given, verified [T] -> {"rows", "wrong", "rate", "interval"} (rate None without rows)."""
-    given, verified = np.asarray(given), np.asarray(verified)
-    wrong = int((given != verified).sum())
-    return {"rows": len(given), "wrong": wrong, "rate": wrong / len(given) if len(given) else None,
-            "interval": list(wilson_interval(wrong, len(given)))}
 
 
 def frozen_oof_proba(features: np.ndarray, labels: np.ndarray, num_classes: int, folds: int = 5,

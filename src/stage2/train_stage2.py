@@ -9,15 +9,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from src.data.batches import shuffled_batches
 from src.errors import UserError
-from src.model.network import (
-    DirichletVAE,
-    coregularization,
-    kl_dirichlet,
-    reconstruction_loss,
-)
-from src.utils.batches import shuffled_batches
-from src.utils.common import fused_optimizer, to_device
+from src.runtime import fused_optimizer, to_device
+from src.stage2.network import DirichletVAE, coregularization, kl_dirichlet, reconstruction_loss
 
 
 class Trajectories:
@@ -86,30 +81,44 @@ def stage2_update(
     return loss.detach()
 
 
-def train_epoch(
-    vaes: list[DirichletVAE], trajectories: Trajectories, batches, train_index: np.ndarray,
-    noisy_onehot: torch.Tensor, priors: list[torch.Tensor], optimizer: torch.optim.Optimizer,
-    beta: float, lambda_t: float, graphed=None,
-) -> torch.Tensor:
-    """One pass over `batches` (positions in train_index); returns the summed loss on the device.
+class Stage2Steps:
+    """Stage 2's work on the VAEs, as a reader expects it: one Adam update per batch (`update`).
 
-    noisy_onehot [N_train, C] and priors[m] [N_train, C] are on the VAEs' device. Nothing here
-    waits for the GPU. With `graphed`, full batches replay its CUDA graph and the others run
-    eagerly (accumulating into the graph's gradient buffers, so those stay in place).
+    noisy_onehot [N_train, C] and priors[m] [N_train, C] are on the VAEs' device. The speed layer
+    hands `train_stage2` a subclass that runs the same updates faster (its VAEs' layers may be
+    swapped for ones that compute the same, hence `vaes` here); this one builds the optimizer.
     """
-    device = noisy_onehot.device
+
+    def __init__(self, vaes: list[DirichletVAE], lr: float, noisy_onehot: torch.Tensor, priors: list[torch.Tensor],
+                 beta: float, optimizer: torch.optim.Optimizer | None = None) -> None:
+        self.vaes = vaes
+        # With about a million weights per VAE and tiny batches, the optimiser step dominates
+        # stage 2 unless it is the fused kernel.
+        self.optimizer = optimizer or fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()],
+                                                      lr=lr)
+        self.noisy_onehot, self.priors, self.beta = noisy_onehot, priors, beta
+
+    def update(self, zs: list[torch.Tensor], local: torch.Tensor, eps: list[torch.Tensor],
+               lambda_t: float) -> torch.Tensor:
+        """One update on the batch `local` (positions into the train rows, on the device);
+        returns its loss (on the device)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        return stage2_update(self.vaes, self.optimizer, zs, local, self.noisy_onehot, self.priors, self.beta,
+                             lambda_t, eps)
+
+
+def train_epoch(steps: Stage2Steps, trajectories: Trajectories, batches, train_index: np.ndarray,
+                lambda_t: float) -> torch.Tensor:
+    """One pass over `batches` (positions in train_index); returns the summed loss on the device.
+    Nothing here waits for the GPU."""
+    device = steps.noisy_onehot.device
+    num_classes = steps.noisy_onehot.shape[1]
     total = torch.zeros((), device=device)
-    if graphed is not None:
-        graphed.lambda_t.fill_(lambda_t)
     for local in batches:
-        zs = [trajectories(m, train_index[local]) for m in range(len(vaes))]
+        zs = [trajectories(m, train_index[local]) for m in range(len(steps.vaes))]
         local_t = to_device(torch.as_tensor(local), device)
-        eps = [torch.rand(len(local), noisy_onehot.shape[1], device=device) for _ in vaes]
-        if graphed is not None and len(local) == len(graphed.local):
-            total += graphed(zs, local_t, eps)
-            continue
-        optimizer.zero_grad(set_to_none=graphed is None)
-        total += stage2_update(vaes, optimizer, zs, local_t, noisy_onehot, priors, beta, lambda_t, eps)
+        eps = [torch.rand(len(local), num_classes, device=device) for _ in steps.vaes]
+        total += steps.update(zs, local_t, eps, lambda_t)
     return total
 
 
@@ -137,7 +146,8 @@ def train_stage2(
 
     noisy_labels [N_train], alpha_priors[m] [N_train, C], aligned with train_index.
     `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
-    `speedups` (the speed layer's `Stage2Speedups`) may replay full batches as one CUDA graph.
+    `speedups` (the speed layer's) builds the steps that run the updates; without it they run as
+    `Stage2Steps`.
     `normalise_sample` puts the Dirichlet sample on the simplex (the paper feeds it raw).
     """
     device = trajectories.device
@@ -146,14 +156,9 @@ def train_stage2(
             for _ in range(trajectories.num_models)]
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
-    if speedups is None:
-        # With about a million weights per VAE and tiny batches, the optimiser step dominates
-        # stage 2 unless it is the fused kernel.
-        optimizer = fused_optimizer(torch.optim.Adam, [p for vae in vaes for p in vae.parameters()], lr=lr)
-        graphed = None
-    else:  # may swap the VAEs' layers (the same values), hence the parameters
-        vaes, optimizer, graphed = speedups.build(vaes, lr, onehot, priors, beta, batch_size, trajectories,
-                                                  n_rows=len(train_index))
+    steps = (Stage2Steps(vaes, lr, onehot, priors, beta) if speedups is None else
+             speedups.build(vaes, lr, onehot, priors, beta, batch_size, trajectories, n_rows=len(train_index)))
+    vaes = steps.vaes  # (the speed layer may swap their layers for ones that compute the same)
     rng = np.random.default_rng([seed, 2])
     history = []
     for epoch in range(total_iter):
@@ -163,7 +168,7 @@ def train_stage2(
         batches = shuffled_batches(len(train_index), batch_size, rng)
         bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
                    disable=not show_progress)
-        total = train_epoch(vaes, trajectories, bar, train_index, onehot, priors, optimizer, beta, lam, graphed)
+        total = train_epoch(steps, trajectories, bar, train_index, lam)
         record = {"epoch": epoch + 1, "loss": total.item() / len(train_index)}
         if not math.isfinite(record["loss"]):  # diverged: no result is written
             raise UserError(f"stage 2 epoch {epoch + 1}/{total_iter}: the loss is {record['loss']}; "

@@ -31,7 +31,7 @@ class DirichletVAE(nn.Module):
 
     Both are single linear layers over a concatenation, Linear([z; onehot(noisy y)]) and
     Linear([z; u]), as in the paper. (The speed layer may swap them after construction for
-    layers that compute the same without building the concatenation: `src/accel/split_linear.py`.)
+    layers that compute the same without building the concatenation.)
     """
 
     def __init__(self, input_dim: int, num_classes: int, softplus_beta: float = 1.0,

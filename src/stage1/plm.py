@@ -128,8 +128,8 @@ def pretrained_embeddings(name: str, texts: TokenizedTexts, rows: np.ndarray, de
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    from src.utils.batches import length_sorted_batches
-    from src.utils.common import autocast
+    from src.data.batches import length_sorted_batches
+    from src.runtime import autocast
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -2,7 +2,7 @@
 
 A seeded share of them (`--calibration_share`) is kept out of stage 1: those rows look to the
 method like rows nobody checked, so the posteriors computed for them, cross-fitted, can set and
-check the suggestion's margin honestly (src/model/suggest.py). The others train stage 1 with their
+check the suggestion's margin honestly (src/inference/suggest.py). The others train stage 1 with their
 verified label, for every method. All of them are never marked and vote in the kNN prior with
 their verified label (src/pipeline.py's `mark_and_prior`).
 """

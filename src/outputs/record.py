@@ -13,13 +13,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from src.accel.host_memory import peak_gpu_mb, peak_host_mb
 from src.config import Config
 from src.data import noise_rate
 from src.errors import UserError
 from src.methods import ablations_of, run_label
-from src.utils.common import StagedFiles, check_writable_dir, json_bytes
-from src.utils.labels_file import label_rows, write_labels_csv
+from src.outputs.labels_file import label_rows, write_labels_csv
+from src.storage.files import StagedFiles, check_writable_dir, json_bytes
 
 
 def log(message: str) -> None:
@@ -86,10 +85,10 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "detection": detection,
         "timings_s": timer.seconds,
         "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
-        "peak_host_mb": peak_host_mb(),
+        "peak_host_mb": timer.peak_host(),
         "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
         "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
-        "peak_gpu_mb": peak_gpu_mb(),
+        "peak_gpu_mb": timer.peak_gpu(),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
         # the method's reported test accuracy: after stage 2, or the stage-1 prediction
@@ -213,7 +212,7 @@ def write_cleaning_figure(files: StagedFiles, config: Config, run_id: str, score
                           given: np.ndarray, cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
                           score_name: str, trusted: np.ndarray) -> Path:
     """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
-    from src.figures import plot_cleaning
+    from src.outputs.figures import plot_cleaning
 
     path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
     plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name, trusted=trusted,

@@ -2,7 +2,7 @@
 vectors), forward and backward of a (micro-)batch, clipping and the optimiser step (as the
 paper's code: one gradient norm over all M models, Adam with eps 1e-9), and the learning-rate
 schedule (transformers' `get_linear_schedule_with_warmup`). Eager training, the speed layer
-(`src/accel`) and the embedding passes all run these."""
+and the embedding passes all run these."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.utils.common import autocast, fused_optimizer
+from src.runtime import autocast, fused_optimizer
 
 ADAM_EPS = 1e-9  # the paper's stage-1 optimiser: torch.optim.Adam(..., eps=1e-9)
 

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.model.detection import (
-    clean_noisy_curves,
-    detection_metrics,
-    detector_scores,
-    precision_recall,
-)
+from src.diagnostics.detection import clean_noisy_curves, detection_metrics, detector_scores, precision_recall
 
 
 def marking_quality(marked: np.ndarray, noisy: np.ndarray, gold: np.ndarray | None) -> dict | None:

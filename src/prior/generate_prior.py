@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from src.errors import UserError
-from src.utils.neighbours import nearest_rows, weighted_vote
+from src.prior.neighbours import nearest_rows, weighted_vote
 
 K_NEIGHBOURS = 10  # the prior's k (the paper's and NPC's KNeighborsClassifier(n_neighbors=10))
 

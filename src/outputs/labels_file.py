@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from src.utils.common import atomic_file
+from src.storage.files import atomic_file
 
 COLUMNS = ["split", "index", "text", "noisy_label", "suggested_label", "label_issue", "given_label_prob",
            "cleaned_label", "cleaned_prob", "noise_score", "marked_noisy"]

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from src.data.batches import length_sorted_batches, shuffled_batches
 from src.data.texts import TokenizedTexts
 from src.errors import UserError
-from src.model.plm import load_classifier
-from src.model.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
-from src.model.trusted import NOT_TRAINED
-from src.utils.batches import length_sorted_batches, shuffled_batches
-from src.utils.common import to_device
+from src.runtime import to_device
+from src.stage1.plm import load_classifier
+from src.stage1.stage1_step import clip_and_step, forward_backward, forward_cls, lr_lambda, stage1_optimizer
+from src.stage1.trusted import NOT_TRAINED
 
 
 def new_classifiers(model_name: str, num_classes: int, n_model: int, seed: int) -> list:
@@ -70,7 +70,7 @@ class EagerSteps:
     """Stage 1's work on the models, as a reader expects it: one co-regularised update per
     training batch (`train`), every model's forward pass per embedding batch (`embed`).
 
-    The speed layer (`src/accel/stage1.py`) hands `train_stage1` a subclass that runs the same
+    The speed layer hands `train_stage1` a subclass that runs the same
     maths faster; this one moves the models to `device` and builds the optimizer (`stage1_optimizer`).
     """
 
@@ -181,7 +181,7 @@ def train_stage1(
     each epoch.
 
     `train_labels` [N_train + N_val]: the label each train and validation row trains with, -1
-    (NOT_TRAINED) where it does not (src/model/trusted.py: validation rows only where checked by
+    (NOT_TRAINED) where it does not (src/stage1/trusted.py: validation rows only where checked by
     hand); `val_labels` [N_val] the validation rows' noisy labels, for the log.
     `new_trajectory(m, shape)` makes the store of model m's embeddings [N, E, D] float16, written
     as each epoch ends (e.g. a file, so that the process does not hold them); by default an array.
@@ -208,7 +208,6 @@ def train_stage1(
 
     embeddings = None  # per model [N, E, D], made after the first embedding pass (which gives D)
     history, plm_seconds = [], 0.0
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for epoch in range(epochs):
         start = time.perf_counter()
         alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
@@ -222,9 +221,8 @@ def train_stage1(
 
         tick = time.perf_counter()
         mine = steps.embedding_batches(eval_batches)
-        cls, probs = steps.gather(embed(steps, n_all, mine), mine)  # [M, N, D], [M, N, C]
-        sync()
-        plm_seconds += time.perf_counter() - tick
+        cls, probs = steps.gather(embed(steps, n_all, mine), mine)  # [M, N, D], [M, N, C] on the host
+        plm_seconds += time.perf_counter() - tick  # (the copies to the host waited for the device)
         if embeddings is None:
             shape = (n_all, epochs, cls.shape[-1])
             embeddings = [np.empty(shape, np.float16) if new_trajectory is None else new_trajectory(m, shape)

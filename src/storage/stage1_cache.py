@@ -29,15 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from src.accel.row_file import RowFile  # the cache keeps trajectories as files read by rows
 from src.errors import warn
-from src.model.train_stage1 import Stage1Result
-from src.utils.common import atomic_write_json
+from src.stage1.train_stage1 import Stage1Result
+from src.storage.files import atomic_write_json
+from src.storage.row_file import RowFile  # the cache keeps trajectories as files read by rows
 
 SRC = Path(__file__).resolve().parents[1]
-# Where stage 1 starts: these modules and every `src` module they import, transitively, are the code
-# whose edits change stage 1's numbers (an edit there makes every old entry a miss).
-STAGE1_ENTRY = ["src.model.train_stage1", "src.accel.stage1", "src.accel.distributed"]
+# Where the method's stage 1 starts: this module and every `src` module it imports, transitively, are
+# the code whose edits change stage 1's numbers (an edit there makes every old entry a miss), with the
+# speed layer's stage-1 modules, which the pipeline adds (the method never imports them).
+STAGE1_ENTRY = ["src.stage1.train_stage1"]
 
 
 def module_file(module: str) -> Path | None:
@@ -115,13 +116,15 @@ def model_identity(name: str, resolved_path: str) -> dict:
     }
 
 
-def code_identity() -> dict:
+def code_identity(entry: list[str] = STAGE1_ENTRY) -> dict:
+    """What identifies the code of a stage-1 run: the source of every file stage 1 runs (the import
+    closure of `entry`) and the versions of torch and transformers."""
     import torch
     import transformers
 
     return {
         "source": _sha(b"".join(str(p.relative_to(SRC)).encode() + b"\0" + p.read_bytes()
-                                for p in stage1_sources())),
+                                for p in stage1_sources(entry))),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }

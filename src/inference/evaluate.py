@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from src.errors import UserError
-from src.model.network import DirichletVAE, dirichlet_mean
+from src.stage2.network import DirichletVAE, dirichlet_mean
 
 
 def true_label_probs(alpha_all: torch.Tensor, noisy_probs: torch.Tensor) -> torch.Tensor:

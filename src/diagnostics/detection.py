@@ -14,14 +14,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from src.dynamics.euclidean_dist import mark_noisy
-from src.dynamics.noise_rate import confident_joint
-
-
-def cross_entropy_scores(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """-log p(noisy label | x): probs [N, C], labels [N] -> [N]."""
-    picked = probs[np.arange(len(labels)), labels]
-    return -np.log(np.clip(picked, 1e-12, None))
+from src.dynamics.marking import cross_entropy_scores, mark_noisy
+from src.noise_rate import confident_joint
 
 
 def confident_learning_flags(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

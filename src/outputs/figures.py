@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from src.report import METHOD_ORDER, setting_key
-from src.utils.common import atomic_file
+from src.outputs.report import METHOD_ORDER, setting_key
+from src.storage.files import atomic_file
 
 MAX_SHOWN_CLASSES = 30  # beyond this a matrix shows only the most frequent classes
 MAX_ANNOTATED_CLASSES = 10  # up to this each cell of a matrix shows its count
