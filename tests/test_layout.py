@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from src.storage.stage1_cache import src_imports
+
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-def src_imports(path: Path) -> set[str]:
-    """The `src` modules a file imports (`import src.a`, `from src.a import b`: src.a, and src.a.b
-    where b may be a module), anywhere in the file (imports inside functions too)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in names if name == "src" or name.startswith("src.")}
 
 
 def within(name: str, homes: tuple[str, ...]) -> bool:

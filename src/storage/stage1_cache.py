@@ -50,19 +50,24 @@ def module_file(module: str) -> Path | None:
     return None
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The `src` modules a source file imports (`import src.a.b`, `from src.a import b`: both src.a
-    and, where b is a module, src.a.b) and the packages above each, which Python runs first."""
+def src_imports(path: Path) -> set[str]:
+    """The `src` names a source file imports, anywhere in it (`import src.a.b`, `from src.a import
+    b`: src.a, and src.a.b where b may be a module)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name == "src" or name.startswith("src.")}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The `src` modules a source file imports and the packages above each, which Python runs first."""
     found = set()
-    for name in names:
+    for name in src_imports(path):
         parts = name.split(".")
-        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if parts[0] == "src"}
+        found |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
     return {name for name in found if module_file(name) is not None}
 
 
