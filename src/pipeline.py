@@ -35,6 +35,7 @@ from src.inference.evaluate import accuracy, check_class_memory, denoise, poster
 from src.inference.suggest import (
     NEVER,
     change_quality,
+    changes_help,
     choose_margin,
     counted_share,
     crossfit_folds,
@@ -483,9 +484,10 @@ def suggest(config: Config, settings, runtime, speed: SpeedLayer, evidence: Evid
         posterior, prediction = crossfit_posterior(config, settings, runtime, speed, evidence, trusted_labels,
                                                    calibration, fold)
         given_kept, verified = given[calibration], trusted_labels[calibration]
-        out["margin"] = choose_margin(posterior, given_kept, verified)
-        out["margin_source"] = "trusted"
         out["estimate"] = change_quality(posterior, given_kept, verified, fold)
+        out["changes_help"] = changes_help(out["estimate"])  # else the changes did not beat the given labels
+        out["margin"] = choose_margin(posterior, given_kept, verified) if out["changes_help"] else NEVER
+        out["margin_source"] = "trusted"
         # the method's prediction on rows it never fitted on: a validation accuracy, for every method
         out["estimate"]["prediction_right"] = counted_share(int((prediction.argmax(1) == verified).sum()), n_kept)
     suggested = suggest_labels(cleaned, given, out["margin"])

@@ -125,3 +125,19 @@ def test_the_log_line_tells_verified_labels_from_changes_by_the_margin():
     assert "raise --calibration_share" in suggestion_line({"changes": 3, "changes_checked": 3, "estimate": None,
                                                            "trusted_rows": 3})
     assert "without trusted rows" in suggestion_line({"changes": 0, "estimate": None, "trusted_rows": 0})
+
+    kept = suggestion_line({"changes": 47, "changes_checked": 47, "margin": 1.0, "trusted_rows": 178,
+                            "changes_help": False, "estimate": {
+                                **estimate, "suggested_right": {"share": 0.742}, "given_right": {"of": 89,
+                                                                                                 "share": 0.742}}})
+    assert kept.endswith("and 0 changes; on the 89 trusted rows kept out of stage 1, cross-fitted, the "
+                         "suggestions were right on 74.2%, the given labels on 74.2%: no other change is suggested)")
+
+
+def test_changes_are_suggested_only_where_cross_fitted_they_beat_the_given_labels():
+    from src.inference.suggest import changes_help
+
+    def quality(suggested, given):
+        return {"suggested_right": {"count": suggested}, "given_right": {"count": given}}
+
+    assert changes_help(quality(70, 66)) and not changes_help(quality(66, 66)) and not changes_help(quality(60, 66))

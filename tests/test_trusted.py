@@ -318,10 +318,14 @@ def test_per_label_marking_shares_come_from_the_trusted_rows_given():
     assert marking_shares(dataclasses.replace(evidence, per_class_marking=False), trusted) is None
 
 
-def test_the_validation_accuracy_is_the_prediction_on_the_calibration_rows(tiny_bert, tmp_path):
+def test_the_validation_accuracy_is_the_prediction_on_the_calibration_rows(tiny_bert, tmp_path, monkeypatch):
     """--method base has no stage 2: its cross-fitted prediction on the calibration rows is its
-    stage-1 prediction there, the labels file's cleaned_label."""
+    stage-1 prediction there, the labels file's cleaned_label. And where, cross-fitted, the
+    changes do not beat the given labels, only the checked rows' labels change."""
+    import src.pipeline as pipeline
     from src.stage1.trusted import calibration_rows
+
+    monkeypatch.setattr(pipeline, "changes_help", lambda quality: False)
 
     write_file(tmp_path / "d" / "train.csv", 160, checked=40)
     cache = tmp_path / "cache"
@@ -336,3 +340,7 @@ def test_the_validation_accuracy_is_the_prediction_on_the_calibration_rows(tiny_
     right = sum(r["cleaned_label"] == r["trusted_label"] for r, k in zip(labelled, kept, strict=True) if k)
     assert estimate["prediction_right"]["of"] == kept.sum() == 19
     assert estimate["prediction_right"]["count"] == right
+    record = json.loads(record_file.read_text())["suggestion"]
+    assert record["margin"] == 1.0 and record["changes_help"] is False
+    assert all(r["label_issue"] == "0" or r["trusted_label"] for r in labelled)
+    assert record["changes"] == record["changes_checked"] > 0

@@ -73,6 +73,13 @@ def change_quality(posterior: np.ndarray, given: np.ndarray, verified: np.ndarra
             "suggested_right": counted_share(int((suggested == verified).sum()), len(given))}
 
 
+def changes_help(quality: dict) -> bool:
+    """Whether, cross-fitted (`change_quality`), the suggested labels were right strictly more often
+    than the given ones: if not, the changes are no better than a coin toss against the given
+    labels there, and none is suggested."""
+    return quality["suggested_right"]["count"] > quality["given_right"]["count"]
+
+
 def counted_share(count: int, total: int) -> dict:
     """`count` of `total` as a share with its 95% Wilson interval (None when there is nothing to count)."""
     return {"count": count, "of": total, "share": count / total if total else None,

@@ -169,8 +169,12 @@ def suggestion_line(suggestion: dict) -> str:
         return head + ("; without trusted rows no change is suggested: how often a change would be right is "
                        "unknown; check rows by hand, lowest given_label_prob first, and pass them with "
                        "--trusted_column)")
-    line = head + f" at margin {suggestion['margin']:.3f}"
     right, rows = estimate["changes_right"], estimate["given_right"]["of"]
+    if not suggestion.get("changes_help", True):
+        return head + (f"; on the {rows} trusted rows kept out of stage 1, cross-fitted, the suggestions were right "
+                       f"on {estimate['suggested_right']['share']:.1%}, the given labels on "
+                       f"{estimate['given_right']['share']:.1%}: no other change is suggested)")
+    line = head + f" at margin {suggestion['margin']:.3f}"
     if right["of"] == 0:
         return line + f"; cross-fitted on the {rows} trusted rows kept out of stage 1, it changed none of them)"
     low, high = right["interval"]
