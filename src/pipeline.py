@@ -8,7 +8,7 @@ comparisons with gold labels in src/diagnostics/quality.py (whose results the me
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +69,9 @@ from src.prior.generate_prior import (
 )
 from src.runtime import configure_cuda, resolve_runtime, seed_everything
 from src.stage1.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.stage1.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
+from src.stage1.train_stage1 import Stage1Settings, new_classifiers, out_of_memory_as_error, train_stage1
 from src.stage1.trusted import NOT_TRAINED, calibration_rows, stage1_labels
-from src.stage2.train_stage2 import Trajectories, train_stage2
+from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 from src.stats import trusted_noise_rate
 from src.storage import stage1_cache
 from src.storage.files import staged_files
@@ -267,24 +267,22 @@ def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
 
 
 def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
-                    world: World = ALONE) -> tuple[dict, dict]:
-    """train_stage1's keyword settings, and the stage-1 cache key's parts: everything that
-    changes stage 1's result (token ids, the labels it trains with, model, settings, device type,
-    code). train_labels [N_train + N_val]: as train_stage1's."""
+                    world: World = ALONE) -> tuple[Stage1Settings, dict]:
+    """train_stage1's settings, and the stage-1 cache key's parts: everything that changes stage 1's
+    result (token ids, the labels it trains with, model, settings, device type, code).
+    train_labels [N_train + N_val]: as train_stage1's."""
     train, val = splits.train, splits.validation
-    options = {
-        "epochs": config.epochs, "batch_size": config.train_batch_size,
-        "eval_batch_size": runtime.eval_batch_size, "lr": config.lr,
-        "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
-        "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
-        "precision": runtime.precision, "seed": config.seed,
-    }
+    options = Stage1Settings(
+        epochs=config.epochs, batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size,
+        lr=config.lr, weight_decay=config.weight_decay, alpha_t_hi=settings.alpha_t_hi,
+        clip_gradient_norm=config.clip_gradient_norm, lr_schedule=config.lr_schedule, precision=runtime.precision,
+        seed=config.seed)
     key_parts = {
         "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": len(train), "n_val": len(val),
         "train_labels": stage1_cache.array_digest(train.noisy),
         "val_labels": stage1_cache.array_digest(val.noisy), "num_classes": splits.num_classes,
         "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
-        "n_model": settings.n_model, "device": runtime.device.type, "options": options,
+        "n_model": settings.n_model, "device": runtime.device.type, "options": asdict(options),
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity([*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]),  # method's + speed layer's
     }
@@ -309,11 +307,10 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits,
 
     def train_models(trajectory_dir):
         models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
-        return train_stage1(models, texts, train_labels, splits.validation.noisy, device=runtime.device,
+        return train_stage1(models, texts, train_labels, splits.validation.noisy, options, device=runtime.device,
                             show_progress=config.progress, speedups=speed.stage1_steps(runtime),
                             new_trajectory=speed.trajectory_store(  # on disk, read by rows later
-                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)),
-                            **options)
+                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)))
 
     root = Path(config.cache_dir) / "stage1"
     reuse = config.reuse_stage1 and not config.save_model
@@ -418,14 +415,13 @@ def fit_stage2(config: Config, settings, runtime, speed: SpeedLayer, evidence: E
                on_epoch_end=None, show_progress: bool = False):
     """Stage 2 on the train rows: the VAEs and their per-epoch history."""
     n_train = evidence.rows.n_train
-    return train_stage2(
-        evidence.trajectories, np.arange(n_train), evidence.method_labels[:n_train], priors, evidence.num_classes,
-        total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
-        beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
-        softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
-        seed=config.seed, on_epoch_end=on_epoch_end, show_progress=show_progress,
-        speedups=speed.stage2_steps(runtime),
-    )
+    stage2 = Stage2Settings(
+        total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr, beta=config.beta,
+        lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs, softplus_beta=config.softplus_beta,
+        normalise_sample=config.dirichlet_sample == "normalised", seed=config.seed)
+    return train_stage2(evidence.trajectories, np.arange(n_train), evidence.method_labels[:n_train], priors,
+                        evidence.num_classes, stage2, on_epoch_end=on_epoch_end, show_progress=show_progress,
+                        speedups=speed.stage2_steps(runtime))
 
 
 def predict(settings, evidence: Evidence, vaes: list, index: np.ndarray) -> np.ndarray:
