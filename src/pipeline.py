@@ -1,8 +1,10 @@
 """run(config): data -> stage 1 -> dynamics -> prior -> stage 2 -> inference -> results files.
 
-Each step is one function call on what the steps before it returned; no step reaches back. The
-maths lives in pure functions in the stage modules, the files in src/outputs/record.py, and the
-comparisons with gold labels in src/diagnostics/quality.py (whose results the method never reads).
+Each step is one function call on what the steps before it returned (typed results: `Setup`,
+`Data`, `Stage1Run`, `Dynamics`, `Stage2Run`, `Inference`, `Diagnostics`, from which the run
+record is built); no step reaches back. The maths lives in pure functions in the stage modules,
+the files in src/outputs/record.py, and the comparisons with gold labels in
+src/diagnostics/quality.py (whose results the method never reads).
 """
 
 from __future__ import annotations
