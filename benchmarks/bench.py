@@ -96,7 +96,7 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
     from src.data import MAX_LENGTH, apply_noise, load_dataset
     from src.data.texts import encode
     from src.stage1.plm import load_classifier, load_tokenizer
-    from src.stage1.train_stage1 import train_stage1
+    from src.stage1.train_stage1 import Stage1Settings, train_stage1
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -118,10 +118,10 @@ def padding(argv: list[str], repeat: int = 1) -> dict:
             start = time.perf_counter()
             results[name] = train_stage1(
                 models, encoded[pad], np.r_[splits.train.noisy, [-1] * len(splits.validation)],
-                splits.validation.noisy, epochs=config.epochs,
-                batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size, lr=config.lr,
-                device=device, precision=precision, seed=config.seed, show_progress=False,
-                speedups=Stage1Speedups(pad_to_max=pad, split_batches=split))
+                splits.validation.noisy, Stage1Settings(
+                    epochs=config.epochs, batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size,
+                    lr=config.lr, precision=precision, seed=config.seed),
+                device=device, show_progress=False, speedups=Stage1Speedups(pad_to_max=pad, split_batches=split))
             times[name].append(time.perf_counter() - start)
     seconds = {name: float(np.median(t)) for name, t in times.items()}
     if repeat > 1:
@@ -172,7 +172,7 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
     from src.data.batches import shuffled_batches
     from src.data.texts import encode
     from src.stage1.plm import load_classifier, load_tokenizer
-    from src.stage1.train_stage1 import train_epoch
+    from src.stage1.train_stage1 import Stage1Settings, train_epoch
 
     config = parse_config([*argv, "--no-progress"])
     runtime = resolve_runtime(config)
@@ -191,9 +191,9 @@ def profile(argv: list[str], steps: int = 20, warmup: int = 10) -> dict:
         batches += shuffled_batches(len(texts), config.train_batch_size, rng)
     batches = batches[: warmup + 2 * steps]
     runner = Stage1Speedups(cuda_graphs=runtime.cuda_graphs, split_batches=runtime.split_batches).build(
-        models, texts, splits.train.noisy, [batches], [], batch_size=config.train_batch_size,
-        eval_batch_size=runtime.eval_batch_size, lr=config.lr, weight_decay=0.0, device=device,
-        precision=runtime.precision, clip_gradient_norm=config.clip_gradient_norm)
+        models, texts, splits.train.noisy, [batches], [], Stage1Settings(
+            epochs=1, batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size, lr=config.lr,
+            clip_gradient_norm=config.clip_gradient_norm, precision=runtime.precision), device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(runner.optimizer, lambda step: 1.0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
@@ -229,7 +229,7 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
     from src.dynamics.marking import mark_noisy
     from src.inference.evaluate import accuracy, denoise, posterior_given_label
     from src.prior.generate_prior import dirichlet_prior, knn_predict_proba
-    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
     from src.storage.row_file import RowFile
     from src.storage.rows import column
     from src.storage.stage1_cache import trajectory_path
@@ -273,8 +273,8 @@ def synthetic_wos(n: int = 46985, num_classes: int = 134, dim: int = 768, epochs
         test_rows = np.arange(n_fit, n)
         evaluate = lambda e, v: {"test_accuracy": accuracy(denoise(v, trajectories, test_rows, probs), gold[n_fit:])}  # noqa: E731
         vaes, _ = train_stage2(trajectories, np.arange(n_train), noisy[:n_train], priors, num_classes,
-                               total_iter=10, batch_size=32, lr=1e-4, lambda_t=1.0, show_progress=False,
-                               speedups=Stage2Speedups(),
+                               Stage2Settings(total_iter=10, batch_size=32, lr=1e-4, lambda_t=1.0),
+                               show_progress=False, speedups=Stage2Speedups(),
                                on_epoch_end=evaluate if per_epoch_eval else None)
     with timer("inference"):
         test_accuracy = accuracy(denoise(vaes, trajectories, test_rows, probs), gold[n_fit:])
@@ -308,7 +308,7 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
     from src.accel.stage1 import Stage1Speedups
     from src.data.texts import TokenizedTexts
     from src.stage1.stage1_step import stage1_optimizer
-    from src.stage1.train_stage1 import train_epoch
+    from src.stage1.train_stage1 import Stage1Settings, train_epoch
 
     device = resolve_device(device_name)
     if device.type == "cuda":
@@ -344,9 +344,8 @@ def mfu(device_name: str, batch_size: int, seq_len: int, steps: int, num_models:
                           clip_gradient_norm=1.0) if use_graphs else None
     # the speed layer's steps with this diagnosis's own runners, optimizer and graphs (compiled
     # models in graphs, which runs do not combine)
-    runner = Stage1Speedups().build(models, texts, labels, [], [], batch_size=batch_size, eval_batch_size=batch_size,
-                                    lr=1e-5, weight_decay=0.0, device=device, precision="bf16",
-                                    clip_gradient_norm=1.0)
+    runner = Stage1Speedups().build(models, texts, labels, [], [], Stage1Settings(
+        epochs=1, batch_size=batch_size, eval_batch_size=batch_size, lr=1e-5, precision="bf16"), device)
     runner.runners, runner.optimizer, runner.graphs = runners, optimizer, graphs
 
     def run(part):

@@ -1,14 +1,17 @@
 """run(config): data -> stage 1 -> dynamics -> prior -> stage 2 -> inference -> results files.
 
-Each step is one function call on what the steps before it returned; no step reaches back. The
-maths lives in pure functions in the stage modules, the files in src/outputs/record.py, and the
-comparisons with gold labels in src/diagnostics/quality.py (whose results the method never reads).
+Each step is one function call on what the steps before it returned (typed results: `Setup`,
+`Data`, `Stage1Run`, `Dynamics`, `Stage2Run`, `Inference`, `Diagnostics`, from which the run
+record is built); no step reaches back. The maths lives in pure functions in the stage modules,
+the files in src/outputs/record.py, and the comparisons with gold labels in
+src/diagnostics/quality.py (whose results the method never reads).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +20,10 @@ import torch
 from src.accel import ALONE, STAGE1_MODULES, SpeedLayer, World, broadcast, build, checked_on_rank0
 from src.config import Config
 from src.data import MAX_LENGTH, apply_noise, apply_trusted, check_knn_size, load_dataset, noise_rate
+from src.data.base import Splits
 from src.data.batches import shuffled_batches
 from src.data.cache import cached_encode
-from src.data.texts import encode
+from src.data.texts import TokenizedTexts, encode
 from src.diagnostics.quality import (
     abstained_quality,
     cleaning_quality,
@@ -42,7 +46,7 @@ from src.inference.suggest import (
     label_prob,
     suggest_labels,
 )
-from src.methods import plan, run_label
+from src.methods import Plan, plan, run_label
 from src.noise_rate import (
     AUTO_ESTIMATOR,
     confident_class_shares,
@@ -68,11 +72,17 @@ from src.prior.generate_prior import (
     knn_predict_proba,
     npc_anchors,
 )
-from src.runtime import configure_cuda, resolve_runtime, seed_everything
+from src.runtime import Runtime, configure_cuda, resolve_runtime, seed_everything
 from src.stage1.plm import load_tokenizer, max_positions, pretrained_embeddings, resolve_model_path
-from src.stage1.train_stage1 import new_classifiers, out_of_memory_as_error, train_stage1
+from src.stage1.train_stage1 import (
+    Stage1Result,
+    Stage1Settings,
+    new_classifiers,
+    out_of_memory_as_error,
+    train_stage1,
+)
 from src.stage1.trusted import NOT_TRAINED, calibration_rows, stage1_labels
-from src.stage2.train_stage2 import Trajectories, train_stage2
+from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 from src.stats import trusted_noise_rate
 from src.storage import stage1_cache
 from src.storage.files import staged_files
@@ -109,136 +119,262 @@ class Rows:
         return np.arange(start, start + self.n_abstained)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What a run settles before it reads data: the device and precision, the method's stage
+    settings (src/methods.py), the model, and this process's place under torchrun."""
+
+    runtime: Runtime
+    settings: Plan
+    model_name: str
+    world: World = ALONE
+
+
+@dataclass(frozen=True)
+class Data:
+    """The data as the method uses it. The label arrays are over the train + validation rows."""
+
+    splits: Splits
+    max_length: int
+    tokenizer: object
+    texts: TokenizedTexts  # train | validation | test | abstained rows
+    rows: Rows
+    given: np.ndarray  # the noisy labels
+    trusted: np.ndarray  # verified labels, -1 where nobody checked
+    calibration: np.ndarray  # bool: checked rows kept out of stage 1 to calibrate the suggestion
+    stage1_labels: np.ndarray  # the label each row trains stage 1 with (src/stage1/trusted.py)
+    trusted_rate: dict | None  # the trusted sample's share of wrong labels (src/stats.py); None: no sample
+    gold: np.ndarray | None  # gold labels, where the data set has them (diagnostics only)
+
+
+@dataclass(frozen=True)
+class Stage1Run:
+    """Stage 1's result (None on the ranks of torchrun other than 0), the cache entry's
+    description, and the classifiers (empty when the result was reused)."""
+
+    result: Stage1Result | None
+    entry: dict | None
+    models: list
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """What the dynamics give the marking, over the train + validation rows."""
+
+    scores: np.ndarray  # [M, N] the dynamics score
+    distances: np.ndarray  # [M, E, N] each epoch's distance to the noisy label's centroid
+    marking_scores: np.ndarray  # [M, N] the score that marks (dynamics, or --no_dynamics' loss)
+    estimates: dict  # every noise-rate estimate (--noise_ratio auto)
+    ratio: float  # the share of the untrusted rows to mark
+    ratio_source: str
+
+
+@dataclass(frozen=True)
+class Stage2Run:
+    vaes: list
+    history: list[dict]  # per epoch: loss, test accuracy
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The method's predictions and its test accuracies."""
+
+    denoised: np.ndarray | None  # [N_test, C] P(y | x)
+    abstained: np.ndarray | None  # [N_abstained, C] P(y | x) of the rows without a label
+    cleaned: np.ndarray  # [N_train + N_val, C] the cleaned-label distribution
+    accuracy_before: float | None  # the stage-1 classifiers' averaged prediction
+    accuracy_after: float | None  # after stage 2 (None for the methods without it)
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """Against gold labels and the trusted rows; the method never reads them."""
+
+    marking: list  # per model: precision and recall of its marks
+    detection: dict | None  # the three detectors
+    detection_arrays: dict  # their per-row scores and flags
+    trusted: dict | None  # the trusted sample's rate, and how the cleaning did on it
+    cleaning: dict
+    abstained: dict
+    suggestion: dict | None
+
+
 def run(config: Config, world: World = ALONE) -> dict | None:
     """Run the whole method once; returns the run record also written to cache/runs/. Under
     torchrun (`world`, src/accel/distributed.py) every rank trains stage 1 and rank 0 alone does
     the rest; the other ranks return None after stage 1."""
     started, speed = time.perf_counter(), build(config, world)  # the speed layer: what plugs into the stages
     timer = speed.timer  # seconds and memory per stage
-    checked_on_rank0(lambda: check_output_dirs(config), world)  # rank 0 writes; under torchrun all fail alike
+    checked_on_rank0(partial(check_output_dirs, config), world)  # rank 0 writes; under torchrun all fail alike
     with timer("setup"):  # on CUDA this starts the device context
-        runtime = resolve_runtime(config)
-        settings = plan(config)  # the method and its ablations as stage settings (src/methods.py)
-        model_name = config.model_name()
-        seed_everything(config.seed)
-        if runtime.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-            configure_cuda()
+        setup = set_up(config, world)
     with timer("data"):
-        splits, max_length = load_noisy_data(config, model_name)
+        splits, max_length = load_noisy_data(config, setup.model_name)
     with timer("tokenize"):
-        tokenizer = load_tokenizer(model_name)
-        if world.main:
-            texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
-                                  reuse=config.saved_dataset == "y", noise_type=config.noise_type,
-                                  noise_ratio=config.noise_ratio, seed=config.seed)
-        else:  # the same ids; rank 0 writes the preprocessing cache
-            texts = encode(tokenizer, splits.all_texts(), max_length)
-        speed.release_host_memory()  # the tokenizer's per-text objects
-    train, val, test = splits.train, splits.validation, splits.test
-    rows = Rows(len(train), len(val), len(test), sum(len(s) for _, s in splits.abstained_items()))
-    num_classes = splits.num_classes
-    fit_labels = np.concatenate([train.noisy, val.noisy])  # [N_train + N_val], noisy labels only
-    fit_trusted, calibration, train_labels = trusted_use(config, splits)
-    checked = fit_trusted >= 0
-    trusted = trusted_noise_rate(fit_labels[checked], fit_trusted[checked]) if checked.any() else None
-    log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {num_classes} "
-        f"classes, train noise rate {fmt(noise_rate(train))}; model {model_name} on {runtime.device} "
-        f"({runtime.precision}); method {run_label(config)}")
+        data = prepare_data(config, setup, splits, max_length, speed)
+    log_data(config, setup, data)
+    with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
+        stage1 = fine_tune(config, setup, data, speed)
+    if not world.main:  # torchrun: the rest is rank 0's
+        return None
+    with timer("dynamics"):  # distance to the noisy label's centroid, score, marking
+        dynamics = measure_dynamics(config, setup, data, stage1.result)
+    with timer("prior"):  # kNN on the first-epoch embeddings of the unmarked examples (or NPC's)
+        evidence = gather_evidence(config, setup, speed, data, stage1.result, dynamics)
+        marks, priors = mark_and_prior(config, setup.settings, speed, evidence, data.trusted)
+    stage2 = Stage2Run([], [])
+    if setup.settings.stage2:
+        with timer("stage2"):  # co-regularised Dirichlet VAEs, test accuracy logged each epoch
+            stage2 = train_vaes(config, setup, speed, evidence, priors, splits.test.gold)
+    with timer("inference"):  # P(y|x) = sum over noisy labels, with the last-epoch models
+        inference = infer(setup.settings, evidence, stage2.vaes, splits.test.gold)
+    with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
+        suggestion = suggest(config, setup.settings, setup.runtime, speed, evidence, data.trusted, data.calibration,
+                             inference.cleaned)
+
+    # ---- diagnostics against gold labels (never read by the method), the record, the files ----
+    diagnostics = diagnose(config, data, stage1.result, dynamics, marks, inference, suggestion)
+    timer.seconds["total"] = time.perf_counter() - started
+    record = run_record(config, setup, data, stage1, dynamics, stage2, inference, diagnostics, timer)
+    record["suggestion"] = suggestion_record(suggestion, diagnostics.suggestion)
+    with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
+        labels_file = write_labels(files, config, record["run_id"], splits, inference.cleaned,
+                                   dynamics.scores.mean(0), np.any(marks, axis=0), inference.denoised,
+                                   inference.abstained, suggested=suggestion["labels"])
+        record["figure"] = str(write_cleaning_figure(files, config, record["run_id"], setup, data,
+                                                     dynamics.marking_scores, marks, suggestion["labels"]))
+        write_outputs(files, config, record, stage1.models, data.tokenizer, stage2.vaes, diagnostics.detection_arrays)
+    log_summary(record, labels_file)
+    return record
+
+
+def set_up(config: Config, world: World) -> Setup:
+    """The runtime, the plan and the model; the seeds; on CUDA its settings and memory counters."""
+    setup = Setup(resolve_runtime(config), plan(config), config.model_name(), world)
+    seed_everything(config.seed)
+    if setup.runtime.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        configure_cuda()
+    return setup
+
+
+def prepare_data(config: Config, setup: Setup, splits: Splits, max_length: int, speed: SpeedLayer) -> Data:
+    """The token ids of every row (rank 0 through the preprocessing cache) and the labels of the
+    train + validation rows: given, verified, calibration, stage 1's."""
+    tokenizer = load_tokenizer(setup.model_name)
+    if setup.world.main:
+        texts = cached_encode(encode, tokenizer, splits, max_length, cache_dir=config.cache_dir,
+                              reuse=config.saved_dataset == "y", noise_type=config.noise_type,
+                              noise_ratio=config.noise_ratio, seed=config.seed)
+    else:  # the same ids; rank 0 writes the preprocessing cache
+        texts = encode(tokenizer, splits.all_texts(), max_length)
+    speed.release_host_memory()  # the tokenizer's per-text objects
+    train, val = splits.train, splits.validation
+    rows = Rows(len(train), len(val), len(splits.test), sum(len(s) for _, s in splits.abstained_items()))
+    given = np.concatenate([train.noisy, val.noisy])  # noisy labels only
+    trusted, calibration, stage1_labels = trusted_use(config, splits)
+    checked = trusted >= 0
+    rate = trusted_noise_rate(given[checked], trusted[checked]) if checked.any() else None
+    gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
+    return Data(splits, max_length, tokenizer, texts, rows, given, trusted, calibration, stage1_labels, rate, gold)
+
+
+def log_data(config: Config, setup: Setup, data: Data) -> None:
+    splits, rows, checked, calibration = data.splits, data.rows, data.trusted >= 0, data.calibration
+    log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {splits.num_classes} "
+        f"classes, train noise rate {fmt(noise_rate(splits.train))}; model {setup.model_name} on "
+        f"{setup.runtime.device} ({setup.runtime.precision}); method {run_label(config)}")
     if checked.any():
         log(f"{int(checked.sum())} trusted rows: {int((checked & ~calibration).sum())} train stage 1 with their "
             f"verified label, {int(calibration.sum())} calibrate the suggestion (--calibration_share "
             f"{config.calibration_share:g})")
 
-    with timer("stage1"), out_of_memory_as_error(config):  # co-regularised fine-tuning, embeddings each epoch
-        stage1, stage1_entry, models = fine_tune(config, runtime, settings, model_name, texts, splits, train_labels,
-                                                 speed)
-    if not world.main:  # torchrun: the rest is rank 0's
-        return None
-    test_noisy_probs = stage1.probs[:, rows.test]  # [M, N_test, C]
-    accuracy_before = accuracy(test_noisy_probs.mean(0), test.gold)
 
-    with timer("dynamics"):  # distance to the noisy label's centroid, score, marking
-        labels_t = torch.as_tensor(fit_labels)
-        per_model = [distance_trajectories(e, labels_t, num_classes) for e in stage1.embeddings]  # M x [E, N]
-        distances = [d.numpy() for d in per_model]
-        scores = np.stack([dynamics_score(d).numpy() for d in per_model])  # [M, N_train + N_val]
-        estimates = {}
-        if config.noise_ratio == "auto":  # every candidate, recorded even where a trusted sample decides
-            estimates = noise_estimates(config, runtime, model_name, texts, stage1, scores, fit_labels, num_classes)
-        ratio, ratio_source = marking_ratio(config, settings, estimates, trusted, splits)
-        if settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
-            marking_scores = np.stack([cross_entropy_scores(p[rows.fit], fit_labels) for p in stage1.probs])
-        else:
-            marking_scores = scores
+def measure_dynamics(config: Config, setup: Setup, data: Data, stage1: Stage1Result) -> Dynamics:
+    """Per model and epoch each row's distance to its noisy label's centroid, the dynamics score,
+    the share to mark and the score that marks."""
+    labels, num_classes = torch.as_tensor(data.given), data.splits.num_classes
+    per_model = [distance_trajectories(e, labels, num_classes) for e in stage1.embeddings]  # M x [E, N]
+    scores = np.stack([dynamics_score(d).numpy() for d in per_model])  # [M, N_train + N_val]
+    estimates = {}
+    if config.noise_ratio == "auto":  # every candidate, recorded even where a trusted sample decides
+        estimates = noise_estimates(config, setup.runtime, setup.model_name, data.texts, stage1, scores, data.given,
+                                    num_classes)
+    ratio, ratio_source = marking_ratio(config, setup.settings, estimates, data.trusted_rate, data.splits)
+    marking_scores = scores
+    if setup.settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
+        marking_scores = np.stack([cross_entropy_scores(p[data.rows.fit], data.given) for p in stage1.probs])
+    return Dynamics(scores, np.stack([d.numpy() for d in per_model]), marking_scores, estimates, ratio, ratio_source)
 
-    with timer("prior"):  # kNN on the first-epoch embeddings of the unmarked examples (or NPC's)
-        # [N_train + N_val] the label the prior votes with and stage 2 reconstructs: the given one,
-        # or NPC's ŷ, the stage-1 classifier's prediction (NPC's `save_data`)
-        method_labels = fit_labels if settings.label == "given" else stage1.probs[:, rows.fit].mean(0).argmax(-1)
-        epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
-        trajectories = Trajectories(stage1.embeddings, runtime.device, epochs,  # z: every epoch, or the last
-                                    dtype=speed.z_dtype(runtime))
-        evidence = Evidence(stage1, trajectories, marking_scores, ratio, fit_labels, method_labels, rows, num_classes,
-                            per_class_marking=config.mark_share == "per_class" and settings.mark_ratio != 0)
-        if evidence.per_class_marking:
-            log(f"marked share per noisy label ({'trusted rows' if checked.any() else 'confident joint'}): "
-                + ", ".join(f"{name} {share:.3f}" for name, share in
-                            zip(splits.class_names, marking_shares(evidence, fit_trusted), strict=True)))
-        marks, priors = mark_and_prior(config, settings, speed, evidence, fit_trusted)
 
-    vaes, stage2_history = [], []
-    if settings.stage2:
-        with timer("stage2"):  # co-regularised Dirichlet VAEs, test accuracy logged each epoch
-            def test_accuracy(epoch, vaes):
-                if rows.n_test == 0 or test.gold is None:  # no labelled test split: nothing to report
-                    return {"test_accuracy": None}
-                return {"test_accuracy": accuracy(denoise(vaes, trajectories, rows.test, test_noisy_probs), test.gold)}
+def gather_evidence(config: Config, setup: Setup, speed: SpeedLayer, data: Data, stage1: Stage1Result,
+                    dynamics: Dynamics) -> Evidence:
+    """What marking, the prior and stage 2 are built from (`Evidence`)."""
+    settings, rows = setup.settings, data.rows
+    # [N_train + N_val] the label the prior votes with and stage 2 reconstructs: the given one,
+    # or NPC's ŷ, the stage-1 classifier's prediction (NPC's `save_data`)
+    method_labels = data.given if settings.label == "given" else stage1.probs[:, rows.fit].mean(0).argmax(-1)
+    epochs = slice(None) if settings.trajectory == "all" else slice(-1, None)
+    trajectories = Trajectories(stage1.embeddings, setup.runtime.device, epochs,  # z: every epoch, or the last
+                                dtype=speed.z_dtype(setup.runtime))
+    evidence = Evidence(stage1, trajectories, dynamics.marking_scores, dynamics.ratio, data.given, method_labels, rows,
+                        data.splits.num_classes,
+                        per_class_marking=config.mark_share == "per_class" and settings.mark_ratio != 0)
+    if evidence.per_class_marking:
+        log(f"marked share per noisy label ({'trusted rows' if (data.trusted >= 0).any() else 'confident joint'}): "
+            + ", ".join(f"{name} {share:.3f}" for name, share in
+                        zip(data.splits.class_names, marking_shares(evidence, data.trusted), strict=True)))
+    return evidence
 
-            vaes, stage2_history = fit_stage2(config, settings, runtime, speed, evidence, priors, test_accuracy,
-                                              show_progress=config.progress)
-            for record in stage2_history:
-                log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
-                    f"test acc {fmt(record['test_accuracy'])}")
 
-    with timer("inference"):  # P(y|x) = sum over noisy labels, with the last-epoch models
-        denoised, abstained_probs = (predict(settings, evidence, vaes, index) if len(index) else None
-                                     for index in (rows.test, rows.abstained))  # test; rows without a label
-        cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)  # [N_train + N_val, C]
-    accuracy_after = accuracy(denoised, test.gold) if settings.stage2 else None
-    with timer("suggest"):  # the labels to apply: the margin set on the trusted rows, cross-fitted
-        suggestion = suggest(config, settings, runtime, speed, evidence, fit_trusted, calibration, cleaned)
+def epoch_test_accuracy(evidence: Evidence, gold: np.ndarray | None, epoch: int, vaes: list) -> dict:
+    """Stage 2's report after each epoch: the test accuracy of P(y | x), where the test split has labels."""
+    rows = evidence.rows
+    if rows.n_test == 0 or gold is None:  # no labelled test split: nothing to report
+        return {"test_accuracy": None}
+    return {"test_accuracy": accuracy(denoise(vaes, evidence.trajectories, rows.test,
+                                              evidence.stage1.probs[:, rows.test]), gold)}
 
-    # ---- diagnostics against gold labels (never read by the method), the record, the files ----
-    fit_gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
-    detection, detection_arrays = noise_detection(scores, stage1.probs[:, rows.fit].mean(0), np.stack(distances),
-                                                  fit_labels, fit_gold, num_classes, ratio)
+
+def train_vaes(config: Config, setup: Setup, speed: SpeedLayer, evidence: Evidence, priors: list,
+               test_gold: np.ndarray | None) -> Stage2Run:
+    """Stage 2, its test accuracy logged after each epoch."""
+    vaes, history = fit_stage2(config, setup.settings, setup.runtime, speed, evidence, priors,
+                               partial(epoch_test_accuracy, evidence, test_gold), show_progress=config.progress)
+    for record in history:
+        log(f"stage 2 epoch {record['epoch']}/{config.total_iter}: loss {record['loss']:.4f}  "
+            f"test acc {fmt(record['test_accuracy'])}")
+    return Stage2Run(vaes, history)
+
+
+def infer(settings: Plan, evidence: Evidence, vaes: list, test_gold: np.ndarray | None) -> Inference:
+    """P(y | x) of the test rows and of the rows without a label, the cleaned-label distribution
+    of the train + validation rows, and the test accuracies before and after stage 2."""
+    rows, probs = evidence.rows, evidence.stage1.probs
+    denoised, abstained = (predict(settings, evidence, vaes, index) if len(index) else None
+                           for index in (rows.test, rows.abstained))
+    cleaned = cleaned_posterior(settings, evidence, vaes, rows.fit)
+    return Inference(denoised, abstained, cleaned, accuracy(probs[:, rows.test].mean(0), test_gold),
+                     accuracy(denoised, test_gold) if settings.stage2 else None)
+
+
+def diagnose(config: Config, data: Data, stage1: Stage1Result, dynamics: Dynamics, marks: list, inference: Inference,
+             suggestion: dict) -> Diagnostics:
+    """The run against gold labels, where the data set has them, and against the trusted rows."""
+    given, gold, cleaned = data.given, data.gold, inference.cleaned.argmax(1)
+    detection, arrays = noise_detection(dynamics.scores, stage1.probs[:, data.rows.fit].mean(0), dynamics.distances,
+                                        given, gold, data.splits.num_classes, dynamics.ratio)
+    trusted = data.trusted_rate
     if trusted is not None:  # how the cleaning did on the trusted rows
-        trusted |= {"source": trusted_source(config), "stage1_rows": int((checked & ~calibration).sum()),
-                    "calibration_rows": int(calibration.sum()),
-                    **trusted_quality(fit_labels, cleaned.argmax(1), fit_trusted)}
-    timer.seconds["total"] = time.perf_counter() - started
-    record = run_record(
-        config, settings, model_name=model_name, max_length=max_length, device=runtime.device,
-        precision=runtime.precision, splits=splits, stage1=stage1, stage1_entry=stage1_entry,
-        stage2_history=stage2_history, marking=[marking_quality(mark, fit_labels, fit_gold) for mark in marks],
-        estimates=estimates, ratio=ratio, ratio_source=ratio_source, trusted=trusted,
-        cleaning=cleaning_quality(fit_labels, cleaned.argmax(1), fit_gold),
-        abstained=abstained_quality(splits, abstained_probs), detection=detection, timer=timer,
-        accuracy_before=accuracy_before, accuracy_after=accuracy_after, world_size=world.size)
-    given_label_prob = label_prob(cleaned, fit_labels)  # [N_train + N_val] low: likely wrong
-    record["suggestion"] = suggestion_record(suggestion, suggestion_quality(
-        fit_labels, suggestion["labels"], cleaned.argmax(1), given_label_prob, fit_gold, unchecked=fit_trusted < 0))
-    with staged_files() as files:  # the run's files are put in place together, or (on a failure) none
-        labels_file = write_labels(files, config, record["run_id"], splits, cleaned, scores.mean(0),
-                                   np.any(marks, axis=0), denoised, abstained_probs, suggested=suggestion["labels"])
-        record["figure"] = str(write_cleaning_figure(
-            files, config, record["run_id"], marking_scores, np.stack(marks), fit_labels, suggestion["labels"],
-            splits.class_names, fit_gold, score_name="last-epoch loss" if settings.marking == "loss"
-            else "dynamics score", trusted=fit_trusted >= 0))
-        write_outputs(files, config, record, models, tokenizer, vaes, detection_arrays)
-    log_summary(record, labels_file)
-    return record
+        checked = data.trusted >= 0
+        trusted = trusted | {"source": trusted_source(config), "stage1_rows": int((checked & ~data.calibration).sum()),
+                             "calibration_rows": int(data.calibration.sum()),
+                             **trusted_quality(given, cleaned, data.trusted)}
+    given_label_prob = label_prob(inference.cleaned, given)  # [N_train + N_val] low: likely wrong
+    return Diagnostics(
+        [marking_quality(mark, given, gold) for mark in marks], detection, arrays, trusted,
+        cleaning_quality(given, cleaned, gold), abstained_quality(data.splits, inference.abstained),
+        suggestion_quality(given, suggestion["labels"], cleaned, given_label_prob, gold, unchecked=data.trusted < 0))
 
 
 def trusted_use(config: Config, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,24 +404,22 @@ def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
 
 
 def stage1_settings(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
-                    world: World = ALONE) -> tuple[dict, dict]:
-    """train_stage1's keyword settings, and the stage-1 cache key's parts: everything that
-    changes stage 1's result (token ids, the labels it trains with, model, settings, device type,
-    code). train_labels [N_train + N_val]: as train_stage1's."""
+                    world: World = ALONE) -> tuple[Stage1Settings, dict]:
+    """train_stage1's settings, and the stage-1 cache key's parts: everything that changes stage 1's
+    result (token ids, the labels it trains with, model, settings, device type, code).
+    train_labels [N_train + N_val]: as train_stage1's."""
     train, val = splits.train, splits.validation
-    options = {
-        "epochs": config.epochs, "batch_size": config.train_batch_size,
-        "eval_batch_size": runtime.eval_batch_size, "lr": config.lr,
-        "weight_decay": config.weight_decay, "alpha_t_hi": settings.alpha_t_hi,
-        "clip_gradient_norm": config.clip_gradient_norm, "lr_schedule": config.lr_schedule,
-        "precision": runtime.precision, "seed": config.seed,
-    }
+    options = Stage1Settings(
+        epochs=config.epochs, batch_size=config.train_batch_size, eval_batch_size=runtime.eval_batch_size,
+        lr=config.lr, weight_decay=config.weight_decay, alpha_t_hi=settings.alpha_t_hi,
+        clip_gradient_norm=config.clip_gradient_norm, lr_schedule=config.lr_schedule, precision=runtime.precision,
+        seed=config.seed)
     key_parts = {
         "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": len(train), "n_val": len(val),
         "train_labels": stage1_cache.array_digest(train.noisy),
         "val_labels": stage1_cache.array_digest(val.noisy), "num_classes": splits.num_classes,
         "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
-        "n_model": settings.n_model, "device": runtime.device.type, "options": options,
+        "n_model": settings.n_model, "device": runtime.device.type, "options": asdict(options),
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity([*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]),  # method's + speed layer's
     }
@@ -296,25 +430,23 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
     return options, key_parts
 
 
-def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits, train_labels: np.ndarray,
-              speed: SpeedLayer):
+def fine_tune(config: Config, setup: Setup, data: Data, speed: SpeedLayer) -> Stage1Run:
     """Stage 1, or its cached result when a run with the same settings finished before.
 
-    Returns the `Stage1Result`, the cache entry's description and the classifiers (empty when
-    reused; --save_model needs them, so it always trains). train_labels [N_train + N_val]: as
-    train_stage1's. Under torchrun every rank trains,
-    and only rank 0 reads or writes the cache (the others return no result)."""
-    world = speed.world
-    options, key_parts = stage1_settings(config, runtime, settings, model_name, texts, splits, train_labels, world)
+    The classifiers are empty when the result is reused (--save_model needs them, so it always
+    trains). Under torchrun every rank trains, and only rank 0 reads or writes the cache (the
+    others return no result)."""
+    world, runtime, splits = setup.world, setup.runtime, data.splits
+    options, key_parts = stage1_settings(config, runtime, setup.settings, setup.model_name, data.texts, splits,
+                                         data.stage1_labels, world)
     models = []
 
     def train_models(trajectory_dir):
-        models.extend(new_classifiers(model_name, splits.num_classes, settings.n_model, config.seed))
-        return train_stage1(models, texts, train_labels, splits.validation.noisy, device=runtime.device,
-                            show_progress=config.progress, speedups=speed.stage1_steps(runtime),
+        models.extend(new_classifiers(setup.model_name, splits.num_classes, setup.settings.n_model, config.seed))
+        return train_stage1(models, data.texts, data.stage1_labels, splits.validation.noisy, options,
+                            device=runtime.device, show_progress=config.progress, speedups=speed.stage1_steps(runtime),
                             new_trajectory=speed.trajectory_store(  # on disk, read by rows later
-                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)),
-                            **options)
+                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)))
 
     root = Path(config.cache_dir) / "stage1"
     reuse = config.reuse_stage1 and not config.save_model
@@ -323,11 +455,11 @@ def fine_tune(config: Config, runtime, settings, model_name: str, texts, splits,
         if not broadcast(cached, world) and not world.main:
             train_models(None)
         if not world.main:
-            return None, None, models
+            return Stage1Run(None, None, models)
     stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models, reuse=reuse)
     if entry["hit"]:
         log(f"stage 1: reused {root / entry['key']}")
-    return stage1, entry, models
+    return Stage1Run(stage1, entry, models)
 
 
 def noise_estimates(config: Config, runtime, model_name: str, texts, stage1, scores: np.ndarray,
@@ -419,14 +551,13 @@ def fit_stage2(config: Config, settings, runtime, speed: SpeedLayer, evidence: E
                on_epoch_end=None, show_progress: bool = False):
     """Stage 2 on the train rows: the VAEs and their per-epoch history."""
     n_train = evidence.rows.n_train
-    return train_stage2(
-        evidence.trajectories, np.arange(n_train), evidence.method_labels[:n_train], priors, evidence.num_classes,
-        total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr,
-        beta=config.beta, lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs,
-        softplus_beta=config.softplus_beta, normalise_sample=config.dirichlet_sample == "normalised",
-        seed=config.seed, on_epoch_end=on_epoch_end, show_progress=show_progress,
-        speedups=speed.stage2_steps(runtime),
-    )
+    stage2 = Stage2Settings(
+        total_iter=config.total_iter, batch_size=config.vae_batch_size, lr=config.vae_lr, beta=config.beta,
+        lambda_t=settings.lambda_t, warmup_epochs=config.warmup_epochs, softplus_beta=config.softplus_beta,
+        normalise_sample=config.dirichlet_sample == "normalised", seed=config.seed)
+    return train_stage2(evidence.trajectories, np.arange(n_train), evidence.method_labels[:n_train], priors,
+                        evidence.num_classes, stage2, on_epoch_end=on_epoch_end, show_progress=show_progress,
+                        speedups=speed.stage2_steps(runtime))
 
 
 def predict(settings, evidence: Evidence, vaes: list, index: np.ndarray) -> np.ndarray:

@@ -120,13 +120,13 @@ def test_nan_loss_in_stage_1_stops_the_run(run_main, tmp_path, monkeypatch):
 
 
 def test_nan_loss_in_stage_2_stops_training():
-    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 
     embeddings = [np.random.default_rng(0).standard_normal((20, 2, 4)).astype(np.float16)]
     priors = [np.full((20, 3), np.nan, np.float32)]  # what a NaN stage 1 would hand on
     with pytest.raises(UserError, match="stage 2 epoch 1/2: the loss is nan"):
         train_stage2(Trajectories(embeddings, torch.device("cpu")), np.arange(20), np.zeros(20, np.int64), priors,
-                     3, total_iter=2, batch_size=8, lr=1e-3, show_progress=False)
+                     3, Stage2Settings(total_iter=2, batch_size=8, lr=1e-3), show_progress=False)
 
 
 def test_full_disk_is_one_line_and_leaves_no_entry(run_main, tmp_path, monkeypatch):

@@ -71,7 +71,7 @@ def test_stage2_trains_the_same_with_and_without_the_speed_layer():
     import numpy as np
 
     from src.accel.stage2 import Stage2Speedups
-    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 
     rng = np.random.default_rng(1)
     n, classes = 80, 3
@@ -79,7 +79,7 @@ def test_stage2_trains_the_same_with_and_without_the_speed_layer():
     embeddings = [rng.normal(size=(n, 2, 8)).astype(np.float16) for _ in range(2)]
     priors = [np.full((n, classes), 1.3) + 4 * np.eye(classes)[labels] for _ in range(2)]
     runs = [train_stage2(Trajectories(embeddings, torch.device("cpu")), np.arange(n), labels, priors, classes,
-                         total_iter=3, batch_size=16, lr=1e-2, seed=0, show_progress=False, speedups=speedups)
+                         Stage2Settings(total_iter=3, batch_size=16, lr=1e-2), show_progress=False, speedups=speedups)
             for speedups in (None, Stage2Speedups())]
     (plain, plain_history), (fast, fast_history) = runs
     assert [h["loss"] for h in fast_history] == pytest.approx([h["loss"] for h in plain_history], rel=1e-4)
@@ -259,7 +259,7 @@ def test_vae_with_bf16_z_trains_like_float32():
     import numpy as np
 
     from src.accel.stage2 import Stage2Speedups
-    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 
     rng = np.random.default_rng(0)
     n, classes = 96, 4
@@ -270,8 +270,9 @@ def test_vae_with_bf16_z_trains_like_float32():
 
     def fit(dtype):
         trajectories = Trajectories(embeddings, torch.device("cpu"), dtype=dtype)
-        vaes, history = train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=4,
-                                     batch_size=32, lr=1e-2, seed=0, show_progress=False, speedups=Stage2Speedups())
+        vaes, history = train_stage2(trajectories, np.arange(n), labels, priors, classes,
+                                     Stage2Settings(total_iter=4, batch_size=32, lr=1e-2), show_progress=False,
+                                     speedups=Stage2Speedups())
         with torch.no_grad():
             alpha = vaes[0].alpha_all_labels(trajectories(0, np.arange(n)))
         return [h["loss"] for h in history], alpha

@@ -10,7 +10,7 @@ import torch
 
 from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.data.texts import TokenizedTexts
-from src.stage1.train_stage1 import train_stage1
+from src.stage1.train_stage1 import Stage1Settings, train_stage1
 
 
 def padded_cost(lengths: np.ndarray, groups: list[np.ndarray], cost_per_part: float) -> float:
@@ -66,9 +66,9 @@ def test_split_batches_trains_like_whole_batches():
         for m in range(2):
             torch.manual_seed(m)
             models.append(BertForSequenceClassification(config))
-        return train_stage1(models, texts, np.r_[labels[:32], [-1] * 8], labels[32:40], epochs=2, batch_size=16,
-                            eval_batch_size=64, lr=1e-3, seed=0, show_progress=False,
-                            speedups=Stage1Speedups(split_batches=True) if split else None)
+        return train_stage1(models, texts, np.r_[labels[:32], [-1] * 8], labels[32:40],
+                            Stage1Settings(epochs=2, batch_size=16, eval_batch_size=64, lr=1e-3, seed=0),
+                            show_progress=False, speedups=Stage1Speedups(split_batches=True) if split else None)
 
     whole, split = fit(False), fit(True)
     assert [h["train_loss"] for h in split.history] == pytest.approx([h["train_loss"] for h in whole.history],
@@ -203,9 +203,8 @@ def train_with_and_without_graphs(device: torch.device, check_no_sync: bool = Fa
     def fit(graph: bool):
         models = [tiny_classifier("sdpa", seed=m).to(device).train() for m in range(2)]
         # the speed layer's steps, with graphs built here (off CUDA `Stage1Speedups` builds none)
-        runner = Stage1Speedups().build(models, texts, labels, [], [], batch_size=batch_size, eval_batch_size=16,
-                                        lr=1e-2, weight_decay=0.0, device=device, precision="fp32",
-                                        clip_gradient_norm=1.0)
+        runner = Stage1Speedups().build(models, texts, labels, [], [], Stage1Settings(
+            epochs=epochs, batch_size=batch_size, eval_batch_size=16, lr=1e-2), device)
         runner.optimizer = optimizer = stage1_optimizer(models, 1e-2, capturable=graph)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps, steps // epochs, "linear"))
         graphs = build_graphs(models, optimizer, texts, [b for bs in all_batches for b in bs], batch_size,
@@ -310,8 +309,7 @@ def embed_with_and_without(models, texts, batches, graphs, device):
     from src.stage1.train_stage1 import embed
 
     runner = Stage1Speedups().build(models, texts, np.zeros(len(texts), dtype=np.int64), [], batches,
-                                    batch_size=16, eval_batch_size=16, lr=1e-3, weight_decay=0.0, device=device,
-                                    precision="fp32", clip_gradient_norm=1.0)
+                                    Stage1Settings(epochs=1, batch_size=16, eval_batch_size=16, lr=1e-3), device)
     eager = embed(runner, len(texts), batches)
     for model in models:
         model.train()  # embed must switch dropout off itself
@@ -360,8 +358,8 @@ def test_training_steps_never_wait_for_the_gpu():
     texts = padded_texts(list(np.random.default_rng(2).integers(2, 12, size=64)), width=12)
     labels = np.random.default_rng(3).integers(0, 3, size=64)
     batches = [np.arange(i, i + 16) for i in range(0, 64, 16)]
-    runner = Stage1Speedups().build(models, texts, labels, [batches], [], batch_size=16, eval_batch_size=16,
-                                    lr=1e-3, weight_decay=0.0, device=cuda, precision="bf16", clip_gradient_norm=1.0)
+    runner = Stage1Speedups().build(models, texts, labels, [batches], [], Stage1Settings(
+        epochs=1, batch_size=16, eval_batch_size=16, lr=1e-3, precision="bf16"), cuda)
     scheduler = torch.optim.lr_scheduler.LambdaLR(runner.optimizer, lambda step: 1.0)
     prepared = runner.prepared_mask
 
@@ -393,7 +391,7 @@ def test_training_steps_never_wait_for_the_gpu():
 def test_stage2_cuda_graph_trains_like_eager_steps():
     """Replaying the captured step (and undoing its warm-up) gives the eager training."""
     from src.accel.stage2 import Stage2Speedups
-    from src.stage2.train_stage2 import Trajectories, train_stage2
+    from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 
     cuda = torch.device("cuda")
     rng = np.random.default_rng(5)
@@ -403,9 +401,9 @@ def test_stage2_cuda_graph_trains_like_eager_steps():
     priors = [np.full((n, classes), 1.5) + rng.random((n, classes)) for _ in range(2)]
 
     def fit(graph: bool):
-        return train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=3, batch_size=32,
-                            lr=1e-2, lambda_t=1.0, warmup_epochs=0.4, seed=0, show_progress=False,
-                            speedups=Stage2Speedups(cuda_graphs=True) if graph else None)
+        return train_stage2(trajectories, np.arange(n), labels, priors, classes, Stage2Settings(
+            total_iter=3, batch_size=32, lr=1e-2, lambda_t=1.0, warmup_epochs=0.4), show_progress=False,
+            speedups=Stage2Speedups(cuda_graphs=True) if graph else None)
 
     (eager, eager_history), (graphed, graphed_history) = fit(False), fit(True)
     assert [h["loss"] for h in graphed_history] == pytest.approx([h["loss"] for h in eager_history], rel=1e-4)

@@ -75,16 +75,15 @@ def test_stage1_trains_on_the_rows_given_a_label_in_the_papers_order_without_che
                         original(steps, seen.append([b.copy() for b in batches]) or seen[-1], *a, **k))
     models, texts, labels = _tiny_stage1_inputs()
     given = np.r_[labels[:8], [-1] * 2]  # 8 train rows, 2 validation rows not trained (the paper)
-    stage1_module.train_stage1(models, texts, given, labels[8:10], epochs=2, batch_size=3, eval_batch_size=16,
-                               lr=1e-3, seed=5, show_progress=False)
+    settings = stage1_module.Stage1Settings(epochs=2, batch_size=3, eval_batch_size=16, lr=1e-3, seed=5)
+    stage1_module.train_stage1(models, texts, given, labels[8:10], settings, show_progress=False)
     rng = np.random.default_rng([5, 1])
     assert all([b.tolist() for b in got] == [b.tolist() for b in shuffled_batches(8, 3, rng)] for got in seen)
     seen.clear()  # train rows 1 and 3 left out, validation row 9 trained (a checked row)
     models, _, _ = _tiny_stage1_inputs()
     checked = np.r_[labels[:8], [-1, labels[9]]]
     checked[[1, 3]] = -1
-    stage1_module.train_stage1(models, texts, checked, labels[8:10], epochs=2, batch_size=3, eval_batch_size=16,
-                               lr=1e-3, seed=5, show_progress=False)
+    stage1_module.train_stage1(models, texts, checked, labels[8:10], settings, show_progress=False)
     assert all(sorted(np.concatenate(got).tolist()) == [0, 2, 4, 5, 6, 7, 9] for got in seen)
     assert [len(b) for b in seen[0]] == [3, 3, 1]
 
@@ -96,8 +95,8 @@ def test_stage1_alpha_is_zero_for_the_first_tenth_of_epochs(monkeypatch, epochs,
                         lambda steps, batches, alpha, *a, **k:
                         seen.append(alpha) or original(steps, batches, alpha, *a, **k))
     models, texts, labels = _tiny_stage1_inputs()
-    stage1_module.train_stage1(models, texts, np.r_[labels[:8], [-1] * 2], labels[8:10], epochs=epochs, batch_size=8,
-                               eval_batch_size=16, lr=1e-3, alpha_t_hi=4.0, show_progress=False)
+    stage1_module.train_stage1(models, texts, np.r_[labels[:8], [-1] * 2], labels[8:10], stage1_module.Stage1Settings(
+        epochs=epochs, batch_size=8, eval_batch_size=16, lr=1e-3, alpha_t_hi=4.0), show_progress=False)
     assert seen == [0.0] * zeros + [4.0] * (epochs - zeros)
 
 
@@ -112,8 +111,8 @@ def test_stage2_lambda_is_zero_during_the_warmup_epochs(monkeypatch, total_iter,
     embeddings = [rng.normal(size=(n, 2, 4)).astype(np.float16) for _ in range(2)]
     priors = [np.full((n, classes), 1.3) for _ in range(2)]
     trajectories = stage2_module.Trajectories(embeddings, torch.device("cpu"))
-    stage2_module.train_stage2(trajectories, np.arange(n), labels, priors, classes, total_iter=total_iter,
-                               batch_size=8, lr=1e-3, lambda_t=2.5, warmup_epochs=warmup, show_progress=False)
+    stage2_module.train_stage2(trajectories, np.arange(n), labels, priors, classes, stage2_module.Stage2Settings(
+        total_iter=total_iter, batch_size=8, lr=1e-3, lambda_t=2.5, warmup_epochs=warmup), show_progress=False)
     assert seen == [0.0] * zeros + [2.5] * (total_iter - zeros)
 
 

@@ -23,7 +23,7 @@ import torch
 
 from src.errors import WARNINGS, UserError
 from src.stage1.stage1_step import forward_cls, stage1_optimizer
-from src.stage1.train_stage1 import EagerSteps
+from src.stage1.train_stage1 import EagerSteps, Stage1Settings
 
 
 @dataclass(frozen=True)
@@ -132,31 +132,28 @@ class DistributedSpeedups:
 
     world: World
 
-    def build(self, models: list, texts, train_labels: np.ndarray, epoch_batches: list, eval_batches: list, *,
-              batch_size: int, eval_batch_size: int, lr: float, weight_decay: float, device: torch.device,
-              precision: str, clip_gradient_norm: float) -> DistributedSteps:
+    def build(self, models: list, texts, train_labels: np.ndarray, epoch_batches: list, eval_batches: list,
+              settings: Stage1Settings, device: torch.device) -> DistributedSteps:
         if len(eval_batches) < self.world.size:
             raise UserError(f"torchrun: {len(eval_batches)} embedding batches for {self.world.size} processes; "
                             f"start fewer processes or pass a smaller --eval_batch_size")
-        return DistributedSteps(self.world, models, texts, train_labels, lr=lr, weight_decay=weight_decay,
-                                device=device, precision=precision, clip_gradient_norm=clip_gradient_norm)
+        return DistributedSteps(self.world, models, texts, train_labels, settings, device)
 
 
 class DistributedSteps(EagerSteps):
     """`EagerSteps` on one rank: its part of each training batch through DDP-wrapped models, its
     share of the embedding batches, and the rows of all ranks gathered after each pass."""
 
-    def __init__(self, world: World, models: list, texts, train_labels: np.ndarray, *, lr: float,
-                 weight_decay: float, device: torch.device, precision: str, clip_gradient_norm: float) -> None:
+    def __init__(self, world: World, models: list, texts, train_labels: np.ndarray, settings: Stage1Settings,
+                 device: torch.device) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         models = [model.to(device) for model in models]
         # DDP makes every rank start from rank 0's weights and averages gradients in backward
         ids = [torch.cuda.current_device()] if device.type == "cuda" else None  # join() set this rank's
         runners = [DistributedDataParallel(model, device_ids=ids) for model in models]
-        super().__init__(models, texts, train_labels, lr=lr, weight_decay=weight_decay, device=device,
-                         precision=precision, clip_gradient_norm=clip_gradient_norm, runners=runners,
-                         optimizer=stage1_optimizer(models, lr, weight_decay))
+        super().__init__(models, texts, train_labels, settings, device, runners=runners,
+                         optimizer=stage1_optimizer(models, settings.lr, settings.weight_decay))
         self.world = world
 
     def train(self, index: np.ndarray, alpha: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ from src.accel.host_memory import host_memory_mb, release_freed_host_memory
 from src.accel.microbatches import MICROBATCH_COST_TOKENS, split_by_length
 from src.accel.models import accepts_prepared_mask, compile_model
 from src.stage1.stage1_step import clip_and_step, forward_backward, stage1_optimizer
-from src.stage1.train_stage1 import EagerSteps
+from src.stage1.train_stage1 import EagerSteps, Stage1Settings
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,9 @@ class Stage1Speedups:
     split_batches: bool = False
     pad_to_max: bool = False  # pad every batch to the maximum length: only to measure what padding costs
 
-    def build(self, models: list, texts, train_labels: np.ndarray, epoch_batches: list, eval_batches: list, *,
-              batch_size: int, eval_batch_size: int, lr: float, weight_decay: float, device: torch.device,
-              precision: str, clip_gradient_norm: float) -> FastSteps:
-        return FastSteps(self, models, texts, train_labels, epoch_batches, eval_batches, batch_size=batch_size,
-                         eval_batch_size=eval_batch_size, lr=lr, weight_decay=weight_decay, device=device,
-                         precision=precision, clip_gradient_norm=clip_gradient_norm)
+    def build(self, models: list, texts, train_labels: np.ndarray, epoch_batches: list, eval_batches: list,
+              settings: Stage1Settings, device: torch.device) -> FastSteps:
+        return FastSteps(self, models, texts, train_labels, epoch_batches, eval_batches, settings, device)
 
 
 class FastSteps(EagerSteps):
@@ -51,8 +48,7 @@ class FastSteps(EagerSteps):
     """
 
     def __init__(self, speedups: Stage1Speedups, models: list, texts, train_labels: np.ndarray,
-                 epoch_batches: list, eval_batches: list, *, batch_size: int, eval_batch_size: int, lr: float,
-                 weight_decay: float, device: torch.device, precision: str, clip_gradient_norm: float) -> None:
+                 epoch_batches: list, eval_batches: list, settings: Stage1Settings, device: torch.device) -> None:
         host_mb = {"models_loaded": host_memory_mb()}
         models = [model.to(device) for model in models]
         release_freed_host_memory()  # the models' host copies
@@ -66,21 +62,20 @@ class FastSteps(EagerSteps):
             if why_not and device.type == "cuda":
                 tqdm.write(f"stage 1: eager steps, no CUDA graphs ({why_not})")
             cuda_graphs = why_not is None
-        optimizer = stage1_optimizer(models, lr, weight_decay, capturable=cuda_graphs)
-        super().__init__(models, texts, train_labels, lr=lr, weight_decay=weight_decay, device=device,
-                         precision=precision, clip_gradient_norm=clip_gradient_norm, runners=runners,
-                         optimizer=optimizer)
+        optimizer = stage1_optimizer(models, settings.lr, settings.weight_decay, capturable=cuda_graphs)
+        super().__init__(models, texts, train_labels, settings, device, runners=runners, optimizer=optimizer)
         self.host_mb = host_mb
         self.split_batches, self.pad_to_max = speedups.split_batches, speedups.pad_to_max
         self.graphs, self.eval_graphs, self.alpha = None, None, None
         if cuda_graphs:
             tick = time.perf_counter()
             self.graphs = build_graphs(runners, optimizer, texts, [b for bs in epoch_batches for b in bs],
-                                       batch_size, device=device, precision=precision,
-                                       clip_gradient_norm=clip_gradient_norm)
+                                       settings.batch_size, device=device, precision=settings.precision,
+                                       clip_gradient_norm=settings.clip_gradient_norm)
             if self.graphs is not None:
-                self.eval_graphs = build_embedding_graphs(runners, texts, eval_batches, eval_batch_size,
-                                                          self.graphs.pool, device=device, precision=precision)
+                self.eval_graphs = build_embedding_graphs(runners, texts, eval_batches, settings.eval_batch_size,
+                                                          self.graphs.pool, device=device,
+                                                          precision=settings.precision)
                 host_mb["graphs_captured"] = host_memory_mb()
                 tqdm.write(f"stage 1: CUDA graphs of training batches {describe_keys(self.graphs.graphs)} and "
                            f"of embedding batches {describe_keys(self.eval_graphs.graphs if self.eval_graphs else [])}"

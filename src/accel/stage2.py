@@ -12,7 +12,7 @@ import torch
 from src.accel.cuda_graphs import GraphedStep, captured_or_none
 from src.accel.split_linear import use_block_layers
 from src.runtime import fused_optimizer
-from src.stage2.train_stage2 import Stage2Steps, stage2_update
+from src.stage2.train_stage2 import Stage2Settings, Stage2Steps, stage2_update
 
 
 def stage2_z_dtype(device: torch.device, precision: str) -> torch.dtype:
@@ -30,14 +30,15 @@ class Stage2Speedups:
     cuda_graphs: bool = False
     block_layers: bool = True
 
-    def build(self, vaes: list, lr: float, onehot: torch.Tensor, priors: list, beta: float, batch_size: int,
-              trajectories, n_rows: int) -> Stage2Steps:
+    def build(self, vaes: list, onehot: torch.Tensor, priors: list, settings: Stage2Settings, trajectories,
+              n_rows: int) -> Stage2Steps:
         """The steps `train_stage2` runs (the seam it calls): its VAEs' layers swapped for block
         layers, and the graphed step of full batches (none where no full batch exists, off CUDA, or
         where capturing fails: those steps run eagerly, the same way)."""
         if self.block_layers:
             vaes = [use_block_layers(vae) for vae in vaes]
         params = [p for vae in vaes for p in vae.parameters()]
+        lr, beta, batch_size = settings.lr, settings.beta, settings.batch_size
         graph = self.cuda_graphs and onehot.device.type == "cuda" and n_rows >= batch_size
         optimizer = fused_optimizer(torch.optim.Adam, params, lr=lr, **({"capturable": True} if graph else {}))
         if not graph:

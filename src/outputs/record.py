@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from src.errors import UserError
 from src.methods import ablations_of, run_label
 from src.outputs.labels_file import label_rows, write_labels_csv
 from src.storage.files import StagedFiles, check_writable_dir, json_bytes
+
+if TYPE_CHECKING:
+    from src.pipeline import Data, Diagnostics, Dynamics, Inference, Setup, Stage1Run, Stage2Run
 
 
 def log(message: str) -> None:
@@ -45,12 +49,12 @@ def new_run_id(config: Config) -> str:
             f"{uuid.uuid4().hex[:6]}")
 
 
-def run_record(config: Config, settings, *, model_name: str, max_length: int, device, precision: str, splits,
-               stage1, stage1_entry: dict, stage2_history: list, marking: list, estimates: dict, ratio: float,
-               ratio_source: str, trusted: dict | None, cleaning: dict, abstained: dict, detection: dict | None,
-               timer, accuracy_before: float | None, accuracy_after: float | None, world_size: int = 1) -> dict:
-    """The run's record (cache/runs/<run_id>.json): every setting, what each stage reported, the
-    diagnostics, timings and memory, and the accuracies; `accuracy` is the method's figure."""
+def run_record(config: Config, setup: Setup, data: Data, stage1: Stage1Run, dynamics: Dynamics, stage2: Stage2Run,
+               inference: Inference, diagnostics: Diagnostics, timer) -> dict:
+    """The run's record (cache/runs/<run_id>.json), from what the stages returned (src/pipeline.py):
+    every setting, what each stage reported, the diagnostics, timings and memory, and the
+    accuracies; `accuracy` is the method's figure."""
+    settings, splits = setup.settings, data.splits
     train, val = splits.train, splits.validation
     return {
         "run_id": new_run_id(config),
@@ -61,38 +65,39 @@ def run_record(config: Config, settings, *, model_name: str, max_length: int, de
         "plan": settings.to_dict(),
         **({"npc_label": settings.label} if config.method == "npc" else {}),  # NPC calibrates its ŷ
         "config": config.to_dict(),
-        "resolved": {"bert": model_name, "max_length": max_length, "device": str(device), "world_size": world_size,
-                     "precision": precision, "noise_type": config.noise_type or
+        "resolved": {"bert": setup.model_name, "max_length": data.max_length, "device": str(setup.runtime.device),
+                     "world_size": setup.world.size, "precision": setup.runtime.precision,
+                     "noise_type": config.noise_type or
                      ("real" if splits.real_noise else "SN")},
         "data": {"train": len(train), "validation": len(val), "test": len(splits.test),
                  "num_classes": splits.num_classes,
                  "class_names": splits.class_names, "dropped": splits.dropped,
                  "train_noise_rate": noise_rate(train), "validation_noise_rate": noise_rate(val)},
-        "stage1_cache": stage1_entry,
-        "stage1": stage1.history,
-        "stage1_host_mb": stage1.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
-        "stage2": stage2_history,
-        "marking": marking,
+        "stage1_cache": stage1.entry,
+        "stage1": stage1.result.history,
+        "stage1_host_mb": stage1.result.host_mb,  # resident host memory as stage 1 sets up (empty when reused)
+        "stage2": stage2.history,
+        "marking": diagnostics.marking,
         # with --noise_ratio auto, the estimate used: the trusted sample's, else AUTO_ESTIMATOR's
-        "noise_ratio_estimate": ratio if config.noise_ratio == "auto" else None,
-        "noise_ratio_source": ratio_source,  # --noise_ratio, trusted, or the estimator's name
-        "noise_ratio_estimates": estimates,  # every candidate (--noise_ratio auto only)
-        "noise_ratio_used": ratio,  # the share of the untrusted train + validation rows marked
+        "noise_ratio_estimate": dynamics.ratio if config.noise_ratio == "auto" else None,
+        "noise_ratio_source": dynamics.ratio_source,  # --noise_ratio, trusted, or the estimator's name
+        "noise_ratio_estimates": dynamics.estimates,  # every candidate (--noise_ratio auto only)
+        "noise_ratio_used": dynamics.ratio,  # the share of the untrusted train + validation rows marked
         # the trusted sample: rows, wrong, rate and 95% interval, and how the cleaning did on it
-        "trusted": trusted,
-        "cleaning": cleaning,
-        "abstained": abstained,  # rows without a label: how many were predicted (and how well, with gold)
-        "detection": detection,
+        "trusted": diagnostics.trusted,
+        "cleaning": diagnostics.cleaning,
+        "abstained": diagnostics.abstained,  # rows without a label: how many were predicted (and how well, with gold)
+        "detection": diagnostics.detection,
         "timings_s": timer.seconds,
-        "plm_seconds": 0.0 if stage1_entry["hit"] else stage1.plm_seconds,
+        "plm_seconds": 0.0 if stage1.entry["hit"] else stage1.result.plm_seconds,
         "peak_host_mb": timer.peak_host(),
         "peak_host_mb_after": timer.peak_host_mb,  # peak so far, at the end of each stage
         "host_mb_after": timer.host_mb,  # resident at the end of each stage: all, own data, mapped files
         "peak_gpu_mb": timer.peak_gpu(),
-        "accuracy_before": accuracy_before,
-        "accuracy_after": accuracy_after,
+        "accuracy_before": inference.accuracy_before,
+        "accuracy_after": inference.accuracy_after,
         # the method's reported test accuracy: after stage 2, or the stage-1 prediction
-        "accuracy": accuracy_after if settings.stage2 else accuracy_before,
+        "accuracy": inference.accuracy_after if settings.stage2 else inference.accuracy_before,
     }
 
 
@@ -212,16 +217,18 @@ def write_labels(files: StagedFiles, config: Config, run_id: str, splits, cleane
     return path
 
 
-def write_cleaning_figure(files: StagedFiles, config: Config, run_id: str, scores: np.ndarray, marked: np.ndarray,
-                          given: np.ndarray, cleaned: np.ndarray, class_names: list[str], gold: np.ndarray | None,
-                          score_name: str, trusted: np.ndarray) -> Path:
-    """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning); arrays over train+validation."""
+def write_cleaning_figure(files: StagedFiles, config: Config, run_id: str, setup: Setup, data: Data,
+                          scores: np.ndarray, marks: list, suggested: np.ndarray) -> Path:
+    """<figure_dir>/<run_id>-cleaning.png (figures.plot_cleaning): each model's marking `scores`
+    [M, N] and `marks` (M x [N]), the given and the `suggested` labels [N], over train+validation."""
     from src.outputs.figures import plot_cleaning
 
     path = Path(config.figure_dir) / f"{run_id}-cleaning.png"
-    plot_cleaning(path, scores, marked, given, cleaned, class_names, gold, score_name, trusted=trusted,
+    score_name = "last-epoch loss" if setup.settings.marking == "loss" else "dynamics score"
+    plot_cleaning(path, scores, np.stack(marks), data.given, suggested, data.splits.class_names, data.gold, score_name,
+                  trusted=data.trusted >= 0, open_file=files.open,
                   title=f"{config.dataset}, {run_label(config)}, seed {config.seed}: noise score and marking "
-                        f"(top), labels before and after cleaning (bottom)", open_file=files.open)
+                        f"(top), labels before and after cleaning (bottom)")
     return path
 
 

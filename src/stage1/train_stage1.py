@@ -54,6 +54,22 @@ def out_of_memory_as_error(config):
                         f"--max_length") from None
 
 
+@dataclass(frozen=True)
+class Stage1Settings:
+    """What stage 1 trains with; all of it is part of the stage-1 cache key (`asdict`)."""
+
+    epochs: int
+    batch_size: int
+    eval_batch_size: int  # the embedding and prediction passes'
+    lr: float
+    weight_decay: float = 0.0
+    alpha_t_hi: float = 5.0  # the co-regularisation weight after the first E/10 epochs
+    clip_gradient_norm: float = 1.0
+    lr_schedule: str = "linear"  # or "restart" (src/stage1/stage1_step.py: lr_lambda)
+    precision: str = "fp32"
+    seed: int = 0
+
+
 @dataclass
 class Stage1Result:
     # per model, [N, E, D] float16 (rows train | validation | test): each example's [CLS]
@@ -74,14 +90,14 @@ class EagerSteps:
     maths faster; this one moves the models to `device` and builds the optimizer (`stage1_optimizer`).
     """
 
-    def __init__(self, models: list, texts: TokenizedTexts, train_labels: np.ndarray, *, lr: float,
-                 weight_decay: float, device: torch.device, precision: str, clip_gradient_norm: float,
-                 runners: list | None = None, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def __init__(self, models: list, texts: TokenizedTexts, train_labels: np.ndarray, settings: Stage1Settings,
+                 device: torch.device, runners: list | None = None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
         self.models = [model.to(device) for model in models]
         self.runners = runners or self.models  # what is called: the models, or their compiled forms
-        self.optimizer = optimizer or stage1_optimizer(self.models, lr, weight_decay)
+        self.optimizer = optimizer or stage1_optimizer(self.models, settings.lr, settings.weight_decay)
         self.texts, self.train_labels = texts, train_labels
-        self.device, self.precision, self.clip_gradient_norm = device, precision, clip_gradient_norm
+        self.device, self.precision, self.clip_gradient_norm = device, settings.precision, settings.clip_gradient_norm
         self.host_mb: dict = {}  # resident host memory at points of the set-up (the speed layer's)
 
     def batch(self, index: np.ndarray) -> dict:
@@ -156,23 +172,25 @@ def train_epoch(steps: EagerSteps, batches, alpha: float, scheduler, show_progre
     return total_loss, seconds
 
 
+def check_finite(where: str, loss: float, cls: torch.Tensor, probs: torch.Tensor) -> None:
+    """An epoch whose loss, class probabilities or embeddings are not finite ends the run with one
+    line: the weights diverged, and nothing after this means anything."""
+    if not math.isfinite(loss):
+        raise UserError(f"{where}: the training loss is {loss}; nothing was kept (lower --lr or "
+                        f"--clip_gradient_norm, or try --precision fp32)")
+    if not (torch.isfinite(probs).all() and torch.isfinite(cls).all()):  # weights broken by the last steps
+        raise UserError(f"{where}: the models' class probabilities or embeddings are not finite (the weights "
+                        f"diverged); nothing was kept (lower --lr or --clip_gradient_norm, or try --precision fp32)")
+
+
 def train_stage1(
     models: list[torch.nn.Module],
     texts: TokenizedTexts,
     train_labels: np.ndarray,
     val_labels: np.ndarray,
+    settings: Stage1Settings,
     *,
-    epochs: int,
-    batch_size: int,
-    eval_batch_size: int,
-    lr: float,
-    weight_decay: float = 0.0,
-    alpha_t_hi: float = 5.0,
-    clip_gradient_norm: float = 1.0,
-    lr_schedule: str = "linear",
     device: torch.device | None = None,
-    precision: str = "fp32",
-    seed: int = 0,
     show_progress: bool = True,
     new_trajectory=None,
     speedups=None,
@@ -189,28 +207,26 @@ def train_stage1(
     `Stage1Speedups`) builds the step runner; without it the steps run as `EagerSteps`.
     """
     device = device or torch.device("cpu")
+    epochs, batch_size = settings.epochs, settings.batch_size
     n_val = len(val_labels)
     n_train = len(train_labels) - n_val
     n_all = len(texts)
     num_models = len(models)
-    rng = np.random.default_rng([seed, 1])
+    rng = np.random.default_rng([settings.seed, 1])
     trained = np.flatnonzero(train_labels != NOT_TRAINED)  # [R]; without checked rows: range(N_train)
     epoch_batches = [[trained[b] for b in shuffled_batches(len(trained), batch_size, rng)] for _ in range(epochs)]
-    eval_batches = length_sorted_batches(texts.lengths, eval_batch_size)
-    settings = {"lr": lr, "weight_decay": weight_decay, "device": device, "precision": precision,
-                "clip_gradient_norm": clip_gradient_norm}
-    steps = (EagerSteps(models, texts, train_labels, **settings) if speedups is None else
-             speedups.build(models, texts, train_labels, epoch_batches, eval_batches, batch_size=batch_size,
-                            eval_batch_size=eval_batch_size, **settings))
+    eval_batches = length_sorted_batches(texts.lengths, settings.eval_batch_size)
+    steps = (EagerSteps(models, texts, train_labels, settings, device) if speedups is None else
+             speedups.build(models, texts, train_labels, epoch_batches, eval_batches, settings, device))
     steps_per_epoch = -(-len(trained) // batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        steps.optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, lr_schedule))
+        steps.optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, settings.lr_schedule))
 
     embeddings = None  # per model [N, E, D], made after the first embedding pass (which gives D)
     history, plm_seconds = [], 0.0
     for epoch in range(epochs):
         start = time.perf_counter()
-        alpha = 0.0 if epoch < epochs // 10 else alpha_t_hi  # no co-regularisation at first
+        alpha = 0.0 if epoch < epochs // 10 else settings.alpha_t_hi  # no co-regularisation at first
         for model in steps.models:
             model.train()
         batches = epoch_batches[epoch]
@@ -238,14 +254,7 @@ def train_stage1(
             "seconds": seconds,
             "host_mb": steps.host_memory(),  # resident at the epoch's end (the speed layer measures it)
         })
-        if not math.isfinite(history[-1]["train_loss"]):  # diverged: nothing after this means anything
-            raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the training loss is "
-                            f"{history[-1]['train_loss']}; nothing was kept (lower --lr or "
-                            f"--clip_gradient_norm, or try --precision fp32)")
-        if not (torch.isfinite(probs).all() and torch.isfinite(cls).all()):  # weights broken by the last steps
-            raise UserError(f"stage 1 epoch {epoch + 1}/{epochs}: the models' class probabilities or embeddings "
-                            f"are not finite (the weights diverged); nothing was kept (lower --lr or "
-                            f"--clip_gradient_norm, or try --precision fp32)")
+        check_finite(f"stage 1 epoch {epoch + 1}/{epochs}", history[-1]["train_loss"], cls, probs)
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
     steps.optimizer.zero_grad(set_to_none=True)  # gradients may be views of a graph's memory: let them go

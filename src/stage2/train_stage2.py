@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -122,22 +123,29 @@ def train_epoch(steps: Stage2Steps, trajectories: Trajectories, batches, train_i
     return total
 
 
+@dataclass(frozen=True)
+class Stage2Settings:
+    """What stage 2 trains with."""
+
+    total_iter: int  # epochs
+    batch_size: int
+    lr: float
+    beta: float = 1.0  # the KL term's weight
+    lambda_t: float = 5.0  # the co-regularisation weight after the warm-up
+    warmup_epochs: float = 0.1  # the share of epochs without co-regularisation
+    softplus_beta: float = 1.0
+    normalise_sample: bool = False  # the Dirichlet sample on the simplex (the paper feeds it raw)
+    seed: int = 0
+
+
 def train_stage2(
     trajectories: Trajectories,
     train_index: np.ndarray,
     noisy_labels: np.ndarray,
     alpha_priors: list[np.ndarray],
     num_classes: int,
+    settings: Stage2Settings,
     *,
-    total_iter: int,
-    batch_size: int,
-    lr: float,
-    beta: float = 1.0,
-    lambda_t: float = 5.0,
-    warmup_epochs: float = 0.1,
-    softplus_beta: float = 1.0,
-    normalise_sample: bool = False,
-    seed: int = 0,
     on_epoch_end=None,
     show_progress: bool = True,
     speedups=None,
@@ -148,24 +156,25 @@ def train_stage2(
     `on_epoch_end(epoch, vaes)` may return a dict of metrics to log (e.g. test accuracy).
     `speedups` (the speed layer's) builds the steps that run the updates; without it they run as
     `Stage2Steps`.
-    `normalise_sample` puts the Dirichlet sample on the simplex (the paper feeds it raw).
     """
     device = trajectories.device
-    torch.manual_seed(seed)
-    vaes = [DirichletVAE(trajectories.input_dim, num_classes, softplus_beta, normalise_sample).to(device)
+    torch.manual_seed(settings.seed)
+    vaes = [DirichletVAE(trajectories.input_dim, num_classes, settings.softplus_beta,
+                         settings.normalise_sample).to(device)
             for _ in range(trajectories.num_models)]
     onehot = F.one_hot(torch.as_tensor(noisy_labels, device=device), num_classes).float()
     priors = [torch.as_tensor(p, dtype=torch.float32, device=device) for p in alpha_priors]
-    steps = (Stage2Steps(vaes, lr, onehot, priors, beta) if speedups is None else
-             speedups.build(vaes, lr, onehot, priors, beta, batch_size, trajectories, n_rows=len(train_index)))
+    steps = (Stage2Steps(vaes, settings.lr, onehot, priors, settings.beta) if speedups is None else
+             speedups.build(vaes, onehot, priors, settings, trajectories, n_rows=len(train_index)))
     vaes = steps.vaes  # (the speed layer may swap their layers for ones that compute the same)
-    rng = np.random.default_rng([seed, 2])
+    rng = np.random.default_rng([settings.seed, 2])
+    total_iter = settings.total_iter
     history = []
     for epoch in range(total_iter):
-        lam = 0.0 if epoch < warmup_epochs * total_iter else lambda_t
+        lam = 0.0 if epoch < settings.warmup_epochs * total_iter else settings.lambda_t
         for vae in vaes:
             vae.train()
-        batches = shuffled_batches(len(train_index), batch_size, rng)
+        batches = shuffled_batches(len(train_index), settings.batch_size, rng)
         bar = tqdm(batches, desc=f"stage 2 epoch {epoch + 1}/{total_iter}", leave=False,
                    disable=not show_progress)
         total = train_epoch(steps, trajectories, bar, train_index, lam)
