@@ -141,10 +141,6 @@ class PriorFlags:
                               "are mixed); class: each neighbour's vote is divided by its class's share of the rows "
                               "the kNN is fitted on, so that small classes are not voted away (not in the paper)",
                               choices=["none", "class"])
-    unmarked_prior: str = flag("knn", "knn: every row's prior is the kNN's vote, as the paper; given: a row that is "
-                               "not marked noisy keeps its prior on its own label (a checked row's verified one), and "
-                               "only the marked rows get the kNN's vote, so that the vote cannot move labels nobody "
-                               "doubted (DyGen only; not in the paper)", choices=["knn", "given"])
 
 
 @dataclass
@@ -257,9 +253,6 @@ class Config(AdvancedFlags, RunFlags, MethodFlags, Stage2Flags, PriorFlags, Stag
         if moved and self.dataset != "csv":
             raise UserError(f"--{moved[0]}: names a column of your own files (--dataset csv), "
                             f"not of --dataset {self.dataset}")
-        if self.unmarked_prior != "knn" and self.method != "dygen":
-            raise UserError(f"--unmarked_prior {self.unmarked_prior}: a setting of DyGen's prior, not of "
-                            f"--method {self.method}")
         ablations = [name for name in ABLATIONS if getattr(self, name)]
         if ablations and self.method != "dygen":
             raise UserError(f"--{ablations[0]}: an ablation of DyGen, not of --method {self.method}")

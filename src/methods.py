@@ -14,10 +14,9 @@ METHODS = ("dygen", "base", "coreg", "npc")
 ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
 # Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
 VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"],
-            "class_marking": ["--mark_share", "per_class"], "given_prior": ["--unmarked_prior", "given"]}
+            "class_marking": ["--mark_share", "per_class"]}
 # Variants also run together, as one setting (its label joins theirs in VARIANTS' order).
-COMBINED_VARIANTS = (("balanced_prior", "class_marking"), ("class_marking", "given_prior"),
-                     ("balanced_prior", "class_marking", "given_prior"))
+COMBINED_VARIANTS = (("balanced_prior", "class_marking"),)
 
 
 @dataclass(frozen=True)

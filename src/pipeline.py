@@ -68,7 +68,6 @@ from src.outputs.record import (
 from src.prior.generate_prior import (
     K_NEIGHBOURS,
     dirichlet_prior,
-    keep_unmarked_labels,
     knn_predict_proba,
     npc_anchors,
 )
@@ -643,6 +642,4 @@ def prior_of_model(config: Config, settings, stage1, m: int, marked: np.ndarray,
         left_out = ~np.concatenate([anchors, np.zeros(rows.n_val, dtype=bool)])
     proba = knn_predict_proba(embedded, fit_labels, left_out, stage1.probs.shape[-1], rows=rows.n_train,
                               screen_dtype=screen_dtype, balance=config.prior_balance)
-    if config.unmarked_prior == "given":  # [N_train, C] the kNN votes only where a row was marked
-        proba = keep_unmarked_labels(proba, fit_labels[: rows.n_train], marked[: rows.n_train])
     return dirichlet_prior(proba, config.knn_mode, settings.prior_norm, config.selected_class)

@@ -123,11 +123,6 @@ def test_variants_alone_and_combined_have_labels_that_give_back_their_flags():
         flags = flags_of(label)
         assert run_label(parse_config(flags)) == label, label
     assert flags_of("dygen-balanced_prior-class_marking") == ["--prior_balance", "class", "--mark_share", "per_class"]
-    assert flags_of("dygen-balanced_prior-class_marking-given_prior")[-2:] == ["--unmarked_prior", "given"]
     with pytest.raises(ValueError):
         flags_of("dygen-balanced_prior-no_coreg")  # an ablation is no variant
 
-
-def test_the_unmarked_prior_is_dygens_only():
-    with pytest.raises(UserError, match="--unmarked_prior given: a setting of DyGen's prior"):
-        parse_config(["--method", "npc", "--unmarked_prior", "given"])

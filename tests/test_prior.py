@@ -123,13 +123,18 @@ def test_class_balanced_vote_measures_a_neighbourhood_against_the_class_sizes():
     assert proba[0].argmax() == 0 and balanced[0].argmax() == 1
 
 
-def test_unmarked_rows_keep_their_own_label_and_marked_rows_the_knn_vote():
-    from src.prior.generate_prior import dirichlet_prior, keep_unmarked_labels
+def test_an_unmarked_row_votes_for_itself_so_its_prior_is_its_own_label():
+    """The kNN is fitted on the unmarked rows and asked for all: an unmarked row is its own nearest
+    neighbour at distance 0, which outweighs every other, so its prior is on its own label and only
+    the marked rows' priors come from their neighbours (why no setting keeps unmarked labels)."""
+    from src.prior.generate_prior import knn_predict_proba
 
-    knn = np.array([[0.7, 0.3, 0.0], [0.2, 0.2, 0.6], [0.1, 0.9, 0.0]])
-    labels, marked = np.array([1, 0, 2]), np.array([False, True, False])
-    kept = keep_unmarked_labels(knn, labels, marked)
-    np.testing.assert_array_equal(kept, [[0, 1, 0], [0.2, 0.2, 0.6], [0, 0, 1]])
-    assert knn[0, 0] == 0.7  # the kNN's array is left as it was
-    alpha = dirichlet_prior(kept, "onehot", 5.0)
-    assert alpha.argmax(1).tolist() == [1, 2, 2] and alpha[0, 1] == 5 + 1 + 1 / 3
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(200, 8)).astype(np.float32)
+    labels = rng.integers(0, 4, 200)  # random: the neighbours disagree with a row's label most often
+    marked = rng.random(200) < 0.3
+    for balance in ("none", "class"):
+        proba = knn_predict_proba(embeddings, labels, marked, 4, balance=balance)
+        assert (proba[~marked].argmax(1) == labels[~marked]).all()
+        assert (proba[~marked].max(1) == 1.0).all()
+        assert (proba[marked].argmax(1) != labels[marked]).any()

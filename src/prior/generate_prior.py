@@ -63,17 +63,6 @@ def npc_anchors(probs: np.ndarray, labels: np.ndarray, batches: list[np.ndarray]
     return anchors
 
 
-def keep_unmarked_labels(knn_proba: np.ndarray, labels: np.ndarray, marked: np.ndarray) -> np.ndarray:
-    """[N, C] the kNN's class probabilities on the marked rows, and on the others all mass on their
-    own label (`--unmarked_prior given`): the prior then moves only the labels the marking doubts.
-    labels [N] (given, or a checked row's verified one), marked [N] bool."""
-    proba = np.array(knn_proba, dtype=np.float64)
-    kept = np.flatnonzero(~marked)
-    proba[kept] = 0.0
-    proba[kept, labels[kept]] = 1.0
-    return proba
-
-
 def dirichlet_prior(
     knn_proba: np.ndarray, mode: str, prior_norm: float, selected_class: int | None = 1
 ) -> np.ndarray:
