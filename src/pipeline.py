@@ -80,7 +80,7 @@ from src.stage1.train_stage1 import (
     out_of_memory_as_error,
     train_stage1,
 )
-from src.stage1.trusted import NOT_TRAINED, calibration_rows, stage1_labels
+from src.stage1.trusted import calibration_rows, stage1_labels
 from src.stage2.train_stage2 import Stage2Settings, Trajectories, train_stage2
 from src.stats import trusted_noise_rate
 from src.storage import stage1_cache
@@ -142,7 +142,9 @@ class Data:
     trusted: np.ndarray  # verified labels, -1 where nobody checked
     calibration: np.ndarray  # bool: checked rows kept out of stage 1 to calibrate the suggestion
     stage1_labels: np.ndarray  # the label each row trains stage 1 with (src/stage1/trusted.py)
-    trusted_rate: dict | None  # the trusted sample's share of wrong labels (src/stats.py); None: no sample
+    # the trusted sample: its share of wrong labels (src/stats.py), how many of its rows train stage 1
+    # and how many calibrate; None without one
+    trusted_rate: dict | None
     gold: np.ndarray | None  # gold labels, where the data set has them (diagnostics only)
 
 
@@ -271,22 +273,25 @@ def prepare_data(config: Config, setup: Setup, splits: Splits, max_length: int, 
     train, val = splits.train, splits.validation
     rows = Rows(len(train), len(val), len(splits.test), sum(len(s) for _, s in splits.abstained_items()))
     given = np.concatenate([train.noisy, val.noisy])  # noisy labels only
-    trusted, calibration, stage1_labels = trusted_use(config, splits)
+    trusted, calibration, stage1_labels = trusted_use(config, splits, given)
     checked = trusted >= 0
-    rate = trusted_noise_rate(given[checked], trusted[checked]) if checked.any() else None
+    rate = None
+    if checked.any():  # the sample's share of wrong labels, and how many rows train stage 1 or calibrate
+        rate = trusted_noise_rate(given[checked], trusted[checked]) | {
+            "stage1_rows": int((checked & ~calibration).sum()), "calibration_rows": int(calibration.sum())}
     gold = None if train.gold is None or val.gold is None else np.concatenate([train.gold, val.gold])
     return Data(splits, max_length, tokenizer, texts, rows, given, trusted, calibration, stage1_labels, rate, gold)
 
 
 def log_data(config: Config, setup: Setup, data: Data) -> None:
-    splits, rows, checked, calibration = data.splits, data.rows, data.trusted >= 0, data.calibration
+    splits, rows, trusted = data.splits, data.rows, data.trusted_rate
     log(f"{splits.name}: {rows.n_train} train / {rows.n_val} validation / {rows.n_test} test, {splits.num_classes} "
         f"classes, train noise rate {fmt(noise_rate(splits.train))}; model {setup.model_name} on "
         f"{setup.runtime.device} ({setup.runtime.precision}); method {run_label(config)}")
-    if checked.any():
-        log(f"{int(checked.sum())} trusted rows: {int((checked & ~calibration).sum())} train stage 1 with their "
-            f"verified label, {int(calibration.sum())} calibrate the suggestion (--calibration_share "
-            f"{config.calibration_share:g})")
+    if trusted is not None:
+        log(f"{trusted['rows']} trusted rows: {trusted['stage1_rows']} train stage 1 with their verified label, "
+            f"{trusted['calibration_rows']} calibrate the suggestion "
+            f"(--calibration_share {config.calibration_share:g})")
 
 
 def measure_dynamics(config: Config, setup: Setup, data: Data, stage1: Stage1Result) -> Dynamics:
@@ -365,10 +370,7 @@ def diagnose(config: Config, data: Data, stage1: Stage1Result, dynamics: Dynamic
                                         given, gold, data.splits.num_classes, dynamics.ratio)
     trusted = data.trusted_rate
     if trusted is not None:  # how the cleaning did on the trusted rows
-        checked = data.trusted >= 0
-        trusted = trusted | {"source": trusted_source(config), "stage1_rows": int((checked & ~data.calibration).sum()),
-                             "calibration_rows": int(data.calibration.sum()),
-                             **trusted_quality(given, cleaned, data.trusted)}
+        trusted = trusted | {"source": trusted_source(config), **trusted_quality(given, cleaned, data.trusted)}
     given_label_prob = label_prob(inference.cleaned, given)  # [N_train + N_val] low: likely wrong
     return Diagnostics(
         [marking_quality(mark, given, gold) for mark in marks], detection, arrays, trusted,
@@ -376,14 +378,15 @@ def diagnose(config: Config, data: Data, stage1: Stage1Result, dynamics: Dynamic
         suggestion_quality(given, suggestion["labels"], cleaned, given_label_prob, gold, unchecked=data.trusted < 0))
 
 
-def trusted_use(config: Config, splits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def trusted_use(config: Config, splits, given: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """[N_train + N_val] each: the verified labels (-1 on the rows nobody checked), the checked
     rows kept out of stage 1 to calibrate the suggestion, and the label each row trains stage 1
-    with (src/stage1/trusted.py: the other checked rows their verified one)."""
+    with (src/stage1/trusted.py: the other checked rows their verified one). given [N_train + N_val]:
+    the noisy labels."""
     train, val = splits.train, splits.validation
     trusted = np.concatenate([s.trusted if s.trusted is not None else np.full(len(s), -1) for s in (train, val)])
     calibration = calibration_rows(trusted, config.calibration_share, config.seed)
-    return trusted, calibration, stage1_labels(np.r_[train.noisy, val.noisy], trusted, calibration, len(train))
+    return trusted, calibration, stage1_labels(given, trusted, calibration, len(train))
 
 
 def load_noisy_data(config: Config, model_name: str, local_only: bool = False):
@@ -415,15 +418,14 @@ def stage1_settings(config: Config, runtime, settings, model_name: str, texts, s
         seed=config.seed)
     key_parts = {
         "ids": stage1_cache.array_digest(texts.input_ids.numpy()), "n_train": len(train), "n_val": len(val),
-        "train_labels": stage1_cache.array_digest(train.noisy),
+        # the labels stage 1 trains with (checked rows outside the calibration part: verified ones)
+        "train_labels": stage1_cache.array_digest(train_labels),
         "val_labels": stage1_cache.array_digest(val.noisy), "num_classes": splits.num_classes,
         "model": stage1_cache.model_identity(model_name, resolve_model_path(model_name)),
         "n_model": settings.n_model, "device": runtime.device.type, "options": asdict(options),
         "speedups": {"split_batches": runtime.split_batches, "cuda_graphs": runtime.cuda_graphs},
         "code": stage1_cache.code_identity([*stage1_cache.STAGE1_ENTRY, *STAGE1_MODULES]),  # method's + speed layer's
     }
-    if not np.array_equal(train_labels, np.r_[train.noisy, np.full(len(val), NOT_TRAINED)]):  # checked rows train
-        key_parts["stage1_labels"] = stage1_cache.array_digest(train_labels)  # (the key is unchanged without them)
     if world.distributed:  # the same maths, but each rank's dropout masks fall on other rows
         key_parts["world_size"] = world.size
     return options, key_parts

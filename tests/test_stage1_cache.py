@@ -101,7 +101,8 @@ def stage1_key(argv: list[str]) -> str:
     texts = cached_encode(encode, load_tokenizer(config.model_name()), splits, max_length,
                           cache_dir=config.cache_dir, reuse=False, noise_type=config.noise_type,
                           noise_ratio=config.noise_ratio, seed=config.seed)
-    train_labels = pipeline.trusted_use(config, splits)[2]
+    given = np.concatenate([splits.train.noisy, splits.validation.noisy])
+    train_labels = pipeline.trusted_use(config, splits, given)[2]
     _, parts = pipeline.stage1_settings(config, runtime, settings, config.model_name(), texts, splits, train_labels)
     return stage1_cache.cache_key(parts)
 

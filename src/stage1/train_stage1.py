@@ -218,7 +218,7 @@ def train_stage1(
     eval_batches = length_sorted_batches(texts.lengths, settings.eval_batch_size)
     steps = (EagerSteps(models, texts, train_labels, settings, device) if speedups is None else
              speedups.build(models, texts, train_labels, epoch_batches, eval_batches, settings, device))
-    steps_per_epoch = -(-len(trained) // batch_size)
+    steps_per_epoch = len(epoch_batches[0])
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         steps.optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, settings.lr_schedule))
 
