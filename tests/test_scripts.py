@@ -147,3 +147,37 @@ def test_choose_margin_reads_validation_rows_only_and_skips_trusted_runs(tmp_pat
     assert choose_margin.validation_agreement(tmp_path / "trusted-labels.csv", np.array([0.0])) is None
     assert choose_margin.main([str(tmp_path / "run-labels.csv"), str(tmp_path / "trusted-labels.csv")]) == 0
     assert "best margin on validation: 0.55" in capsys.readouterr().out  # the largest of 0.10 .. 0.55
+
+
+def test_rebuild_chemprot_unmarks_entities_and_records_their_spans():
+    from scripts.rebuild_chemprot import unmark, weak_labels
+
+    data = unmark("[GENE]ER[\\GENE] is not bound by [CHEMICAL]E2[\\CHEMICAL].")
+    assert data == {"text": "ER is not bound by E2.", "entity1": "ER", "entity2": "E2",
+                    "span1": [0, 2], "span2": [19, 21]}
+    votes = weak_labels(data["text"])
+    assert len(votes) == 26 and votes[-1] == 9 and sum(v >= 0 for v in votes) == 1  # only 'not' fires
+
+
+def test_rebuild_chemprot_matches_wrench_valid_and_test_and_refuses_a_changed_row(tmp_path, capsys):
+    from scripts import rebuild_chemprot
+
+    cosine, wrench = shared_data("chemprot", "cosine"), shared_data("chemprot", "wrench")
+    assert rebuild_chemprot.main([str(tmp_path / "out"), "--cosine", str(cosine), "--wrench", str(wrench)]) == 0
+    train = json.loads((tmp_path / "out" / "train.json").read_text())
+    held_out = {**json.loads((wrench / "valid.json").read_text()), **json.loads((wrench / "test.json").read_text())}
+    assert len(train) == 12861 and not set(train) & set(held_out)  # WRENCH's train size; disjoint ids
+    assert {r["label"] for r in train.values()} == set(range(10))
+
+    changed = tmp_path / "changed"
+    changed.mkdir()
+    for name in ("test.json", "label.json"):
+        (changed / name).write_bytes((wrench / name).read_bytes())
+    valid = json.loads((wrench / "valid.json").read_text())
+    key = next(iter(valid))
+    valid[key]["weak_labels"][0] = 0 if valid[key]["weak_labels"][0] < 0 else -1
+    (changed / "valid.json").write_text(json.dumps(valid))
+    capsys.readouterr()
+    assert rebuild_chemprot.main([str(tmp_path / "out2"), "--cosine", str(cosine), "--wrench", str(changed)]) == 2
+    assert f"id {key}: rebuilt weak_labels" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists() and not list(tmp_path.glob(".out2.*"))
