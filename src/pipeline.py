@@ -375,7 +375,8 @@ def diagnose(config: Config, data: Data, stage1: Stage1Result, dynamics: Dynamic
     return Diagnostics(
         [marking_quality(mark, given, gold) for mark in marks], detection, arrays, trusted,
         cleaning_quality(given, cleaned, gold), abstained_quality(data.splits, inference.abstained),
-        suggestion_quality(given, suggestion["labels"], cleaned, given_label_prob, gold, unchecked=data.trusted < 0))
+        suggestion_quality(given, suggestion["labels"], cleaned, given_label_prob, dynamics.scores.mean(0), gold,
+                           unchecked=data.trusted < 0))
 
 
 def trusted_use(config: Config, splits, given: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

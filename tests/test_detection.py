@@ -126,3 +126,17 @@ def test_confident_learning_matches_cleanlab():
     labels = np.array([0, 0, 0, 1, 1, 2, 2])
     assert confident_learning_flags(probs, labels, 3).tolist() == [True] + [False] * 6
     assert not find_label_issues(labels, probs, filter_by="confident_learning").any()
+
+
+def test_suggestion_quality_ranks_unchecked_rows_by_both_columns_of_the_labels_file():
+    from src.diagnostics.quality import suggestion_quality
+
+    gold = np.array([0, 0, 1, 1, 0, 1])
+    given = np.array([0, 1, 1, 0, 1, 1])  # rows 1, 3 and 4 wrong; row 4 is checked
+    unchecked = np.array([True, True, True, True, False, True])
+    given_label_prob = np.array([0.9, 0.2, 0.8, 0.7, 0.1, 0.6])  # ranks row 3 below right row 5
+    noise_score = np.array([0.1, 0.9, 0.2, 0.8, 0.0, 0.3])  # ranks both wrong rows first
+    quality = suggestion_quality(given, given, given, given_label_prob, noise_score, gold, unchecked)
+    assert quality["rows"] == 5 and quality["given_agrees_with_gold"] == 0.6
+    assert quality["noise_score_ranking"]["roc_auc"] == 1.0
+    assert quality["ranking"]["roc_auc"] == 5 / 6  # of the 6 (wrong, right) pairs, (row 3, row 5) misordered

@@ -69,19 +69,20 @@ def cleaning_quality(noisy: np.ndarray, cleaned: np.ndarray, gold: np.ndarray | 
 
 
 def suggestion_quality(given: np.ndarray, suggested: np.ndarray, cleaned: np.ndarray, given_label_prob: np.ndarray,
-                       gold: np.ndarray | None, unchecked: np.ndarray) -> dict | None:
+                       noise_score: np.ndarray, gold: np.ndarray | None, unchecked: np.ndarray) -> dict | None:
     """Against gold, on the rows nobody checked (`unchecked` [N] bool; a trusted row's suggestion
     is its verified label, no merit of the method): how often the given, the cleaned and the
     suggested labels [N] are right, how many changes fixed a wrong label or broke a right one, and
-    how well ranking by `given_label_prob` [N] (ascending: the most likely wrong first) finds the
-    wrong labels (`detection_metrics`)."""
+    how well the labels file's two orders find the wrong labels (`detection_metrics`): `ranking`,
+    by `given_label_prob` [N] ascending, and `noise_score_ranking`, by `noise_score` [N] descending."""
     if gold is None or not unchecked.any():
         return None
-    given, suggested, cleaned, given_label_prob, gold = (
-        a[unchecked] for a in (given, suggested, cleaned, given_label_prob, gold))
-    wrong = given != gold
+    given, suggested, cleaned, given_label_prob, noise_score, gold = (
+        a[unchecked] for a in (given, suggested, cleaned, given_label_prob, noise_score, gold))
+    wrong, changed = given != gold, suggested != given
     return {"rows": len(given), "given_agrees_with_gold": float((given == gold).mean()),
             "cleaned_agrees_with_gold": float((cleaned == gold).mean()),
             "suggested_agrees_with_gold": float((suggested == gold).mean()),
             "fixed": int((wrong & (suggested == gold)).sum()), "broken": int((~wrong & (suggested != gold)).sum()),
-            "ranking": detection_metrics(suggested != given, -given_label_prob, wrong)}
+            "ranking": detection_metrics(changed, -given_label_prob, wrong),
+            "noise_score_ranking": detection_metrics(changed, noise_score, wrong)}

@@ -156,9 +156,13 @@ def suggestion_record(suggestion: dict, quality: dict | None) -> dict:
 
 
 def ranking_note(suggestion: dict) -> str:
-    """The ROC AUC of ranking the unchecked rows by given_label_prob (with gold labels), for the log."""
-    ranking = (suggestion.get("gold") or {}).get("ranking") or {}
-    return "" if ranking.get("roc_auc") is None else f"; given_label_prob ranking AUC {ranking['roc_auc']:.4f}"
+    """The ROC AUC of ranking the unchecked rows by given_label_prob and by noise_score (with gold
+    labels), for the log."""
+    gold = suggestion.get("gold") or {}
+    aucs = [f"{column} {(gold.get(key) or {}).get('roc_auc'):.4f}"
+            for column, key in (("given_label_prob", "ranking"), ("noise_score", "noise_score_ranking"))
+            if (gold.get(key) or {}).get("roc_auc") is not None]
+    return f"; ranking AUC by {', '.join(aucs)}" if aucs else ""
 
 
 def suggestion_line(suggestion: dict) -> str:
@@ -172,7 +176,7 @@ def suggestion_line(suggestion: dict) -> str:
                        "raise --calibration_share)")
     if estimate is None:
         return head + ("; without trusted rows no change is suggested: how often a change would be right is "
-                       "unknown; check rows by hand, lowest given_label_prob first, and pass them with "
+                       "unknown; check rows by hand, highest noise_score first, and pass them with "
                        "--trusted_column)")
     right, rows = estimate["changes_right"], estimate["given_right"]["of"]
     if not suggestion.get("changes_help", True):
