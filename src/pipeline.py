@@ -442,13 +442,20 @@ def fine_tune(config: Config, setup: Setup, data: Data, speed: SpeedLayer) -> St
     options, key_parts = stage1_settings(config, runtime, setup.settings, setup.model_name, data.texts, splits,
                                          data.stage1_labels, world)
     models = []
+    # Not with CUDA graphs (a graph holds the optimizer's tensors) nor under torchrun (rank 0 alone would go on).
+    why_not = "CUDA graphs (add --no-cuda_graphs)" if runtime.cuda_graphs else "torchrun" if world.distributed else None
+    checkpoints = config.stage1_checkpoints and why_not is None
+    if config.stage1_checkpoints and why_not and world.main:
+        log(f"stage 1: --stage1_checkpoints is off with {why_not}")
 
     def train_models(trajectory_dir):
+        checkpoint = (stage1_cache.Stage1Checkpoint(trajectory_dir, stage1_cache.cache_key(key_parts))
+                      if checkpoints and trajectory_dir is not None else None)
         models.extend(new_classifiers(setup.model_name, splits.num_classes, setup.settings.n_model, config.seed))
         return train_stage1(models, data.texts, data.stage1_labels, splits.validation.noisy, options,
                             device=runtime.device, show_progress=config.progress, speedups=speed.stage1_steps(runtime),
                             new_trajectory=speed.trajectory_store(  # on disk, read by rows later
-                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)))
+                                lambda m: stage1_cache.trajectory_path(trajectory_dir, m)), checkpoint=checkpoint)
 
     root = Path(config.cache_dir) / "stage1"
     reuse = config.reuse_stage1 and not config.save_model
@@ -458,7 +465,7 @@ def fine_tune(config: Config, setup: Setup, data: Data, speed: SpeedLayer) -> St
             train_models(None)
         if not world.main:
             return Stage1Run(None, None, models)
-    stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models, reuse=reuse)
+    stage1, entry = stage1_cache.load_or_train(root, key_parts, train_models, reuse=reuse, checkpoints=checkpoints)
     if entry["hit"]:
         log(f"stage 1: reused {root / entry['key']}")
     return Stage1Run(stage1, entry, models)

@@ -172,6 +172,29 @@ def train_epoch(steps: EagerSteps, batches, alpha: float, scheduler, show_progre
     return total_loss, seconds
 
 
+def training_state(steps: EagerSteps, scheduler, epochs_done: int, history: list[dict], plm_seconds: float) -> dict:
+    """Everything the rest of stage 1 depends on after `epochs_done` epochs, for a checkpoint: the
+    models' weights, the optimizer's and the schedule's state, and the random state (dropout)."""
+    state = {"epochs_done": epochs_done, "models": [model.state_dict() for model in steps.models],
+             "optimizer": steps.optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "history": history, "plm_seconds": plm_seconds, "cpu_rng": torch.get_rng_state()}
+    if steps.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(steps.device)
+    return state
+
+
+def restore_training_state(state: dict, steps: EagerSteps, scheduler) -> tuple[int, list[dict], float]:
+    """Load a `training_state` into `steps` and `scheduler`; returns (epochs done, history, plm seconds)."""
+    for model, weights in zip(steps.models, state["models"], strict=True):
+        model.load_state_dict(weights)
+    steps.optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["cpu_rng"])
+    if "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"], steps.device)
+    return int(state["epochs_done"]), list(state["history"]), float(state["plm_seconds"])
+
+
 def check_finite(where: str, loss: float, cls: torch.Tensor, probs: torch.Tensor) -> None:
     """An epoch whose loss, class probabilities or embeddings are not finite ends the run with one
     line: the weights diverged, and nothing after this means anything."""
@@ -194,6 +217,7 @@ def train_stage1(
     show_progress: bool = True,
     new_trajectory=None,
     speedups=None,
+    checkpoint=None,
 ) -> Stage1Result:
     """Fine-tune `models` on the rows of `texts` that `train_labels` gives a label; embed all rows
     each epoch.
@@ -205,6 +229,9 @@ def train_stage1(
     as each epoch ends (e.g. a file, so that the process does not hold them); by default an array.
     `texts` holds train, validation and test rows in that order. `speedups` (the speed layer's
     `Stage1Speedups`) builds the step runner; without it the steps run as `EagerSteps`.
+    `checkpoint` (src/storage/stage1_cache.py: `Stage1Checkpoint`) keeps the `training_state` of
+    each finished epoch but the last; where it holds one, training continues from it, with the
+    same updates as without the interruption (its trajectories reopened, not made anew).
     """
     device = device or torch.device("cpu")
     epochs, batch_size = settings.epochs, settings.batch_size
@@ -223,8 +250,13 @@ def train_stage1(
         steps.optimizer, lr_lambda(epochs * steps_per_epoch, steps_per_epoch, settings.lr_schedule))
 
     embeddings = None  # per model [N, E, D], made after the first embedding pass (which gives D)
-    history, plm_seconds = [], 0.0
-    for epoch in range(epochs):
+    history, plm_seconds, first_epoch = [], 0.0, 0
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:  # an interrupted run of this stage 1: go on after its last finished epoch
+        first_epoch, history, plm_seconds = restore_training_state(state, steps, scheduler)
+        embeddings = [checkpoint.trajectory(m) for m in range(num_models)]
+        tqdm.write(f"stage 1: continuing after epoch {first_epoch}/{epochs} from {checkpoint.path}")
+    for epoch in range(first_epoch, epochs):
         start = time.perf_counter()
         alpha = 0.0 if epoch < epochs // 10 else settings.alpha_t_hi  # no co-regularisation at first
         for model in steps.models:
@@ -257,5 +289,7 @@ def train_stage1(
         check_finite(f"stage 1 epoch {epoch + 1}/{epochs}", history[-1]["train_loss"], cls, probs)
         tqdm.write(f"stage 1 epoch {epoch + 1}/{epochs}: loss {history[-1]['train_loss']:.4f}"
                    f"  val acc (noisy labels) {history[-1]['val_accuracy_noisy']:.4f}  {seconds:.1f}s")
+        if checkpoint is not None and epoch + 1 < epochs:  # (the last epoch's result is the entry itself)
+            checkpoint.save(training_state(steps, scheduler, epoch + 1, history, plm_seconds))
     steps.optimizer.zero_grad(set_to_none=True)  # gradients may be views of a graph's memory: let them go
     return Stage1Result(embeddings, probs.numpy(), history, plm_seconds, steps.host_mb)

@@ -13,6 +13,11 @@ next run), and a run started again reuses every stage 1 that finished. result.js
 SHA-256 of every other file of the entry, verified on reuse: a damaged entry is trained again
 with a one-line warning, never trusted. When two runs finish the same entry, the second keeps
 the first's (the same settings give the same result).
+
+With `--stage1_checkpoints`, the staging directory also holds `checkpoint.pt`, the training state
+after the last finished epoch (`Stage1Checkpoint`); a run with the same key started after the
+one writing it stopped (killed, interrupted, out of time) takes that directory over and goes on
+from there, and such a directory is kept until an entry with its key exists.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from src.errors import warn
 from src.stage1.train_stage1 import Stage1Result
@@ -217,30 +223,100 @@ def save(root: str | Path, key: str, result: Stage1Result, parts: dict, staging:
     shutil.rmtree(old, ignore_errors=True)
 
 
+CHECKPOINT = "checkpoint.pt"
+
+
+class Stage1Checkpoint:
+    """The training state after the last finished epoch of the stage 1 being trained into
+    `directory` (its staging directory), for `train_stage1`: written after each epoch (to a
+    temporary file, then renamed), read back by a later run with the same `key`. Read with
+    `weights_only=True`: tensors and plain values, nothing executed."""
+
+    def __init__(self, directory: str | Path, key: str) -> None:
+        self.directory, self.key = Path(directory), key
+
+    @property
+    def path(self) -> Path:
+        return self.directory / CHECKPOINT
+
+    def load(self) -> dict | None:
+        """The stored state, or None when there is none or (with a warning) it cannot be used."""
+        if not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)
+            if not isinstance(state, dict) or state.get("key") != self.key:
+                raise ValueError("not this stage 1's checkpoint")
+            missing = [m for m in range(len(state["models"])) if not trajectory_path(self.directory, m).is_file()]
+            if missing:
+                raise ValueError(f"model {missing[0]}'s trajectory file is missing")
+        except Exception as exc:  # noqa: BLE001 (any unreadable file: train from the start instead)
+            warn(f"{self.path}: unusable stage-1 checkpoint ({exc}); training stage 1 from the start")
+            return None
+        return state
+
+    def trajectory(self, m: int) -> RowFile:
+        """Model m's trajectory file as the interrupted run left it, open for writing the next epochs."""
+        return RowFile(trajectory_path(self.directory, m), writable=True)
+
+    def save(self, state: dict) -> None:
+        partial = self.path.with_name(CHECKPOINT + ".tmp")
+        torch.save({**state, "key": self.key}, partial)
+        os.replace(partial, self.path)  # the previous epoch's state until this one is whole
+
+
 def _staging_dir(root: Path, key: str) -> Path:
     return root / f"{key}.partial-{os.getpid()}"
 
 
-def _remove_dead_staging(root: Path) -> None:
-    """Staging directories of runs (with any key) that died before finishing."""
+def _dead(path: Path) -> bool:
+    """Whether the process that named the staging directory `path` has ended (False when unsure)."""
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX (on Windows it terminates)
-        return
+        return False
+    try:
+        os.kill(int(path.name.rsplit("-", 1)[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):
+        pass  # not ours to judge: a live process, or a name we did not make
+    return False
+
+
+def _remove_dead_staging(root: Path) -> None:
+    """Staging directories of runs (with any key) that died before finishing; one holding a
+    checkpoint stays until its key's entry exists (a later run may go on from it)."""
     for path in root.glob("*.partial-*"):
-        try:
-            os.kill(int(path.name.rsplit("-", 1)[1]), 0)
-        except ProcessLookupError:
+        if _dead(path) and (not (path / CHECKPOINT).is_file() or (root / path.name.split(".")[0]).is_dir()):
             shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, OSError):
-            pass  # not ours to judge: a live process, or a name we did not make
+
+
+def _take_over_interrupted(root: Path, key: str, staging: Path) -> bool:
+    """Make the staging directory of an ended run of `key` that holds a checkpoint ours (renamed
+    to `staging`); False when there is none."""
+    if (staging / CHECKPOINT).is_file():  # this process's own, from a try that stopped
+        return True
+    for path in root.glob(f"{key}.partial-*"):
+        if path != staging and _dead(path) and (path / CHECKPOINT).is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                path.rename(staging)  # atomic: of two runs taking it over, one gets it
+                return True
+            except OSError:
+                continue
+    return False
 
 
 def load_or_train(
-    root: str | Path, parts: dict, train: Callable[[Path], Stage1Result], reuse: bool = True
+    root: str | Path, parts: dict, train: Callable[[Path], Stage1Result], reuse: bool = True,
+    checkpoints: bool = False,
 ) -> tuple[Stage1Result, dict]:
     """Stage 1 from the cache when `reuse` and an entry matches `parts`; else train and store.
 
     `train(directory)` writes its trajectory files into `directory` (a staging directory that
-    becomes the entry). Returns the result, read back from the entry, and {"key", "hit"}.
+    becomes the entry). With `checkpoints` (and `reuse`), `directory` is that of an ended run of
+    the same key holding a checkpoint where there is one, for `train`'s `Stage1Checkpoint` to go
+    on from, and it is kept when training stops. Returns the result, read back from the entry, and
+    {"key", "hit"}.
     """
     root = Path(root)
     key = cache_key(parts)
@@ -251,12 +327,15 @@ def load_or_train(
         return result, {"key": key, "hit": True}
     root.mkdir(parents=True, exist_ok=True)
     staging = _staging_dir(root, key)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    checkpoints = checkpoints and reuse
+    if not (checkpoints and _take_over_interrupted(root, key, staging)):
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
     try:
         save(root, key, train(staging), parts, staging)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not (checkpoints and (staging / CHECKPOINT).is_file()):  # else kept, to go on from
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     result = load(root, key)
     if result is None:
