@@ -339,8 +339,10 @@ def test_per_seed_differences_pair_seeds_against_the_dygen_setting_chosen_on_val
     assert gains[""]["diffs"] == pytest.approx([0.02, 0.04])
     assert gains["trusted"]["seeds"] == [0] and gains["trusted"]["diffs"] == pytest.approx([0.1])
     table = per_seed_markdown(cell_records())
-    assert "| demo, SN, r=0.4 | dygen | base | 0 | +10.0 | +10.0 |" in table
-    assert "| demo, SN, r=0.4 | dygen | dygen-normalised_sample | 0 1 | -3.0, -1.0 | -2.0 |" in table
+    assert "| demo, SN, r=0.4 | dygen | base | 0 | +10.0 | +10.0 | – |" in table  # one seed: no std
+    # std over seeds 0 and 1: dygen 0.70, 0.74 -> 2.83 points; normalised 0.73, 0.75 -> 1.41
+    assert plain["dygen-normalised_sample"]["larger_std"] == pytest.approx(0.04 / 2 ** 0.5)
+    assert "| demo, SN, r=0.4 | dygen | dygen-normalised_sample | 0 1 | -3.0, -1.0 | -2.0 | 2.8 |" in table
     assert "| demo, SN, r=0.4 | dygen | 0 1 | +2.0, +4.0 | +3.0 |" in table
     assert "| demo, SN, r=0.4, trusted | dygen | 0 | +10.0 | +10.0 |" in table
     assert "| demo, SN, r=0.4, trusted | dygen-normalised_sample | base | 0 | +5.0 | +5.0 |" in table

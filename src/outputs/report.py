@@ -241,14 +241,16 @@ def _accuracy(record: dict) -> float | None:
 def per_seed_accuracy(records: list[dict]) -> list[dict]:
     """Per setting: the DyGen setting chosen on validation (`best_dygen` by the accuracy of its
     prediction): its test accuracy minus each other method's, per seed (the seeds both ran, in
-    order) and their mean."""
+    order), their mean, and the larger of the two methods' standard deviations over those seeds."""
     out = []
     for key, methods in _by_setting(records).items():
         best = best_dygen(methods, "prediction_right")
         for other in [m for m in methods if best is not None and m != best]:
             seeds, diffs = _paired(methods[best], methods[other], _accuracy, _accuracy)
+            stds = [_std([_accuracy(methods[m][s]) for s in seeds]) for m in (best, other)]
             out.append({"experiment": key[0], **_setting_of(key), "best": best, "other": other, "seeds": seeds,
-                        "diffs": diffs, "mean": _mean(diffs)})
+                        "diffs": diffs, "mean": _mean(diffs),
+                        "larger_std": max(stds) if len(seeds) > 1 else None})
     return out
 
 
@@ -282,7 +284,7 @@ def per_seed_markdown(records: list[dict]) -> str:
             [r for r in accuracy if r["experiment"] == experiment],
             f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: the most "
             "accurate prediction on those kept out of stage 1, cross-fitted; else the paper's): its test accuracy "
-            "minus each other method's (points)")
+            "minus each other method's (points), and the larger of the two methods' std over those seeds")
         parts += _per_seed_table(
             [r for r in suggestion if r["experiment"] == experiment],
             f"### `{experiment}`: per seed, the DyGen setting chosen on validation (with trusted rows: the most "
@@ -297,8 +299,15 @@ def _per_seed_table(rows: list[dict], title: str) -> list[str]:
     if not rows:
         return []
     other = "other" in rows[0]
-    header = "| setting | best DyGen |" + (" minus |" if other else "") + " seeds | per seed | mean |"
+    header = ("| setting | best DyGen |" + (" minus |" if other else "") + " seeds | per seed | mean |"
+              + (" larger std |" if other else ""))
     lines = [title + "\n", header, "|---" * header.count(" | ") + "|---|"]
     lines += [f"| {_setting_name(r)} | {r['best']} |" + (f" {r['other']} |" if other else "")
-              + f" {' '.join(map(str, r['seeds']))} | {_points(r['diffs'])} | {_points([r['mean']])} |" for r in rows]
+              + f" {' '.join(map(str, r['seeds']))} | {_points(r['diffs'])} | {_points([r['mean']])} |"
+              + (f" {_spread(r['larger_std'])} |" if other else "") for r in rows]
     return lines + [""]
+
+
+def _spread(std: float | None) -> str:
+    """A standard deviation over seeds in points; – with fewer than two seeds."""
+    return "–" if std is None else f"{100 * std:.1f}"
