@@ -94,25 +94,23 @@ def rebuild(cosine: Path, wrench: Path) -> dict[str, dict]:
     """WRENCH's ChemProt train records keyed by id, after checking the rebuild on valid and test."""
     rows = [row for name in COSINE_FILES for row in read_json(cosine / name)]
     rows = [row for row in rows if row["label"] != 0]  # 'O': not a WRENCH class
-    records = {str(i): {"label": row["label"] - 1, "data": unmark(row["text"]),
-                        "weak_labels": None} for i, row in enumerate(rows)}
+    records = {}
+    for i, row in enumerate(rows):
+        data = unmark(row["text"])
+        records[str(i)] = {"label": row["label"] - 1, "data": data, "weak_labels": weak_labels(data["text"])}
     held_out = set()
     for name in ("valid.json", "test.json"):
         for key, given in read_json(wrench / name).items():
             built = records.get(key)
             if built is None:
                 raise RebuildError(f"{wrench / name}: id {key} is not among the {len(rows)} rebuilt rows")
-            built["weak_labels"] = weak_labels(built["data"]["text"])
             for field, want, got in (("label", given["label"], built["label"]),
                                      ("weak_labels", given["weak_labels"], built["weak_labels"]),
                                      *((f"data.{k}", v, built["data"].get(k)) for k, v in given["data"].items())):
                 if want != got:
                     raise RebuildError(f"{wrench / name}: id {key}: rebuilt {field} {got!r} differs from {want!r}")
             held_out.add(key)
-    train = {key: record for key, record in records.items() if key not in held_out}
-    for record in train.values():
-        record["weak_labels"] = weak_labels(record["data"]["text"])
-    return train
+    return {key: record for key, record in records.items() if key not in held_out}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.out} exists; name a new folder", file=sys.stderr)
         return 2
     try:
-        train = rebuild(args.cosine, args.wrench)
         for name in WRENCH_FILES:
             if not (args.wrench / name).is_file():
                 raise RebuildError(f"{args.wrench / name}: file not found")
+        train = rebuild(args.cosine, args.wrench)
     except RebuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -448,9 +448,7 @@ def fine_tune(config: Config, setup: Setup, data: Data, speed: SpeedLayer) -> St
     if config.stage1_checkpoints and why_not and world.main:
         log(f"stage 1: --stage1_checkpoints is off with {why_not}")
 
-    def train_models(trajectory_dir):
-        checkpoint = (stage1_cache.Stage1Checkpoint(trajectory_dir, stage1_cache.cache_key(key_parts))
-                      if checkpoints and trajectory_dir is not None else None)
+    def train_models(trajectory_dir, checkpoint=None):
         models.extend(new_classifiers(setup.model_name, splits.num_classes, setup.settings.n_model, config.seed))
         return train_stage1(models, data.texts, data.stage1_labels, splits.validation.noisy, options,
                             device=runtime.device, show_progress=config.progress, speedups=speed.stage1_steps(runtime),

@@ -26,7 +26,7 @@ def fake_result(seed: int = 0) -> Stage1Result:
 def test_load_or_train_stores_then_reuses(tmp_path):
     calls = []
 
-    def train(directory):
+    def train(directory, checkpoint=None):
         calls.append(directory)
         return fake_result()
 
@@ -148,7 +148,7 @@ def test_trajectories_written_in_staging_become_the_entry(tmp_path):
     the entry in a rename, and a failed stage 1 leaves neither an entry nor its staging files."""
     expected = fake_result()
 
-    def train(directory):
+    def train(directory, checkpoint=None):
         for m, trajectory in enumerate(expected.embeddings):
             RowFile.from_array(stage1_cache.trajectory_path(directory, m), trajectory)
         on_disk = [RowFile(stage1_cache.trajectory_path(directory, m)) for m in range(2)]
@@ -160,7 +160,7 @@ def test_trajectories_written_in_staging_become_the_entry(tmp_path):
         assert stored.path.parent == tmp_path / entry["key"]
         np.testing.assert_array_equal(stored[:], ours)
 
-    def failing(directory):
+    def failing(directory, checkpoint=None):
         (directory / "trajectories_0.npy").write_bytes(b"half written")
         raise KeyboardInterrupt
 
@@ -178,7 +178,7 @@ def test_staging_of_a_dead_run_is_removed(tmp_path):
     key = stage1_cache.cache_key({"a": 1})
     (tmp_path / f"{key}.partial-{dead}").mkdir()
     (tmp_path / f"{key}.partial-{os.getppid()}").mkdir()  # a live process: left alone
-    stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory: fake_result())
+    stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory, checkpoint: fake_result())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([key, f"{key}.partial-{os.getppid()}"])
 
 
@@ -228,7 +228,7 @@ def test_code_identity_covers_every_file_that_shapes_stage_1(monkeypatch, tmp_pa
 def _store(tmp_path):
     calls = []
 
-    def train(directory):
+    def train(directory, checkpoint=None):
         calls.append(directory)
         return fake_result()
 
@@ -292,7 +292,7 @@ def test_second_run_finishing_the_same_entry_keeps_the_first(tmp_path, monkeypat
         return real_rename(self, target)
 
     monkeypatch.setattr(Path, "rename", rename)
-    result, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory: fake_result())
+    result, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, lambda directory, checkpoint: fake_result())
     assert raced and not info["hit"]
     np.testing.assert_array_equal(result.probs, theirs.probs)
     assert sorted(p.name for p in tmp_path.iterdir()) == [key]  # no staging left

@@ -100,8 +100,8 @@ def test_the_cache_keeps_a_stopped_runs_checkpoint_and_a_later_run_takes_it_over
     key = stage1_cache.cache_key({"a": 1})
     seen = []
 
-    def stopping(directory):
-        Stage1Checkpoint(directory, key).save({"epochs_done": 1, "models": []})
+    def stopping(directory, checkpoint):
+        checkpoint.save({"epochs_done": 1, "models": []})
         raise Stopped
 
     with pytest.raises(Stopped):
@@ -113,8 +113,8 @@ def test_the_cache_keeps_a_stopped_runs_checkpoint_and_a_later_run_takes_it_over
     stage1_cache._remove_dead_staging(tmp_path)
     assert ended.is_dir()  # kept while its key has no entry
 
-    def resuming(directory):
-        seen.append(Stage1Checkpoint(directory, key).load()["epochs_done"])
+    def resuming(directory, checkpoint):
+        seen.append(checkpoint.load()["epochs_done"])
         return fake_result(directory)
 
     _, info = stage1_cache.load_or_train(tmp_path, {"a": 1}, resuming, checkpoints=True)
@@ -131,7 +131,8 @@ def test_without_checkpoints_a_stopped_runs_directory_goes_and_an_ended_one_is_n
     stage1_cache._remove_dead_staging(tmp_path)
     assert not ended.exists()
 
-    def stopping(directory):
+    def stopping(directory, checkpoint):
+        assert checkpoint is None  # none handed out without checkpoints; a stray file still goes
         Stage1Checkpoint(directory, key).save({"epochs_done": 1, "models": []})
         raise Stopped
 

@@ -159,10 +159,10 @@ def ranking_note(suggestion: dict) -> str:
     """The ROC AUC of ranking the unchecked rows by given_label_prob and by noise_score (with gold
     labels), for the log."""
     gold = suggestion.get("gold") or {}
-    aucs = [f"{column} {(gold.get(key) or {}).get('roc_auc'):.4f}"
-            for column, key in (("given_label_prob", "ranking"), ("noise_score", "noise_score_ranking"))
-            if (gold.get(key) or {}).get("roc_auc") is not None]
-    return f"; ranking AUC by {', '.join(aucs)}" if aucs else ""
+    aucs = {column: (gold.get(key) or {}).get("roc_auc")
+            for column, key in (("given_label_prob", "ranking"), ("noise_score", "noise_score_ranking"))}
+    parts = [f"{column} {auc:.4f}" for column, auc in aucs.items() if auc is not None]
+    return f"; ranking AUC by {', '.join(parts)}" if parts else ""
 
 
 def suggestion_line(suggestion: dict) -> str:

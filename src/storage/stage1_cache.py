@@ -269,6 +269,11 @@ def _staging_dir(root: Path, key: str) -> Path:
     return root / f"{key}.partial-{os.getpid()}"
 
 
+def _staging_key(path: Path) -> str:
+    """The key of the entry the staging directory `path` (`_staging_dir`) was made for."""
+    return path.name.rsplit(".partial-", 1)[0]
+
+
 def _dead(path: Path) -> bool:
     """Whether the process that named the staging directory `path` has ended (False when unsure)."""
     if os.name != "posix":  # os.kill(pid, 0) only asks on POSIX (on Windows it terminates)
@@ -286,7 +291,7 @@ def _remove_dead_staging(root: Path) -> None:
     """Staging directories of runs (with any key) that died before finishing; one holding a
     checkpoint stays until its key's entry exists (a later run may go on from it)."""
     for path in root.glob("*.partial-*"):
-        if _dead(path) and (not (path / CHECKPOINT).is_file() or (root / path.name.split(".")[0]).is_dir()):
+        if _dead(path) and (not (path / CHECKPOINT).is_file() or (root / _staging_key(path)).is_dir()):
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -307,15 +312,16 @@ def _take_over_interrupted(root: Path, key: str, staging: Path) -> bool:
 
 
 def load_or_train(
-    root: str | Path, parts: dict, train: Callable[[Path], Stage1Result], reuse: bool = True,
-    checkpoints: bool = False,
+    root: str | Path, parts: dict, train: Callable[[Path, Stage1Checkpoint | None], Stage1Result],
+    reuse: bool = True, checkpoints: bool = False,
 ) -> tuple[Stage1Result, dict]:
     """Stage 1 from the cache when `reuse` and an entry matches `parts`; else train and store.
 
-    `train(directory)` writes its trajectory files into `directory` (a staging directory that
-    becomes the entry). With `checkpoints` (and `reuse`), `directory` is that of an ended run of
-    the same key holding a checkpoint where there is one, for `train`'s `Stage1Checkpoint` to go
-    on from, and it is kept when training stops. Returns the result, read back from the entry, and
+    `train(directory, checkpoint)` writes its trajectory files into `directory` (a staging
+    directory that becomes the entry). `checkpoint` is None unless `checkpoints` (and `reuse`: a
+    run that reuses nothing keeps nothing): then a `Stage1Checkpoint` in `directory`, which is that
+    of an ended run of the same key holding one where there is one (training goes on from it),
+    and which is kept when training stops. Returns the result, read back from the entry, and
     {"key", "hit"}.
     """
     root = Path(root)
@@ -332,7 +338,7 @@ def load_or_train(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
     try:
-        save(root, key, train(staging), parts, staging)
+        save(root, key, train(staging, Stage1Checkpoint(staging, key) if checkpoints else None), parts, staging)
     except BaseException:
         if not (checkpoints and (staging / CHECKPOINT).is_file()):  # else kept, to go on from
             shutil.rmtree(staging, ignore_errors=True)
