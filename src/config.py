@@ -137,6 +137,10 @@ class PriorFlags:
                            "each noisy label its own share, from the trusted rows with that label (shrunk toward the "
                            "overall share) or, without trusted rows, where a confident joint of stage 1 puts the "
                            "wrong labels (not in the paper)", choices=["global", "per_class"])
+    mark_score: str = flag("dynamics", "dynamics: mark by the dynamics score, as the paper; loss: by each model's "
+                           "last-epoch loss on its noisy label, the trajectory still entering stage 2 (on "
+                           "asymmetric noise the loss tells flipped rows apart better; not in the paper)",
+                           choices=["dynamics", "loss"])
     prior_balance: str = flag("none", "none: the kNN votes as the paper's (large classes win where neighbourhoods "
                               "are mixed); class: each neighbour's vote is divided by its class's share of the rows "
                               "the kNN is fitted on, so that small classes are not voted away (not in the paper)",

@@ -14,9 +14,10 @@ METHODS = ("dygen", "base", "coreg", "npc")
 ABLATIONS = ("no_dynamics", "no_coreg", "uniform_prior")
 # Variants of DyGen that change a setting rather than remove a part: label suffix -> flags.
 VARIANTS = {"normalised_sample": ["--dirichlet_sample", "normalised"], "balanced_prior": ["--prior_balance", "class"],
-            "class_marking": ["--mark_share", "per_class"]}
+            "class_marking": ["--mark_share", "per_class"], "loss_marking": ["--mark_score", "loss"]}
 # Variants also run together, as one setting (its label joins theirs in VARIANTS' order).
-COMBINED_VARIANTS = (("balanced_prior", "class_marking"),)
+COMBINED_VARIANTS = (("balanced_prior", "class_marking"), ("class_marking", "loss_marking"),
+                     ("balanced_prior", "class_marking", "loss_marking"))
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def plan(config) -> Plan:
     """The stage settings of `config.method` with its ablations applied (ablations: DyGen only)."""
     dygen = Plan(
         n_model=config.n_model, alpha_t_hi=config.alpha_t_hi, lambda_t=config.lambda_t,
-        trajectory="all", marking="dynamics", mark_ratio=config.noise_ratio, knn_fit="unmarked",
+        trajectory="all", marking=config.mark_score, mark_ratio=config.noise_ratio, knn_fit="unmarked",
         knn_epoch="first",
         prior_norm=config.prior_norm, stage2=True,
     )

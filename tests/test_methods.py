@@ -29,6 +29,9 @@ def test_plans():
     no_dyn = plan(parse_config(["--no_dynamics", "--noise_ratio", "0.3"]))
     assert (no_dyn.trajectory, no_dyn.marking, no_dyn.mark_ratio, no_dyn.knn_fit, no_dyn.knn_epoch) == \
         ("last", "loss", 0.3, "unmarked", "first")
+    # --mark_score loss: the same share marked by the loss, the trajectory still entering stage 2
+    by_loss = plan(parse_config(["--mark_score", "loss", "--noise_ratio", "0.3"]))
+    assert (by_loss.trajectory, by_loss.marking, by_loss.mark_ratio) == ("all", "loss", 0.3)
     no_coreg = plan(parse_config(["--no_coreg"]))
     assert (no_coreg.alpha_t_hi, no_coreg.lambda_t, no_coreg.n_model) == (0.0, 0.0, 2)
     assert plan(parse_config(["--uniform_prior"])).prior_norm == 0.0
@@ -123,6 +126,7 @@ def test_variants_alone_and_combined_have_labels_that_give_back_their_flags():
         flags = flags_of(label)
         assert run_label(parse_config(flags)) == label, label
     assert flags_of("dygen-balanced_prior-class_marking") == ["--prior_balance", "class", "--mark_share", "per_class"]
+    assert flags_of("dygen-class_marking-loss_marking") == ["--mark_share", "per_class", "--mark_score", "loss"]
     with pytest.raises(ValueError):
         flags_of("dygen-balanced_prior-no_coreg")  # an ablation is no variant
 

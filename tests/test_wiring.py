@@ -14,6 +14,8 @@ from src import pipeline
 from src.accel import SpeedLayer
 from src.config import parse_config
 from src.data.batches import shuffled_batches
+from src.dynamics.euclidean_dist import distance_trajectories, dynamics_score
+from src.dynamics.marking import cross_entropy_scores, mark_noisy
 from src.prior.generate_prior import npc_anchors
 from src.stage1 import train_stage1 as stage1_module
 from src.stage1.stage1_step import coregularized_loss
@@ -118,7 +120,7 @@ def test_stage2_lambda_is_zero_during_the_warmup_epochs(monkeypatch, total_iter,
 
 # ---- the pipeline's wiring between the stages ----------------------------------------------
 
-@pytest.mark.parametrize("method", [[], ["--method", "npc"], ["--no_dynamics"]])
+@pytest.mark.parametrize("method", [[], ["--method", "npc"], ["--no_dynamics"], ["--mark_score", "loss"]])
 def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, monkeypatch, method):
     captured: dict = {"knn": [], "prior": []}
     originals = {name: getattr(pipeline, name) for name in
@@ -159,6 +161,8 @@ def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, 
     n_train, n_val, n_test = (record["data"][k] for k in ("train", "validation", "test"))
     n_fit = n_train + n_val
     npc, no_dynamics = "--method" in method, "--no_dynamics" in method
+    by_loss = no_dynamics or "--mark_score" in method  # marked by each model's last-epoch loss
+    given_fit = _given_labels(tmp_path / "runs", record["data"]["class_names"])  # [n_fit]
     knn_epoch = -1 if npc else 0  # DyGen's and the ablation's kNN: first epoch; NPC's: last
     assert len(captured["knn"]) == len(stage1.embeddings) == record["plan"]["n_model"]
     for m, (embedded, labels, left_out, options) in enumerate(captured["knn"]):
@@ -176,9 +180,14 @@ def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, 
             assert record["npc_label"] == "prediction"
         else:
             assert left_out.sum() == int(0.2 * n_fit)  # the marked share (by dynamics or by loss)
+            distances = distance_trajectories(stage1.embeddings[m][:n_fit], torch.as_tensor(given_fit),
+                                              record["data"]["num_classes"])
+            scores = cross_entropy_scores(stage1.probs[m, :n_fit], given_fit) if by_loss else \
+                dynamics_score(distances).numpy()
+            np.testing.assert_array_equal(left_out, mark_noisy(scores, 0.2))
     trajectories, train_index, noisy, priors = captured["stage2"]
     np.testing.assert_array_equal(train_index, np.arange(n_train))  # stage 2: train rows only
-    given = _given_labels(tmp_path / "runs", record["data"]["class_names"])[:n_train]
+    given = given_fit[:n_train]
     if npc:  # the VAE reconstructs ŷ; this run's ŷ differs from the given label on some rows
         prediction = stage1.probs[0, :n_train].argmax(-1)
         np.testing.assert_array_equal(noisy, prediction)
