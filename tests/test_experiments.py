@@ -188,6 +188,11 @@ def test_real_paper_grid_keeps_trusted_runs_apart_in_one_cell(tmp_path):
     assert {n.split("-seed")[1].split("-", 1)[1] for n in names} == methods
     chemprot = {argv_value(item, "--path") for item in cells[2]}
     assert chemprot == {str(experiments.subset_dir(cache, "real_paper", "chemprot", 3000))}
+    # length-split batches for ChemProt's long texts only: the other data sets' stage 1 as it was
+    assert {argv_value(item, "--split_batches") for cell in cells for item in cell
+            if argv_value(item, "--dataset") == "chemprot"} == {"on"}
+    assert all("--split_batches" not in item["argv"] for cell in cells for item in cell
+               if argv_value(item, "--dataset") != "chemprot")
     experiments._validate("real_paper", None, cells, experiments.plan_subsets("real_paper", str(tmp_path), cache))
     # --methods narrows the grid, and may name a method the grid leaves out; --datasets picks settings
     narrowed = experiments.plan_grid("real_paper", str(tmp_path), cache, [0], ["dygen", "dygen-no_coreg"], ["trec"])
