@@ -1,5 +1,5 @@
 """Small helper scripts: the WRENCH slice used by the padding benchmark, the attention tracer,
-the assets a lent GPU machine is given."""
+the assets a lent GPU machine is given, the choice of a setting on trusted rows."""
 
 import json
 
@@ -181,3 +181,55 @@ def test_rebuild_chemprot_matches_wrench_valid_and_test_and_refuses_a_changed_ro
     assert rebuild_chemprot.main([str(tmp_path / "out2"), "--cosine", str(cosine), "--wrench", str(changed)]) == 2
     assert f"id {key}: rebuilt weak_labels" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists() and not list(tmp_path.glob(".out2.*"))
+
+
+def _run_record(directory, label, seed, suggested_right=None, **config):
+    """A minimal run record: `suggested_right` (share) None for a run without calibration rows."""
+    import json
+
+    estimate = None if suggested_right is None else {
+        "suggested_right": {"share": suggested_right}, "given_right": {"share": 0.6},
+        "prediction_right": {"share": suggested_right - 0.01}}
+    run_id = f"run-{label}-{seed}"
+    record = {"run_id": run_id, "method_label": label, "suggestion": {"estimate": estimate},
+              "config": {"seed": seed, "dataset": "csv", "path": "mine", "trusted_column": "checked", **config}}
+    path = directory / f"{run_id}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_choose_setting_picks_the_dygen_setting_with_the_most_right_suggestions_over_seeds(tmp_path, capsys):
+    from scripts import choose_setting
+
+    paths = [_run_record(tmp_path, "dygen", 0, 0.70), _run_record(tmp_path, "dygen", 1, 0.74),
+             # behind on seed 0, ahead on the mean
+             _run_record(tmp_path, "dygen-class_marking", 0, 0.69),
+             _run_record(tmp_path, "dygen-class_marking", 1, 0.80),
+             _run_record(tmp_path, "coreg", 0, 0.95)]  # a baseline: shown, never chosen
+    (tmp_path / "run-dygen-class_marking-0-labels.csv").write_text("split\n")
+    assert choose_setting.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr().out
+    assert "chosen: dygen-class_marking " in out
+    assert f"labels to apply (seed 0): {tmp_path / 'run-dygen-class_marking-0-labels.csv'}\n" in out
+    assert "run-dygen-class_marking-1-labels.csv (not beside the record)" in out
+    assert "* dygen-class_marking" in out and "* coreg" not in out and "74.5" in out  # the mean of 69 and 80
+
+
+@pytest.mark.parametrize("case", ["other data", "twice", "no calibration rows", "not a record"])
+def test_choose_setting_refuses_what_it_cannot_compare(tmp_path, capsys, case):
+    from scripts import choose_setting
+
+    paths = [_run_record(tmp_path, "dygen", 0, None if case == "no calibration rows" else 0.7)]
+    if case == "other data":
+        paths.append(_run_record(tmp_path, "dygen-class_marking", 0, 0.8, trusted_column="other"))
+    elif case == "twice":
+        paths.append(tmp_path / "copy.json")
+        paths[-1].write_text(paths[0].read_text())
+    elif case == "not a record":
+        paths.append(tmp_path / "list.json")
+        paths[-1].write_text("[1, 2]")
+    assert choose_setting.main([str(p) for p in paths]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert {"other data": "--trusted_column", "twice": "two runs of dygen with seed 0",
+            "no calibration rows": "nothing on validation", "not a record": "not a run record"}[case] in captured.err

@@ -213,7 +213,7 @@ def best_dygen(methods: dict[str, dict[int, dict]], score: str = "suggested_righ
     how often its suggested labels are right; `prediction_right`, how often its prediction P(y|x)
     is), mean over its seeds (the first in report order on a tie); without, the paper's DyGen, as
     nothing measured on validation tells the settings apart. None without a DyGen run."""
-    means = {label: _mean([_validation_score(r, score) for r in runs.values()]) for label, runs in methods.items()
+    means = {label: _mean([validation_score(r, score) for r in runs.values()]) for label, runs in methods.items()
              if is_dygen_setting(label)}
     means = {label: mean for label, mean in means.items() if mean is not None}
     if means:
@@ -221,7 +221,7 @@ def best_dygen(methods: dict[str, dict[int, dict]], score: str = "suggested_righ
     return "dygen" if "dygen" in methods else None
 
 
-def _validation_score(record: dict, score: str) -> float | None:
+def validation_score(record: dict, score: str) -> float | None:
     """The share of calibration rows on which `score` is right, cross-fitted; None without them."""
     estimate = (record.get("suggestion") or {}).get("estimate") or {}
     return (estimate.get(score) or {}).get("share")
