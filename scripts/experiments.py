@@ -208,12 +208,21 @@ def _runs_dir(cache_dir: str, experiment: str) -> Path:
     return Path(cache_dir) / "experiments" / experiment / "runs"
 
 
+# Flags that change how a run is carried out, never its result (tests/test_stage1_checkpoint.py):
+# a run stored without them counts as made with them, and the other way round.
+RESULT_NEUTRAL_FLAGS = ("--stage1_checkpoints",)
+
+
 def is_finished(path: Path, argv: list[str]) -> bool:
-    """A stored run counts only if it was made with exactly these arguments."""
+    """A stored run counts only if it was made with these arguments (up to RESULT_NEUTRAL_FLAGS)."""
+    def result_argv(args: list[str]) -> list[str]:
+        return [a for a in args if a not in RESULT_NEUTRAL_FLAGS]
+
     try:
-        return json.loads(path.read_text()).get("experiment_argv") == argv
+        stored = json.loads(path.read_text()).get("experiment_argv")
     except (OSError, ValueError):
         return False
+    return isinstance(stored, list) and result_argv(stored) == result_argv(argv)
 
 
 def run_cell(job: tuple[str, str, list[dict]]) -> list[dict]:

@@ -393,3 +393,15 @@ def test_trusted_runs_share_stage1_not_names_or_summary_rows(tiny_bert, tmp_path
     rows = summarize(stored)
     assert [(r["tag"], r["n_seeds"]) for r in rows] == [("", 1), ("trusted", 1)]
     assert all(r["suggested_gold_mean"] is not None and r["det_suggested_roc_auc"] is not None for r in rows)
+
+
+def test_a_run_stored_without_a_result_neutral_flag_counts_as_finished(tmp_path):
+    argv = ["--dataset", "semeval", "--seed", "1", "--precision", "bf16"]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"experiment_argv": argv}))  # stored before the grid took --stage1_checkpoints
+    assert experiments.is_finished(path, [*argv, "--stage1_checkpoints"])
+    assert experiments.is_finished(path, argv)
+    assert not experiments.is_finished(path, ["--dataset", "semeval", "--seed", "2", "--precision", "bf16",
+                                              "--stage1_checkpoints"])
+    assert not experiments.is_finished(path, [*argv, "--split_batches", "on"])  # changes the result
+    assert not experiments.is_finished(tmp_path / "missing.json", argv)
