@@ -81,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         methods = by_setting(read_records(args.records))
-        chosen = best_dygen(methods, "suggested_right")
-        if chosen is None or validation_score(next(iter(methods[chosen].values())), "suggested_right") is None:
+        if not any(validation_score(record, "suggested_right") is not None
+                   for label, runs in methods.items() if is_dygen_setting(label) for record in runs.values()):
             raise UserError("no DyGen run with trusted rows kept out of stage 1 (--trusted_column or --trusted "
                             "validation, --calibration_share > 0): nothing on validation tells the settings apart")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    chosen = best_dygen(methods, "suggested_right")
 
     def percent(runs: dict[int, dict], score: str) -> str:
         values = [v for v in (validation_score(r, score) for r in runs.values()) if v is not None]

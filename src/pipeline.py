@@ -164,7 +164,8 @@ class Dynamics:
 
     scores: np.ndarray  # [M, N] the dynamics score
     distances: np.ndarray  # [M, E, N] each epoch's distance to the noisy label's centroid
-    marking_scores: np.ndarray  # [M, N] the score that marks (dynamics, or --no_dynamics' loss)
+    marking_scores: np.ndarray  # [M, N] the score that marks (dynamics, or the last-epoch loss: --mark_score loss,
+    # --no_dynamics)
     estimates: dict  # every noise-rate estimate (--noise_ratio auto)
     ratio: float  # the share of the untrusted rows to mark
     ratio_source: str
@@ -306,7 +307,7 @@ def measure_dynamics(config: Config, setup: Setup, data: Data, stage1: Stage1Res
                                     num_classes)
     ratio, ratio_source = marking_ratio(config, setup.settings, estimates, data.trusted_rate, data.splits)
     marking_scores = scores
-    if setup.settings.marking == "loss":  # --no_dynamics: the same share, by each model's last-epoch loss
+    if setup.settings.marking == "loss":  # --mark_score loss, --no_dynamics: the same share, by each model's loss
         marking_scores = np.stack([cross_entropy_scores(p[data.rows.fit], data.given) for p in stage1.probs])
     return Dynamics(scores, np.stack([d.numpy() for d in per_model]), marking_scores, estimates, ratio, ratio_source)
 

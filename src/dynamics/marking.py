@@ -2,8 +2,8 @@
 
 DyGen marks the floor(r * N) train + validation rows of largest dynamics score
 (`euclidean_dist.dynamics_score`), of all rows at once (the paper) or, with `--mark_share
-per_class`, within each noisy label's rows; `--no_dynamics` marks by the last-epoch loss
-(`cross_entropy_scores`) instead.
+per_class`, within each noisy label's rows; `--mark_score loss` and `--no_dynamics` mark by the
+last-epoch loss (`cross_entropy_scores`) instead.
 """
 
 from __future__ import annotations
