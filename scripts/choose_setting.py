@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from src.errors import UserError  # noqa: E402
-from src.outputs.report import METHOD_ORDER, best_dygen, is_dygen_setting, validation_score  # noqa: E402
+from src.outputs.report import best_dygen, by_method, is_dygen_setting, mean_validation_score  # noqa: E402
 
 # The flags that fix the rows, their labels and which of them are trusted: runs compared must share them.
 DATA_FLAGS = ("dataset", "path", "text_column", "label_column", "gold_column", "abstain_label", "trusted_column",
@@ -61,15 +61,6 @@ def read_records(paths: list[Path]) -> list[dict]:
     return records
 
 
-def by_setting(records: list[dict]) -> dict[str, dict[int, dict]]:
-    """method label -> seed -> record, labels in report order."""
-    methods: dict[str, dict[int, dict]] = {}
-    for record in records:
-        methods.setdefault(record["method_label"], {})[record["config"]["seed"]] = record
-    rank = {label: i for i, label in enumerate(METHOD_ORDER)}
-    return dict(sorted(methods.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
-
-
 def labels_file(record: dict) -> Path:
     """The run's labels CSV, beside its record."""
     return record["_path"].with_name(f"{record['run_id']}-labels.csv")
@@ -80,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("records", nargs="+", type=Path, help="run records (cache/runs/<run_id>.json)")
     args = parser.parse_args(argv)
     try:
-        methods = by_setting(read_records(args.records))
-        if not any(validation_score(record, "suggested_right") is not None
-                   for label, runs in methods.items() if is_dygen_setting(label) for record in runs.values()):
+        methods = by_method(read_records(args.records))
+        if all(mean_validation_score(runs, "suggested_right") is None
+               for label, runs in methods.items() if is_dygen_setting(label)):
             raise UserError("no DyGen run with trusted rows kept out of stage 1 (--trusted_column or --trusted "
                             "validation, --calibration_share > 0): nothing on validation tells the settings apart")
     except UserError as exc:
@@ -91,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = best_dygen(methods, "suggested_right")
 
     def percent(runs: dict[int, dict], score: str) -> str:
-        values = [v for v in (validation_score(r, score) for r in runs.values()) if v is not None]
-        return f"{100 * sum(values) / len(values):.1f}" if values else "–"
+        value = mean_validation_score(runs, score)
+        return "–" if value is None else f"{100 * value:.1f}"
 
     print("cross-fitted on the trusted rows kept out of stage 1, mean over seeds (%):")
     print(f"{'setting':52} {'seeds':>7} {'suggested right':>16} {'given right':>12} {'prediction right':>17}")

@@ -180,10 +180,11 @@ def test_stages_get_the_rows_epochs_and_models_they_should(tiny_bert, tmp_path, 
             assert record["npc_label"] == "prediction"
         else:
             assert left_out.sum() == int(0.2 * n_fit)  # the marked share (by dynamics or by loss)
-            distances = distance_trajectories(stage1.embeddings[m][:n_fit], torch.as_tensor(given_fit),
-                                              record["data"]["num_classes"])
-            scores = cross_entropy_scores(stage1.probs[m, :n_fit], given_fit) if by_loss else \
-                dynamics_score(distances).numpy()
+            if by_loss:
+                scores = cross_entropy_scores(stage1.probs[m, :n_fit], given_fit)
+            else:
+                scores = dynamics_score(distance_trajectories(stage1.embeddings[m][:n_fit], torch.as_tensor(given_fit),
+                                                              record["data"]["num_classes"])).numpy()
             np.testing.assert_array_equal(left_out, mark_noisy(scores, 0.2))
     trajectories, train_index, noisy, priors = captured["stage2"]
     np.testing.assert_array_equal(train_index, np.arange(n_train))  # stage 2: train rows only

@@ -192,14 +192,21 @@ def _setting_of(key: tuple) -> dict:
     return {"dataset": dataset, "noise_type": noise_type, "noise_ratio": ratio, "tag": tag}
 
 
+def by_method(records: list[dict]) -> dict[str, dict[int, dict]]:
+    """Method label -> seed -> record, the labels in report order."""
+    methods: dict[str, dict[int, dict]] = {}
+    for record in records:
+        methods.setdefault(record["method_label"], {})[record["config"]["seed"]] = record
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return dict(sorted(methods.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
+
+
 def _by_setting(records: list[dict]) -> dict[tuple, dict[str, dict[int, dict]]]:
     """setting_key -> method label -> seed -> record, settings and methods in report order."""
-    cells: dict[tuple, dict[str, dict[int, dict]]] = defaultdict(dict)
+    cells: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
-        cells[setting_key(record)].setdefault(record["method_label"], {})[record["config"]["seed"]] = record
-    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
-    return {key: dict(sorted(cells[key].items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
-            for key in sorted(cells, key=lambda k: [str(part) for part in k])}
+        cells[setting_key(record)].append(record)
+    return {key: by_method(cells[key]) for key in sorted(cells, key=lambda k: [str(part) for part in k])}
 
 
 def is_dygen_setting(label: str) -> bool:
@@ -213,12 +220,16 @@ def best_dygen(methods: dict[str, dict[int, dict]], score: str = "suggested_righ
     how often its suggested labels are right; `prediction_right`, how often its prediction P(y|x)
     is), mean over its seeds (the first in report order on a tie); without, the paper's DyGen, as
     nothing measured on validation tells the settings apart. None without a DyGen run."""
-    means = {label: _mean([validation_score(r, score) for r in runs.values()]) for label, runs in methods.items()
-             if is_dygen_setting(label)}
+    means = {label: mean_validation_score(runs, score) for label, runs in methods.items() if is_dygen_setting(label)}
     means = {label: mean for label, mean in means.items() if mean is not None}
     if means:
         return max(means, key=lambda label: means[label])
     return "dygen" if "dygen" in methods else None
+
+
+def mean_validation_score(runs: dict[int, dict], score: str) -> float | None:
+    """`validation_score` of a setting's runs (seed -> record), mean over the seeds that have it."""
+    return _mean([validation_score(r, score) for r in runs.values()])
 
 
 def validation_score(record: dict, score: str) -> float | None:
